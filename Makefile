@@ -1,0 +1,44 @@
+# xrec: two commands do all the set-up.  `make lab` opens the course, `make test` checks it.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# CPU build of torch. On Linux without a GPU you may prefer the CPU index:
+#   make lab TORCH_SPEC='torch --index-url https://download.pytorch.org/whl/cpu'
+TORCH_SPEC ?= torch==2.13.0
+WORKERS ?= 2
+NB_TIMEOUT ?= 600
+
+.PHONY: install lab test test-unit test-notebooks test-fast bench data clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+data: install  ## fetch ML-100K into the cache once (all later loads are offline)
+	$(PY) -c "from xrec_helpers.data import load_movielens; print(load_movielens('ml-100k'))"
+
+lab: install data
+	$(VENV)/bin/jupyter lab notebooks/
+
+test: install data test-unit test-notebooks
+
+test-unit: install
+	$(PY) -m pytest -q -n $(WORKERS) tests
+
+test-notebooks: install data
+	XREC_SIZE=workshop $(PY) -m pytest -q -n $(WORKERS) --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks/*.ipynb notebooks/solutions/*.ipynb
+
+test-fast: install data
+	$(PY) -m pytest -q -n $(WORKERS) -m "not slow" tests
+	XREC_SIZE=smoke $(PY) -m pytest -q -n $(WORKERS) --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks/*.ipynb notebooks/solutions/*.ipynb
+
+bench: install data
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf figures/*.png results/*.json .pytest_cache

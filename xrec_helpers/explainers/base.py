@@ -1,0 +1,148 @@
+"""The Explainer contract and the Explanation record every method returns.
+
+Taught in 01_eda (first explanation) and used by every explainer notebook; 11 puts them side by
+side. An explanation ranks the user's *history items* from most to least explanatory, with
+scores (signed where the method is signed), and optionally a counterfactual set.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+
+@dataclass
+class Explanation:
+    """Why ``item`` was recommended to ``user``, according to ``method``.
+
+    Attributes:
+        user, item: internal ids.
+        method: the explainer's display name.
+        items: history items, most to least explanatory (may be a subset of the history).
+        scores: one per entry of ``items``, same order; signed where the method is signed.
+        counterfactual_set: items whose removal (the method claims) changes the recommendation.
+        replacement: the item that would be recommended instead, when the method predicts it.
+        predicted_gap: the method's predicted score gap after removal.
+        text: a one-line human rendering with titles.
+        extra: method-specific details.
+        titles: display titles indexed by internal item id (not shown in repr).
+    """
+
+    user: int
+    item: int
+    method: str
+    items: np.ndarray
+    scores: np.ndarray
+    counterfactual_set: np.ndarray | None = None
+    replacement: int | None = None
+    predicted_gap: float | None = None
+    text: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    titles: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.items = np.asarray(self.items, dtype=np.int64)
+        self.scores = np.asarray(self.scores, dtype=np.float64)
+        if self.items.shape != self.scores.shape:
+            raise ValueError(f"items and scores differ in length: {self.items.shape} vs {self.scores.shape}")
+        if len(np.unique(self.items)) != len(self.items):
+            raise ValueError("An explanation lists a history item twice.")
+        if self.text is None:
+            self.text = self.render()
+
+    def _title(self, item: int) -> str:
+        return str(self.titles[item]) if self.titles is not None else f"item {item}"
+
+    def render(self, n: int = 2) -> str:
+        """One line: "Because you watched A and B, we recommend C." (positive contributors only)."""
+        if len(self.items) == 0:
+            return f"No history item explains {self._title(self.item)} ({self.method})."
+        positive = self.items[self.scores > 0][:n] if (self.scores > 0).any() else self.items[:n]
+        names = [f"*{self._title(i)}*" for i in positive]
+        joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        return f"Because you watched {joined}, we recommend *{self._title(self.item)}*."
+
+    def top(self, n: int) -> np.ndarray:
+        """The ``n`` most explanatory history items."""
+        return self.items[:n]
+
+    def to_frame(self) -> pd.DataFrame:
+        """The explanation as a table with titles, most explanatory first."""
+        return pd.DataFrame({
+            "rank": np.arange(1, len(self.items) + 1),
+            "title": [self._title(i) for i in self.items],
+            "score": self.scores,
+            "item": self.items,
+        }).set_index("rank")
+
+    def plot(self, n: int = 10, ax=None):
+        """Signed horizontal bars of the top ``n`` contributions (never a pie: scores can be negative)."""
+        from xrec_helpers.plotting import plot_explanation  # plotting sits downstream of explainers
+
+        return plot_explanation(self, n=n, ax=ax)
+
+
+class Explainer(ABC):
+    """Base class: ``explain(user, item)`` and ``explain_many(pairs)``.
+
+    Args:
+        train: the user x item matrix the explained model was trained on (defines histories).
+        titles: display titles indexed by internal item id, for readable explanations.
+    """
+
+    name: str = "explainer"
+
+    def __init__(self, train: sp.csr_matrix, titles: Sequence[str] | np.ndarray | None = None):
+        if not sp.issparse(train):
+            raise TypeError("train must be a scipy.sparse user x item matrix (Dataset.csr(ratings)).")
+        self.train = sp.csr_matrix(train)
+        self.titles = None if titles is None else np.asarray(titles, dtype=object)
+
+    @property
+    def n_users(self) -> int:
+        return self.train.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.train.shape[1]
+
+    def history(self, user: int) -> np.ndarray:
+        """The user's history items (sorted internal ids), with a clear error for bad input."""
+        if not isinstance(user, (int, np.integer)) or not 0 <= int(user) < self.n_users:
+            raise IndexError(f"Unknown user id {user!r}: internal ids run 0..{self.n_users - 1}.")
+        start, end = self.train.indptr[user], self.train.indptr[user + 1]
+        hist = np.sort(self.train.indices[start:end])
+        if len(hist) == 0:
+            raise ValueError(f"User {user} has an empty history: there is nothing to explain a recommendation with.")
+        return hist
+
+    def check_pair(self, user: int, item: int) -> np.ndarray:
+        """Validate (user, item) and return the user's history."""
+        hist = self.history(user)
+        if not isinstance(item, (int, np.integer)) or not 0 <= int(item) < self.n_items:
+            raise IndexError(f"Unknown item id {item!r}: internal ids run 0..{self.n_items - 1}.")
+        if item in set(hist.tolist()):
+            raise ValueError(f"Item {item} is already in user {user}'s history: recommendations (and their "
+                             "explanations) are for items the user has not seen.")
+        return hist
+
+    def _make(self, user: int, item: int, items: np.ndarray, scores: np.ndarray, **kwargs) -> Explanation:
+        """Sort by score (descending, stable) and wrap in an Explanation."""
+        items, scores = np.asarray(items), np.asarray(scores, dtype=np.float64)
+        order = np.argsort(-scores, kind="stable")
+        return Explanation(user=int(user), item=int(item), method=self.name, items=items[order],
+                           scores=scores[order], titles=self.titles, **kwargs)
+
+    @abstractmethod
+    def explain(self, user: int, item: int) -> Explanation:
+        """Explain why ``item`` is recommended to ``user``."""
+
+    def explain_many(self, pairs: Iterable[tuple[int, int]]) -> list[Explanation]:
+        """Explain many (user, item) pairs; subclasses override this when they can batch."""
+        return [self.explain(int(u), int(i)) for u, i in pairs]

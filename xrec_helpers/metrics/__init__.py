@@ -1,0 +1,1 @@
+"""Ranking, explanation and counterfactual metrics."""

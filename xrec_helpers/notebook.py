@@ -1,0 +1,95 @@
+"""Notebook plumbing: the size knob, seeding, versions, and result records.
+
+Taught in 00_introduction. Every notebook reads ``SIZE`` in its ``parameters`` cell and calls
+``seed_everything``, ``show_versions`` and, in its Checks cell, ``record``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xrec_helpers._paths import results_dir
+
+SIZES = ("smoke", "workshop", "paper")
+_current_notebook: str | None = None
+
+
+def get_size(default: str = "workshop") -> str:
+    """The run size from ``XREC_SIZE`` (smoke | workshop | paper), validated."""
+    size = os.environ.get("XREC_SIZE", default).strip().lower()
+    if size not in SIZES:
+        raise ValueError(f"XREC_SIZE={size!r} is not one of {SIZES}.")
+    return size
+
+
+SIZE = get_size()
+
+
+def seed_everything(seed: int = 0, notebook: str | None = None) -> None:
+    """Seed Python, NumPy and torch; optionally name the notebook that ``record`` writes for."""
+    global _current_notebook
+    if notebook:
+        _current_notebook = notebook
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # torch is a dependency, but seeding must not be what fails
+        pass
+
+
+def show_versions(packages: tuple[str, ...] = ("numpy", "pandas", "scipy", "torch", "scikit-learn",
+                                                "matplotlib", "shap", "lime", "mlxtend", "implicit")) -> None:
+    """Print Python, platform, the size and the versions of the course's main packages."""
+    print(f"Python {sys.version.split()[0]} on {platform.platform()}; XREC_SIZE={get_size()}")
+    found = []
+    for name in packages:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    print(", ".join(found))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if hasattr(value, "to_dict"):
+        return _jsonable(value.to_dict())
+    return value
+
+
+def record(name: str, value: Any, notebook: str | None = None) -> Path:
+    """Store ``value`` under ``name`` in ``results/<notebook>.<size>.json`` (written atomically)."""
+    notebook = notebook or _current_notebook or os.environ.get("XREC_NOTEBOOK")
+    if not notebook:
+        raise ValueError("record() needs to know the notebook: call seed_everything(seed, notebook='01_eda') "
+                         "first or pass notebook=...")
+    path = results_dir() / f"{notebook}.{get_size()}.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[name] = _jsonable(value)
+    data["_meta"] = {"size": get_size(), "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+                     "python": sys.version.split()[0], "machine": platform.platform()}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+    return path
