@@ -82,6 +82,14 @@ class HistoryMF(HistoryRecommender):
             self.loss_history_.append(total)
         return self
 
+    def torch_scores(self, histories: torch.Tensor) -> torch.Tensor:
+        """Differentiable scores of a (batch, n_items) float tensor of (soft) histories.
+
+        Explainers that learn masks over the history (05_lxr) back-propagate through this.
+        """
+        self._fitted()
+        return torch.sigmoid(self._logits(histories))
+
     def score_histories(self, histories: np.ndarray | sp.spmatrix) -> np.ndarray:
         x = torch.as_tensor(self.check_histories(histories))
         with torch.no_grad():
