@@ -249,6 +249,9 @@ def parse_recbole_100k(folder: Path | str, *, with_kg: bool = True) -> Dataset:
     raw_items.columns = ["raw_id", "name", "year", "genres"]
     # RecBole's copy misspells ML-100K's placeholder item 267 ("unknown") as "unkonwn".
     raw_items["name"] = raw_items["name"].replace("unkonwn", "unknown")
+    # RecBole stripped only the last bracket of GroupLens titles, so "X (1995) (V)" kept "(1995)";
+    # drop it so both sources give the same name (the year has its own column).
+    raw_items["name"] = raw_items["name"].str.replace(r"\s*\(\d{4}\)$", "", regex=True)
     year = pd.to_numeric(raw_items["year"], errors="coerce").astype("Int64")
     flags = {g: raw_items["genres"].str.split(" ").apply(lambda gs, g=g: int(g in gs)) for g in GENRES}
     items = pd.DataFrame({"raw_id": raw_items["raw_id"].astype(int), "name": raw_items["name"], "year": year, **flags})
