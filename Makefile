@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 WORKERS ?= 2
 NB_TIMEOUT ?= 600
+# Extra JupyterLab flags, e.g. LAB_ARGS='--no-browser --port 8899'. Root (containers) needs --allow-root.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: install lab test test-unit test-notebooks test-fast bench data clean
 
@@ -23,7 +25,7 @@ data: install  ## fetch ML-100K into the cache once (all later loads are offline
 	$(PY) -c "from xrec_helpers.data import load_movielens; print(load_movielens('ml-100k'))"
 
 lab: install data
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
 test: install data test-unit test-notebooks
 

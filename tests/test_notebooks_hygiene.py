@@ -45,3 +45,9 @@ def test_anatomy(path):
     assert "import *" not in text["code"]
     solution = list((ROOT / "notebooks" / "solutions").glob(f"{path.stem}_solutions.ipynb"))
     assert solution, f"{path.name} has no executed solutions notebook in notebooks/solutions/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_readme_lists_every_notebook(path):
+    readme = (ROOT / "README.md").read_text()
+    assert f"`{path.name}`" in readme, f"README's notebook table does not list {path.name}"
