@@ -10,6 +10,10 @@ NB_TIMEOUT ?= 600
 # Extra JupyterLab flags, e.g. LAB_ARGS='--no-browser --port 8899'. Root (containers) needs --allow-root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# Tests run WORKERS processes side by side: one BLAS/OpenMP thread each avoids oversubscribing the cores
+# (torch's small-batch training slows down ~10x when threads outnumber cores).
+TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+
 .PHONY: install lab test test-unit test-notebooks test-fast bench data clean
 
 $(VENV)/.installed: pyproject.toml
@@ -30,14 +34,14 @@ lab: install data
 test: install data test-unit test-notebooks
 
 test-unit: install
-	$(PY) -m pytest -q -n $(WORKERS) tests
+	$(TEST_ENV) $(PY) -m pytest -q -n $(WORKERS) tests
 
 test-notebooks: install data
-	XREC_SIZE=workshop $(PY) -m pytest -q -n $(WORKERS) --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks/*.ipynb notebooks/solutions/*.ipynb
+	$(TEST_ENV) XREC_SIZE=workshop $(PY) -m pytest -q -n $(WORKERS) --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks/*.ipynb notebooks/solutions/*.ipynb
 
 test-fast: install data
-	$(PY) -m pytest -q -n $(WORKERS) -m "not slow" tests
-	XREC_SIZE=smoke $(PY) -m pytest -q -n $(WORKERS) --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks/*.ipynb notebooks/solutions/*.ipynb
+	$(TEST_ENV) $(PY) -m pytest -q -n $(WORKERS) tests
+	$(TEST_ENV) XREC_SIZE=smoke $(PY) -m pytest -q -n $(WORKERS) --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks/*.ipynb notebooks/solutions/*.ipynb
 
 bench: install data
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
