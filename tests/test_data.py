@@ -195,3 +195,12 @@ def test_synthetic_has_planted_pairs():
         with_effect = set(r.loc[r["item"] == effect, "user"])
         assert with_effect <= with_cause  # the effect never occurs without its cause
         assert len(with_effect) >= 0.8 * len(with_cause)
+
+
+def test_cached_zip_with_wrong_md5_is_deleted(ml100k, tmp_path, monkeypatch):
+    monkeypatch.setenv("XREC_DATA_DIR", str(tmp_path))
+    zip_path = tmp_path / "ml-100k.zip"
+    _write_grouplens_zip(ml100k, zip_path)  # same tables, but not GroupLens' exact bytes
+    with pytest.raises(HashMismatchError, match="deleted"):
+        load_movielens("ml-100k", download_ok=False)
+    assert not zip_path.exists()

@@ -51,6 +51,15 @@ def verify(path: Path | str, expected: str, algorithm: str = "sha256") -> None:
         )
 
 
+def verify_or_delete(path: Path | str, expected: str, algorithm: str = "sha256") -> None:
+    """Like :func:`verify`, but a cached file that fails is deleted so the next run fetches it again."""
+    try:
+        verify(path, expected, algorithm)
+    except HashMismatchError as err:
+        Path(path).unlink(missing_ok=True)
+        raise HashMismatchError(f"{err} (the corrupt cached file was deleted)") from None
+
+
 @contextlib.contextmanager
 def cache_lock(name: str) -> Iterator[None]:
     """An inter-process lock in the cache folder, so parallel test workers fetch a file once."""

@@ -37,7 +37,7 @@ from xrec_helpers.data.cache import (
     atomic_write_bytes,
     cache_lock,
     download,
-    verify,
+    verify_or_delete,
 )
 from xrec_helpers.data.dataset import GENRES, Dataset
 
@@ -83,18 +83,18 @@ def _load_ml100k(*, download_ok: bool, with_kg: bool) -> Dataset:
     root = data_dir()
     zip_path = root / "ml-100k.zip"
     recbole_dir = root / "ml-100k-recbole"
+
+    def from_zip(kg_download_ok: bool) -> Dataset:
+        dataset = parse_grouplens_100k(zip_path)
+        kg_dir = _recbole_files(recbole_dir, download_ok=kg_download_ok, required=False) if with_kg else None
+        if kg_dir is not None:
+            _attach_kg(dataset, kg_dir)
+        return dataset
+
     with cache_lock("ml-100k"):
         if zip_path.exists():
-            try:
-                verify(zip_path, ML100K_MD5, "md5")
-            except HashMismatchError as err:
-                zip_path.unlink()
-                raise HashMismatchError(f"{err} (the corrupt cached zip was deleted)") from None
-            dataset = parse_grouplens_100k(zip_path)
-            kg_dir = _recbole_files(recbole_dir, download_ok=download_ok, required=False) if with_kg else None
-            if kg_dir is not None:
-                _attach_kg(dataset, kg_dir)
-            return dataset
+            verify_or_delete(zip_path, ML100K_MD5, "md5")
+            return from_zip(download_ok)
         cached = _recbole_files(recbole_dir, download_ok=False, required=False)
         if cached is not None:
             return parse_recbole_100k(cached, with_kg=with_kg)
@@ -106,11 +106,7 @@ def _load_ml100k(*, download_ok: bool, with_kg: bool) -> Dataset:
         except DataUnavailableError as err:
             grouplens_error = err
         if grouplens_error is None:
-            dataset = parse_grouplens_100k(zip_path)
-            kg_dir = _recbole_files(recbole_dir, download_ok=True, required=False) if with_kg else None
-            if kg_dir is not None:
-                _attach_kg(dataset, kg_dir)
-            return dataset
+            return from_zip(True)
         fetched = _recbole_files(recbole_dir, download_ok=True, required=False)
         if fetched is None:
             raise DataUnavailableError(_missing_message(root, grouplens_error))
@@ -133,11 +129,7 @@ def _recbole_files(folder: Path, *, download_ok: bool, required: bool) -> Path |
     """The verified RecBole ML-100K folder, fetching the wheel if allowed; None if unavailable."""
     if all((folder / name).exists() for name in RECBOLE_SHA256):
         for file_name, digest in RECBOLE_SHA256.items():
-            try:
-                verify(folder / file_name, digest)
-            except HashMismatchError as err:
-                (folder / file_name).unlink()
-                raise HashMismatchError(f"{err} (the corrupt cached file was deleted)") from None
+            verify_or_delete(folder / file_name, digest)
         return folder
     if not download_ok:
         if required:
@@ -282,11 +274,7 @@ def _load_ml1m(*, download_ok: bool) -> Dataset:
     zip_path = data_dir() / "ml-1m.zip"
     with cache_lock("ml-1m"):
         if zip_path.exists():
-            try:
-                verify(zip_path, ML1M_MD5, "md5")
-            except HashMismatchError as err:
-                zip_path.unlink()
-                raise HashMismatchError(f"{err} (the corrupt cached zip was deleted)") from None
+            verify_or_delete(zip_path, ML1M_MD5, "md5")
         elif download_ok:
             try:
                 download(ML1M_URL, zip_path, md5=ML1M_MD5, retries=2, timeout=20)
