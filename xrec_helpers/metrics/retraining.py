@@ -1,0 +1,174 @@
+"""The ACCENT verification protocol: remove the set, retrain, re-score; CF% and set size.
+
+Taught in 06_accent. For every explanation with a counterfactual set, drop the user's ratings
+of the set's items, retrain the model warm-started from its checkpoint (parameters and Adam
+moments) for a stated number of epochs with several minibatch-order seeds, and re-score the
+recommendation and the predicted replacement. Following the paper's ``compare.py``:
+
+* success: the replacement's new score, averaged over the seeds, exceeds the recommendation's;
+* CF percentage: successes over **all** users asked about (no set counts as a failure);
+* CF set size: mean set size over the successful users only.
+
+No-removal control retrains with the same seeds measure how much further training alone moves
+each user's gap ("drift"); the drift-corrected gap separates the explanation's effect from it.
+Retrains are deduplicated per (user, set) across k and methods and stacked into batched models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from xrec_helpers.explainers.base import Explanation
+from xrec_helpers.models.ncf import NCF
+
+
+def verify_by_retraining(model: NCF, explanations: Sequence[Explanation], epochs: int, seeds: Sequence[int] = (0,),
+                         controls: bool = True, max_models: int = 128, lr: float | None = None) -> pd.DataFrame:
+    """Verify counterfactual explanations of ``model``'s recommendations by retraining.
+
+    Args:
+        model: the fitted NCF the explanations were computed on.
+        explanations: any mix of methods and k; ``extra['k']`` is used when present.
+        epochs: warm-start epochs per retrain (state it next to every CF%).
+        seeds: minibatch-order seeds; new scores are averaged over them.
+        controls: also retrain each explained user with nothing removed (same seeds).
+        max_models: retrains per stacked model.
+        lr: learning rate of the retrains (default: the model's).
+
+    Returns:
+        one row per explanation: method, k, user, rec, replacement, size, predicted_gap,
+        original_gap, actual_gap (mean over seeds), control_gap, corrected_gap (actual - control
+        + original), success. Rows without a set have NaN gaps and success False.
+        Taught in 06_accent.
+    """
+    if len(seeds) == 0:
+        raise ValueError("Give at least one seed.")
+    if not explanations:
+        raise ValueError("No explanations to verify.")
+    jobs: dict[tuple, int] = {}  # (user, frozenset(set), rec, replacement) -> job number
+    keys = []
+    for e in explanations:
+        if e.counterfactual_set is None or len(e.counterfactual_set) == 0:
+            keys.append(None)
+            continue
+        if e.replacement is None:
+            raise ValueError(f"{e.method} explanation for user {e.user} has a set but no replacement.")
+        key = (e.user, frozenset(int(i) for i in e.counterfactual_set), e.item, e.replacement)
+        jobs.setdefault(key, len(jobs))
+        keys.append(key)
+    # one no-removal control per user, scoring every item its sets are judged on
+    control_items: dict[int, set] = {}
+    if controls:
+        for key in jobs:
+            control_items.setdefault(key[0], set()).update((key[2], key[3]))
+    removals, run_seeds, targets, owner = [], [], [], []
+    all_jobs = list(jobs) + [("control", u) for u in control_items]
+    for n, key in enumerate(all_jobs):
+        for s in seeds:
+            if key[0] == "control":
+                removals.append((key[1], []))
+                targets.append(sorted(control_items[key[1]]))
+            else:
+                removals.append((key[0], sorted(key[1])))
+                targets.append([key[2], key[3]])
+            run_seeds.append(int(s))
+            owner.append(n)
+    new = model.retrain_scores(removals, run_seeds, epochs, targets, max_models=max_models, lr=lr)
+    owner = np.asarray(owner)
+    mean_of = {}  # job -> {item: mean new score over seeds}
+    for n, key in enumerate(all_jobs):
+        rows = np.flatnonzero(owner == n)
+        mean_scores = np.mean([new[r] for r in rows], axis=0)
+        mean_of[key] = dict(zip(targets[rows[0]], mean_scores))
+    original = {}
+    users = sorted({key[0] for key in jobs})
+    if users:
+        scores = model.score(np.asarray(users))
+        original = {u: scores[r] for r, u in enumerate(users)}
+    rows = []
+    for e, key in zip(explanations, keys):
+        row = {"method": e.method, "k": e.extra.get("k"), "user": e.user, "rec": e.item,
+               "replacement": e.replacement, "size": 0 if key is None else len(key[1]),
+               "predicted_gap": e.predicted_gap}
+        if key is None:
+            row.update(original_gap=np.nan, actual_gap=np.nan, control_gap=np.nan, corrected_gap=np.nan,
+                       success=False)
+        else:
+            orig = float(original[e.user][e.item] - original[e.user][e.replacement])
+            after = mean_of[key]
+            actual = float(after[e.item] - after[e.replacement])
+            ctrl = mean_of.get(("control", e.user))
+            control = float(ctrl[e.item] - ctrl[e.replacement]) if ctrl is not None else np.nan
+            row.update(original_gap=orig, actual_gap=actual, control_gap=control,
+                       corrected_gap=actual - control + orig if controls else np.nan, success=bool(actual < 0))
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame.attrs.update(epochs=epochs, seeds=list(seeds), retrains=len(removals), distinct_sets=len(jobs))
+    return frame
+
+
+def cf_summary(verified: pd.DataFrame) -> pd.DataFrame:
+    """CF percentage (over all rows of a method and k) and mean set size over successes.
+
+    Returns one row per (method, k) with ``users``, ``explained`` (a set was found), ``cf_percent``,
+    ``cf_size`` and ``predicted_cf_percent`` (sets whose *predicted* gap is negative, i.e. what the
+    explainer claims). Taught in 06_accent.
+    """
+    def one(g: pd.DataFrame) -> pd.Series:
+        ok = g["success"].astype(bool)
+        return pd.Series({"users": len(g), "explained": int((g["size"] > 0).sum()),
+                          "predicted_cf_percent": 100.0 * (g["size"] > 0).mean(),
+                          "cf_percent": 100.0 * ok.mean(),
+                          "cf_size": float(g.loc[ok, "size"].mean()) if ok.any() else np.nan})
+
+    return verified.groupby(["method", "k"], sort=False).apply(one, include_groups=False)
+
+
+def mcnemar(success_a: Sequence[bool], success_b: Sequence[bool]) -> tuple[int, int, float]:
+    """Exact McNemar test on paired binary outcomes (same users, two methods).
+
+    Returns (only A succeeded, only B succeeded, two-sided p-value); the p-value is the exact
+    binomial test on the discordant pairs (1.0 when there are none). Taught in 06_accent.
+    """
+    a, b = np.asarray(success_a, dtype=bool), np.asarray(success_b, dtype=bool)
+    if a.shape != b.shape:
+        raise ValueError(f"Paired outcomes differ in length: {a.shape} vs {b.shape}.")
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    if only_a + only_b == 0:
+        return only_a, only_b, 1.0
+    return only_a, only_b, float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+def paired_size_test(size_a: Sequence[float], size_b: Sequence[float]) -> tuple[int, float, float]:
+    """One-sided paired t-test that A's sets are smaller than B's (users where both succeeded).
+
+    Returns (pairs, mean difference A - B, p-value); p is NaN with fewer than 2 pairs or no
+    variation. Taught in 06_accent.
+    """
+    a, b = np.asarray(size_a, dtype=float), np.asarray(size_b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"Paired sizes differ in length: {a.shape} vs {b.shape}.")
+    if len(a) < 2 or np.all(a - b == (a - b)[0]):
+        return len(a), float((a - b).mean()) if len(a) else np.nan, np.nan
+    return len(a), float((a - b).mean()), float(stats.ttest_rel(a, b, alternative="less").pvalue)
+
+
+def compare_methods(verified: pd.DataFrame, a: str, b: str, k: int) -> dict[str, float]:
+    """McNemar on CF success and the one-sided size t-test for methods ``a`` vs ``b`` at ``k``,
+    paired by user, as the paper's significance marks. Taught in 06_accent."""
+    sub = verified[verified["k"] == k]
+    A = sub[sub["method"] == a].set_index("user")
+    B = sub[sub["method"] == b].set_index("user")
+    common = A.index.intersection(B.index)
+    if len(common) == 0:
+        raise ValueError(f"No common users for {a!r} and {b!r} at k={k}: check the method names.")
+    A, B = A.loc[common], B.loc[common]
+    only_a, only_b, p_cf = mcnemar(A["success"], B["success"])
+    both = A["success"].astype(bool) & B["success"].astype(bool)
+    pairs, diff, p_size = paired_size_test(A.loc[both, "size"], B.loc[both, "size"])
+    return {"only_a": only_a, "only_b": only_b, "p_mcnemar": p_cf, "pairs": pairs,
+            "size_diff": diff, "p_size_less": p_size}

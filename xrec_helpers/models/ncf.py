@@ -1,0 +1,272 @@
+"""NCF (NeuMF) regression on explicit ratings, as ACCENT trains it, plus many retrains at once.
+
+Taught in 06_accent. Architecture (He et al. 2017, settings of the ACCENT code): GMF and MLP
+embedding tables of size 16 for users and items; the MLP branch maps [p_u; q_i] through dense
+16 + ReLU and dense 8 + ReLU; a linear output over concat(MLP 8, GMF 16) predicts the *rating*.
+Loss: mean squared error on the batch plus ``weight_decay/2 * ||W||^2`` on the four embedding
+tables and the three weight matrices (added once per step on the whole tables; biases free).
+Adam with a constant learning rate.
+
+Every parameter is stored with a leading "model" axis, so the same code trains one model
+(``NCF.fit``) or ``M`` warm-started copies with their own removed rows and their own minibatch
+order (:class:`NCFStack`): the verification protocol stacks all its retrains into one batched
+model instead of looping over them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from xrec_helpers.models._torch import generator, prepare_cpu_training
+from xrec_helpers.models.base import Recommender
+
+_DECAYED = ("P_gmf", "Q_gmf", "P_mlp", "Q_mlp", "W1", "W2", "Wo")
+_ORDER = ("P_gmf", "Q_gmf", "P_mlp", "Q_mlp", "W1", "b1", "W2", "b2", "Wo", "bo")
+
+
+def ncf_forward(p_gmf: torch.Tensor, q_gmf: torch.Tensor, p_mlp: torch.Tensor, q_mlp: torch.Tensor,
+                W1: torch.Tensor, b1: torch.Tensor, W2: torch.Tensor, b2: torch.Tensor,
+                Wo: torch.Tensor, bo: torch.Tensor) -> torch.Tensor:
+    """Predicted rating from gathered embeddings, batched over models.
+
+    Embeddings have shape (M, B, d); weights (M, ...). Returns (M, B). Also used by FIA, which
+    differentiates it with respect to one user's (or item's) embeddings only. Taught in 06_accent.
+    """
+    h = torch.relu(torch.baddbmm(b1.unsqueeze(1), torch.cat([p_mlp, q_mlp], -1), W1))
+    h = torch.relu(torch.baddbmm(b2.unsqueeze(1), h, W2))
+    return (torch.cat([h, p_gmf * q_gmf], -1) * Wo.unsqueeze(1)).sum(-1) + bo.unsqueeze(1)
+
+
+class NCFStack:
+    """``M`` NCF models stacked along a leading axis, trained together with per-model row weights.
+
+    Each model has its own copy of every parameter and of Adam's moments (Adam is elementwise,
+    so one optimiser over stacked tensors is M independent optimisers). Taught in 06_accent.
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], adam_state: dict[str, tuple] | None,
+                 lr: float, weight_decay: float, batch_size: int):
+        self.params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+        self.lr, self.weight_decay, self.batch_size = lr, weight_decay, batch_size
+        self.opt = torch.optim.Adam([self.params[k] for k in _ORDER], lr=lr)
+        if adam_state is not None:  # warm start restores Adam's moments too, as the original retrains do
+            for k in _ORDER:
+                step, m, v = adam_state[k]
+                M = self.params[k].shape[0]
+                self.opt.state[self.params[k]] = {
+                    "step": torch.tensor(float(step)),
+                    "exp_avg": m.expand(M, *m.shape[1:]).clone(),
+                    "exp_avg_sq": v.expand(M, *v.shape[1:]).clone(),
+                }
+
+    @property
+    def n_models(self) -> int:
+        return self.params["bo"].shape[0]
+
+    def predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Predicted ratings, users/items of shape (M, B) -> (M, B)."""
+        p = self.params
+        m = torch.arange(users.shape[0]).unsqueeze(1)
+        return ncf_forward(p["P_gmf"][m, users], p["Q_gmf"][m, items], p["P_mlp"][m, users], p["Q_mlp"][m, items],
+                           p["W1"], p["b1"], p["W2"], p["b2"], p["Wo"], p["bo"])
+
+    def train_epochs(self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor, keep: torch.Tensor,
+                     seeds: Sequence[int], epochs: int) -> list[float]:
+        """Run ``epochs`` passes; returns the mean training MSE of each epoch (over kept rows, all models).
+
+        ``keep`` (M, n) is 1 for rows a model trains on and 0 for removed rows; a removed row keeps
+        its slot in the minibatch order but carries no weight, so the batch mean is over kept rows.
+        Models with the same seed share the minibatch order (seeds only change the order, as in the
+        original retrains).
+        """
+        M, n = keep.shape
+        if len(seeds) != M:
+            raise ValueError(f"Need one seed per model: {len(seeds)} seeds for {M} models.")
+        uniq, which = np.unique(np.asarray(seeds), return_inverse=True)
+        gens = [generator(int(s)) for s in uniq]
+        which = torch.as_tensor(which)
+        m_idx = torch.arange(M).unsqueeze(1)
+        decayed = [self.params[k] for k in _DECAYED]
+        history = []
+        for _ in range(epochs):
+            perms = torch.stack([torch.randperm(n, generator=g) for g in gens])[which]  # (M, n)
+            total, weight = 0.0, 0.0
+            for start in range(0, n, self.batch_size):
+                idx = perms[:, start:start + self.batch_size]
+                w = keep[m_idx, idx]
+                err = self.predict(users[idx], items[idx]) - ratings[idx]
+                sq = (w * err * err).sum(1)
+                count = w.sum(1).clamp_min(1.0)
+                l2 = sum((t * t).flatten(1).sum(1) for t in decayed)
+                loss = (sq / count + 0.5 * self.weight_decay * l2).sum()  # sum over models: independent grads
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                total += float(sq.detach().sum())
+                weight += float(w.sum())
+            history.append(total / max(weight, 1.0))
+        return history
+
+    @torch.no_grad()
+    def score_pairs(self, users: torch.Tensor, items: torch.Tensor) -> np.ndarray:
+        """Scores of (M, B) user/item pairs, one row per model."""
+        return self.predict(users, items).numpy()
+
+
+class NCF(Recommender):
+    """NeuMF regression on explicit ratings (the model ACCENT explains). Taught in 06_accent.
+
+    Args:
+        factors: embedding size of each of the four tables (16 in the paper).
+        hidden: MLP layer sizes after the concatenated MLP embeddings (16, 8).
+        weight_decay: L2 coefficient lambda (1e-3).
+        lr: Adam learning rate (1e-3 in the paper; the workshop uses a larger one, fewer epochs).
+        batch_size: rows per step (1,246 = 1/49 of the paper's 61,054 ratings).
+        epochs: training epochs (the paper: 120,000 steps ~ 2,449 epochs).
+        random_state: seed of initialisation and minibatch order.
+
+    ``fit`` expects a CSR matrix holding explicit ratings (``Dataset.csr(train, binary=False)``).
+    """
+
+    def __init__(self, factors: int = 16, hidden: tuple[int, int] = (16, 8), weight_decay: float = 1e-3,
+                 lr: float = 1e-3, batch_size: int = 1246, epochs: int = 100, random_state: int | None = 0):
+        self.factors, self.hidden, self.weight_decay, self.lr = factors, hidden, weight_decay, lr
+        self.batch_size, self.epochs, self.random_state = batch_size, epochs, random_state
+
+    # --- training ------------------------------------------------------------------------------
+    def _init_params(self, n_users: int, n_items: int) -> dict[str, torch.Tensor]:
+        g = generator(self.random_state)
+        d, (h1, h2) = self.factors, self.hidden
+
+        def trunc(*shape: int, fan_in: int) -> torch.Tensor:
+            t = torch.empty(1, *shape)
+            std = 1.0 / np.sqrt(fan_in)
+            return torch.nn.init.trunc_normal_(t, std=std, a=-2 * std, b=2 * std, generator=g)
+
+        return {
+            "P_gmf": trunc(n_users, d, fan_in=d), "Q_gmf": trunc(n_items, d, fan_in=d),
+            "P_mlp": trunc(n_users, d, fan_in=d), "Q_mlp": trunc(n_items, d, fan_in=d),
+            "W1": trunc(2 * d, h1, fan_in=2 * d), "b1": torch.zeros(1, h1),
+            "W2": trunc(h1, h2, fan_in=h1), "b2": torch.zeros(1, h2),
+            "Wo": trunc(h2 + d, fan_in=h2 + d), "bo": torch.zeros(1),
+        }
+
+    def _rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        coo = self.train_.tocoo()
+        return (torch.as_tensor(coo.row, dtype=torch.long), torch.as_tensor(coo.col, dtype=torch.long),
+                torch.as_tensor(coo.data, dtype=torch.float32))
+
+    def fit(self, train: sp.csr_matrix) -> NCF:
+        """Train from scratch on explicit ratings; returns self."""
+        train = self._set_train(train)
+        if train.data.min() < 1 or train.data.max() > 5 or np.all(train.data == 1):
+            raise ValueError("NCF regresses explicit ratings 1-5: build the matrix with "
+                             "Dataset.csr(train, binary=False), not a binary one.")
+        prepare_cpu_training()
+        self._stack = NCFStack(self._init_params(*train.shape), None, self.lr, self.weight_decay, self.batch_size)
+        self.loss_history_ = []
+        self.continue_training(self.epochs)
+        return self
+
+    def continue_training(self, epochs: int, lr: float | None = None) -> NCF:
+        """More epochs on the same data (e.g. a lower-learning-rate finish); Adam state is kept."""
+        self._fitted()
+        if lr is not None:
+            for group in self._stack.opt.param_groups:
+                group["lr"] = lr
+            self._stack.lr = lr
+        users, items, ratings = self._rows()
+        keep = torch.ones(1, len(users))
+        seed = 0 if self.random_state is None else int(self.random_state)
+        self.loss_history_ += self._stack.train_epochs(users, items, ratings, keep,
+                                                       [seed + len(self.loss_history_)], epochs)
+        return self
+
+    # --- scoring -------------------------------------------------------------------------------
+    @property
+    def params_(self) -> dict[str, torch.Tensor]:
+        """The trained parameters of the single model (leading model axis of size 1)."""
+        self._fitted()
+        return {k: v.detach() for k, v in self._stack.params.items()}
+
+    @torch.no_grad()
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        n_items = self.n_items
+        u = torch.as_tensor(users).repeat_interleave(n_items).unsqueeze(0)
+        i = torch.arange(n_items).repeat(len(users)).unsqueeze(0)
+        out = self._stack.predict(u, i)
+        return out.reshape(len(users), n_items).numpy()
+
+    def train_rmse(self) -> float:
+        """Root mean squared error on the training ratings (the plateau the schedules are compared on)."""
+        users, items, ratings = self._rows()
+        with torch.no_grad():
+            pred = self._stack.predict(users.unsqueeze(0), items.unsqueeze(0))[0]
+        return float(torch.sqrt(((pred - ratings) ** 2).mean()))
+
+    # --- many retrains at once -----------------------------------------------------------------
+    def retrain_scores(self, removals: Sequence[tuple[int, Sequence[int]]], seeds: Sequence[int], epochs: int,
+                       targets: Sequence[Sequence[int]], max_models: int = 128,
+                       lr: float | None = None) -> list[np.ndarray]:
+        """Warm-start retrains with rows removed, stacked into batched models; returns new scores.
+
+        Args:
+            removals: one ``(user, items)`` per retrain: drop the training ratings of ``user`` on
+                ``items`` (an empty ``items`` is a no-removal control run).
+            seeds: one minibatch-order seed per retrain.
+            epochs: extra epochs from the trained checkpoint (parameters and Adam moments restored).
+            targets: per retrain, the items of ``user`` to score afterwards.
+            max_models: how many retrains one stacked model holds (memory/speed trade-off).
+            lr: learning rate of the retrains (default: the model's own).
+
+        Returns:
+            one array per retrain: the predicted ratings of its targets after retraining.
+        """
+        self._fitted()
+        if not (len(removals) == len(seeds) == len(targets)):
+            raise ValueError(f"removals, seeds and targets must align: {len(removals)}, {len(seeds)}, {len(targets)}.")
+        if epochs < 0:
+            raise ValueError(f"epochs must be >= 0, not {epochs}.")
+        if len(removals) == 0:
+            return []
+        width = max(len(t) for t in targets)
+        if min(len(t) for t in targets) == 0:
+            raise ValueError("Every retrain needs at least one target item to score.")
+        prepare_cpu_training()
+        users, items, ratings = self._rows()
+        indptr = self.train_.indptr
+        row_of = {}
+        for m, (user, removed) in enumerate(removals):
+            user = int(self.check_users(user)[0])
+            cols = self.train_.indices[indptr[user]:indptr[user + 1]]
+            where = {int(c): indptr[user] + j for j, c in enumerate(cols)}
+            missing = [int(i) for i in removed if int(i) not in where]
+            if missing:
+                raise ValueError(f"Items {missing[:5]} are not in user {user}'s training ratings: only rated "
+                                 "items can be removed.")
+            row_of[m] = [where[int(i)] for i in removed]
+        # coo of a CSR is in row order, so row positions equal CSR data positions.
+        base = {k: v.detach() for k, v in self._stack.params.items()}
+        adam = {k: (self._stack.opt.state[self._stack.params[k]]["step"],
+                    self._stack.opt.state[self._stack.params[k]]["exp_avg"],
+                    self._stack.opt.state[self._stack.params[k]]["exp_avg_sq"]) for k in _ORDER}
+        out = np.zeros((len(removals), width), dtype=np.float64)
+        for start in range(0, len(removals), max_models):
+            block = range(start, min(start + max_models, len(removals)))
+            M = len(block)
+            stack = NCFStack({k: v.expand(M, *v.shape[1:]) for k, v in base.items()}, adam,
+                             self.lr if lr is None else lr, self.weight_decay, self.batch_size)
+            keep = torch.ones(M, len(users))
+            for b, m in enumerate(block):
+                keep[b, row_of[m]] = 0.0
+            stack.train_epochs(users, items, ratings, keep, [seeds[m] for m in block], epochs)
+            tu = torch.as_tensor([[removals[m][0]] for m in block], dtype=torch.long)
+            # pad ragged target lists with their first item; trimmed again below
+            ti = torch.as_tensor([list(targets[m]) + [targets[m][0]] * (width - len(targets[m])) for m in block],
+                                 dtype=torch.long)
+            out[start:start + M] = stack.score_pairs(tu[:, :1].expand(-1, width), ti)
+        return [out[m, :len(targets[m])] for m in range(len(removals))]
