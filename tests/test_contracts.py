@@ -106,3 +106,16 @@ def test_explanation_validation_and_rendering():
     ax = e.plot()
     assert [t.get_text() for t in ax.get_yticklabels()] == ["Heat (1995)", "Alien (1979)"]
     assert Explanation(0, 2, "m", [], [], titles=titles).text.startswith("No history item explains")
+
+
+def test_use_histories_scores_new_rows_without_refitting():
+    fitted_on = sp.csr_matrix(X.multiply(np.array([[1], [1], [1], [0], [0]], dtype=np.float32)))
+    model = HistoryMF(factors=4, epochs=3).fit(fitted_on)
+    weights = model.out_factors_.detach().clone()
+    assert model.use_histories(X) is model
+    np.testing.assert_allclose(model.score([3]), model.score_histories(X[3]), rtol=1e-6)
+    assert (model.out_factors_ == weights).all()
+    explainer = JaccardExplainer(fitted_on).use_histories(X)
+    assert sorted(explainer.explain(3, 3).items.tolist()) == [0, 1, 2, 4]
+    with pytest.raises(ValueError, match="item columns"):
+        model.use_histories(sp.csr_matrix((5, 4)))

@@ -108,6 +108,16 @@ class Explainer(ABC):
     def n_users(self) -> int:
         return self.train.shape[0]
 
+    def use_histories(self, histories: sp.csr_matrix) -> Explainer:
+        """Read users' histories from ``histories`` from now on (statistics fitted at construction stay).
+
+        Taught in 05_lxr: similarities come from training users, explanations are for test users.
+        """
+        if not sp.issparse(histories) or histories.shape[1] != self.n_items:
+            raise ValueError(f"histories must be a sparse matrix with {self.n_items} item columns.")
+        self.train = sp.csr_matrix(histories)
+        return self
+
     @property
     def n_items(self) -> int:
         return self.train.shape[1]

@@ -108,6 +108,18 @@ class HistoryRecommender(Recommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.score_histories(self.train_[users])
 
+    def use_histories(self, histories: sp.csr_matrix) -> HistoryRecommender:
+        """Score users from ``histories`` from now on, without retraining; returns self.
+
+        Taught in 05_lxr: fit on the training users' rows, then hand over the matrix that also holds
+        the validation and test users, so they are scored from their own histories (a user-level split).
+        """
+        self._fitted()
+        if not sp.issparse(histories) or histories.shape[1] != self.n_items:
+            raise ValueError(f"histories must be a sparse matrix with {self.n_items} item columns.")
+        self.train_ = sp.csr_matrix(histories, dtype=np.float32)
+        return self
+
     def check_histories(self, histories: np.ndarray | sp.spmatrix) -> np.ndarray:
         """Dense float32 (batch, n_items) array from a dense or sparse batch, with a shape check."""
         arr = histories.toarray() if sp.issparse(histories) else np.asarray(histories)
