@@ -14,7 +14,7 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 # (torch's small-batch training slows down ~10x when threads outnumber cores).
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
-.PHONY: install lab test test-unit test-notebooks test-fast bench data clean
+.PHONY: install install-ui lab demo test test-unit test-notebooks test-fast test-ui bench data clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,23 +25,35 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+$(VENV)/.installed-ui: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev,ui]'
+	touch $@
+
+install-ui: $(VENV)/.installed-ui
+
 data: install  ## fetch ML-100K into the cache once (all later loads are offline)
 	$(PY) -c "from xrec_helpers.data import load_movielens; print(load_movielens('ml-100k'))"
 
 lab: install data
 	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
+demo: install-ui data  ## the "Why this recommendation?" panel as a local web app (http://127.0.0.1:8866)
+	$(VENV)/bin/voila apps/why_this_recommendation.ipynb --Voila.ip=127.0.0.1 --port=8866 --no-browser
+
 test: install data test-unit test-notebooks
 
 test-unit: install
-	$(TEST_ENV) $(PY) -m pytest -q -n $(WORKERS) tests
+	$(TEST_ENV) $(PY) -m pytest -q -n $(WORKERS) --ignore=tests/ui tests
 
 test-notebooks: install data
-	$(TEST_ENV) XREC_SIZE=workshop $(PY) -m pytest -q -n $(WORKERS) --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks/*.ipynb notebooks/solutions/*.ipynb
+	$(TEST_ENV) XREC_SIZE=workshop $(PY) -m pytest -q -n $(WORKERS) --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks/*.ipynb notebooks/solutions/*.ipynb apps/*.ipynb
 
 test-fast: install data
-	$(TEST_ENV) $(PY) -m pytest -q -n $(WORKERS) tests
-	$(TEST_ENV) XREC_SIZE=smoke $(PY) -m pytest -q -n $(WORKERS) --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks/*.ipynb notebooks/solutions/*.ipynb
+	$(TEST_ENV) $(PY) -m pytest -q -n $(WORKERS) --ignore=tests/ui tests
+	$(TEST_ENV) XREC_SIZE=smoke $(PY) -m pytest -q -n $(WORKERS) --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks/*.ipynb notebooks/solutions/*.ipynb apps/*.ipynb
+
+test-ui: install-ui data  ## drives the Voila app in headless Debian chromium (apt-get install chromium)
+	$(TEST_ENV) $(PY) -m pytest -q tests/ui
 
 bench: install data
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
