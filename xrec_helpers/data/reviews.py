@@ -1,9 +1,9 @@
 """Review corpora: a synthetic one with planted aspects, and a loader for Amazon 5-core JSON.
 
 Taught in 09_attention_reviews. No real review corpus is reachable offline, so the notebook's
-default is a generated one whose structure is planted: every user cares mostly about one product
-aspect (durability, price, fun, safety), every item has a quality per aspect, every review talks
-about one or two aspects with sentiment words, and ratings follow preference x quality plus noise.
+default is a generated one whose structure is planted: every user cares about one product aspect
+(durability, price, fun, safety), every item has a quality per aspect, every review talks about one
+aspect with a sentiment word, and ratings follow preference x quality plus noise.
 Because we planted it, we know which of an item's reviews matter to a given user (those about the
 user's top aspect), so review-level attention can be graded against truth.
 
@@ -162,29 +162,40 @@ def synthetic_reviews(
     n_users: int = 600,
     n_items: int = 200,
     reviews_per_user: int = 12,
-    top_weight: float = 0.75,
-    second_aspect_prob: float = 0.35,
-    sentiment_noise: float = 0.1,
-    rating_noise: float = 0.4,
+    top_weight: float = 1.0,
+    second_aspect_prob: float = 0.0,
+    own_aspect_prob: float = 0.5,
+    sentiment_noise: float = 0.05,
+    rating_noise: float = 0.3,
+    bias_scale: float = 0.1,
     max_len: int = 18,
     seed: int = 0,
 ) -> ReviewCorpus:
     """A toy-shop review corpus with planted aspect preferences, qualities and review topics.
 
-    Each user's preference puts ``top_weight`` on one aspect and the rest on a second one; each
-    item's quality per aspect is uniform in [-1, 1]. A user writes ``reviews_per_user`` reviews
-    (about 1 to 2x that, items drawn with a popularity skew); each review discusses the author's
-    top aspect (probability 0.7) or another one, plus a second aspect with ``second_aspect_prob``;
-    the sentiment word of an aspect is positive with probability ``sigmoid(4 q)`` (flipped with
-    ``sentiment_noise``). Stars = round(3 + 2 p.q + item bias + user bias + noise), clipped to 1..5.
+    Each user's preference puts ``top_weight`` on one aspect and the rest on a second one (the
+    default 1.0: a user cares about one aspect only); each item's quality per aspect is uniform in
+    [-1, 1], independently across aspects, so knowing an item's durability says nothing about its
+    fun. A user writes ``reviews_per_user`` reviews (about 1 to 2x that, items drawn with a popularity
+    skew); each review discusses the author's top aspect (probability ``own_aspect_prob``) or an
+    aspect drawn uniformly, plus a second aspect with ``second_aspect_prob``; the sentiment word of
+    an aspect is positive with probability ``sigmoid(6 q)`` (flipped with ``sentiment_noise``).
+    Stars = round(3 + 2 p.q + item bias + user bias + noise), clipped to 1..5, biases with standard
+    deviation ``bias_scale``.
 
-    So the reviews of an item that matter to user ``u`` are the ones about ``u``'s top aspect:
-    :meth:`ReviewCorpus.relevant` returns that ground truth.
+    So with the defaults the rating of (u, i) depends on i's quality on u's aspect only, and each
+    review of i reports one aspect's quality: the reviews that matter to ``u`` are the ones about
+    ``u``'s top aspect, and :meth:`ReviewCorpus.relevant` returns that ground truth. Taught in
+    09_attention_reviews.
     """
     if n_users < 2 or n_items < 2:
         raise ValueError(f"Need at least 2 users and 2 items, got n_users={n_users}, n_items={n_items}.")
     if not 1 <= reviews_per_user < n_items:
         raise ValueError(f"reviews_per_user={reviews_per_user} must be between 1 and n_items-1={n_items - 1}.")
+    for name, value in (("top_weight", top_weight), ("second_aspect_prob", second_aspect_prob),
+                        ("own_aspect_prob", own_aspect_prob), ("sentiment_noise", sentiment_noise)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}={value} is a probability or share: it must lie in [0, 1].")
     if max_len < 12:
         raise ValueError(f"max_len={max_len} is too short to hold a review with two aspects; use >= 12.")
     rng = np.random.default_rng(seed)
@@ -195,8 +206,8 @@ def synthetic_reviews(
     pref[np.arange(n_users), top] = top_weight
     pref[np.arange(n_users), second] += 1.0 - top_weight
     quality = rng.uniform(-1.0, 1.0, (n_items, n_aspects))
-    item_bias = rng.normal(0.0, 0.25, n_items)
-    user_bias = rng.normal(0.0, 0.25, n_users)
+    item_bias = rng.normal(0.0, bias_scale, n_items)
+    user_bias = rng.normal(0.0, bias_scale, n_users)
     popularity = rng.pareto(2.0, n_items) + 1.0
     popularity /= popularity.sum()
 
@@ -204,13 +215,13 @@ def synthetic_reviews(
     for u in range(n_users):
         n = int(np.clip(rng.integers(reviews_per_user, 2 * reviews_per_user + 1), 1, n_items - 1))
         for t, i in enumerate(rng.choice(n_items, size=n, replace=False, p=popularity)):
-            main = top[u] if rng.random() < 0.7 else rng.integers(0, n_aspects)
+            main = top[u] if rng.random() < own_aspect_prob else rng.integers(0, n_aspects)
             aspects = [int(main)]
             if rng.random() < second_aspect_prob:
                 aspects.append(int((main + rng.integers(1, n_aspects)) % n_aspects))
             words = str(rng.choice(_OPENERS)).split()
             for k, a in enumerate(aspects):
-                positive = rng.random() < 1.0 / (1.0 + np.exp(-4.0 * quality[i, a]))
+                positive = rng.random() < 1.0 / (1.0 + np.exp(-6.0 * quality[i, a]))
                 positive ^= rng.random() < sentiment_noise
                 adj = rng.choice(_POSITIVE if positive else _NEGATIVE)
                 noun = rng.choice(_ASPECT_WORDS[ASPECTS[a]])

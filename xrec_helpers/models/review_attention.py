@@ -135,14 +135,17 @@ class _Side(nn.Module):
     """One tower: review attention (personalised or NARRE) -> pooled review vector -> dense + ID embedding."""
 
     def __init__(self, attention: str, n_query: int, n_self: int, filters: int, att_dim: int, factors: int,
-                 dropout: float):
+                 dropout: float, value_dim: int | None = None):
         super().__init__()
         self.attention = attention
+        # Optional value bottleneck: each review contributes only ``value_dim`` numbers (e.g. one
+        # sentiment score) to the pooled vector, so a uniform average cannot carry every aspect at once.
+        self.value = nn.Linear(filters, value_dim) if value_dim else nn.Identity()
         self.project = nn.Linear(filters, att_dim, bias=False)   # W_O
         self.query = nn.Embedding(n_query, att_dim)              # e_target (personalised) or e_author (NARRE)
         self.b1 = nn.Parameter(torch.zeros(att_dim))
         self.score = nn.Linear(att_dim, 1)                       # w_s, b2
-        self.dense = nn.Linear(filters, factors)
+        self.dense = nn.Linear(value_dim or filters, factors)
         self.ids = nn.Embedding(n_self, factors)
         self.drop = nn.Dropout(dropout)
         nn.init.normal_(self.query.weight, 0.0, 0.5)
@@ -161,21 +164,26 @@ class _Side(nn.Module):
 
     def forward(self, encoded, mask, target, authors, own, use_ids: bool = True):
         a = self.weights(encoded, mask, target, authors)
-        pooled = (a[..., None] * encoded).sum(1)
+        pooled = (a[..., None] * self.value(encoded)).sum(1)
         out = self.dense(self.drop(pooled))
-        return (out + self.ids(own) if use_ids else out), a
+        return (out + self.ids(own) if use_ids else out), a, pooled
 
 
 class _Net(nn.Module):
-    def __init__(self, attention, n_users, n_items, vocab, embed_dim, filters, window, att_dim, factors, dropout):
+    def __init__(self, attention, n_users, n_items, vocab, embed_dim, filters, window, att_dim, factors, dropout,
+                 value_dim=None):
         super().__init__()
         self.user_encoder = _Encoder(vocab, embed_dim, filters, window)
         self.item_encoder = _Encoder(vocab, embed_dim, filters, window)
         # User tower: the user's reviews, queried by the target item (personalised) or the reviewed item (NARRE).
-        self.user_side = _Side(attention, n_items, n_users, filters, att_dim, factors, dropout)
+        self.user_side = _Side(attention, n_items, n_users, filters, att_dim, factors, dropout, value_dim)
         # Item tower: the item's reviews, queried by the target user (personalised) or the author (NARRE).
-        self.item_side = _Side(attention, n_users, n_items, filters, att_dim, factors, dropout)
+        self.item_side = _Side(attention, n_users, n_items, filters, att_dim, factors, dropout, value_dim)
         self.out = nn.Linear(factors, 1)
+        # Bottleneck head: the item's pooled review values are read linearly (no product with the user
+        # tower), and the user tower adds a user-and-item-dependent offset.
+        self.value_out = nn.Linear(value_dim, 1) if value_dim else None
+        self.user_out = nn.Linear(factors, 1) if value_dim else None
         self.user_bias = nn.Embedding(n_users, 1)
         self.item_bias = nn.Embedding(n_items, 1)
         self.drop = nn.Dropout(dropout)
@@ -193,14 +201,25 @@ class ReviewAttentionRecommender(Recommender):
         embed_dim, filters, window: review encoder sizes (word vector, convolution filters, window).
         attention_dim: size of the attention projection; factors: size of the towers' outputs.
         max_user_reviews, max_item_reviews: document caps (a seeded random subset beyond them).
+        value_dim: None (each review passes its full ``filters``-vector to the attention-weighted sum) or
+            a small int: each review is first projected to ``value_dim`` numbers (1 = one sentiment score
+            per review). With a bottleneck, averaging all of an item's reviews mixes the aspects, so only
+            attention to the right reviews recovers what one user cares about.
+        item_ids: False removes the item ID embedding and the item bias: the item tower knows the item
+            from its reviews only and cannot memorise per-item answers. (The target item's ID still
+            queries the user-side attention over the user's own reviews.)
         dropout, epochs, lr, weight_decay, batch_size: training settings (MSE, Adam).
         random_state: seed for initialisation, document sampling and batch order.
+
+    ``fit(train, valid=...)`` records the validation RMSE after each epoch (``valid_rmse_``) and keeps
+    the weights of the best epoch (``best_epoch_``).
     """
 
     def __init__(self, attention: str = "personalised", embed_dim: int = 16, filters: int = 32, window: int = 3,
                  attention_dim: int = 16, factors: int = 16, max_user_reviews: int = 12, max_item_reviews: int = 24,
                  dropout: float = 0.1, epochs: int = 8, lr: float = 0.004, weight_decay: float = 1e-6,
-                 batch_size: int = 256, item_ids: bool = True, threads: int | None = 1,
+                 batch_size: int = 256, item_ids: bool = True, value_dim: int | None = None,
+                 threads: int | None = 1,
                  random_state: int | None = 0, progress: bool = False):
         if attention not in ATTENTIONS:
             raise ValueError(f"attention={attention!r} must be one of {ATTENTIONS}.")
@@ -209,7 +228,9 @@ class ReviewAttentionRecommender(Recommender):
         self.max_user_reviews, self.max_item_reviews = max_user_reviews, max_item_reviews
         self.dropout, self.epochs, self.lr, self.weight_decay = dropout, epochs, lr, weight_decay
         self.batch_size, self.random_state, self.progress = batch_size, random_state, progress
-        self.item_ids, self.threads = item_ids, threads
+        self.item_ids, self.value_dim, self.threads = item_ids, value_dim, threads
+        if value_dim is not None and value_dim < 1:
+            raise ValueError(f"value_dim={value_dim} must be None or a positive int (1 = one score per review).")
 
     # --- documents ------------------------------------------------------------------------------
     def _build_documents(self, corpus: ReviewCorpus, rng: np.random.Generator) -> None:
@@ -281,10 +302,15 @@ class ReviewAttentionRecommender(Recommender):
         enc_i = self._encode(net.item_encoder, id_, caches[1])
         reviewed_items = torch.as_tensor(self.review_item_)[ud.clamp(min=0)]
         authors = torch.as_tensor(self.review_user_)[id_.clamp(min=0)]
-        f_u, a_u = net.user_side(enc_u, ud >= 0, i, reviewed_items, u)
-        f_i, a_i = net.item_side(enc_i, id_ >= 0, u, authors, i, self.item_ids)
-        pred = (net.out(net.drop(torch.relu(f_u * f_i))).squeeze(-1) + self.mu_
-                + net.user_bias(u).squeeze(-1) + net.item_bias(i).squeeze(-1))
+        f_u, a_u, _ = net.user_side(enc_u, ud >= 0, i, reviewed_items, u)
+        f_i, a_i, v_i = net.item_side(enc_i, id_ >= 0, u, authors, i, self.item_ids)
+        if net.value_out is None:  # the original head: w . relu(f_u * f_i)
+            pred = net.out(net.drop(torch.relu(f_u * f_i))).squeeze(-1)
+        else:
+            pred = net.value_out(v_i).squeeze(-1) + net.user_out(net.drop(f_u)).squeeze(-1)
+        pred = pred + self.mu_ + net.user_bias(u).squeeze(-1)
+        if self.item_ids:
+            pred = pred + net.item_bias(i).squeeze(-1)
         return pred, a_u, a_i
 
     @torch.no_grad()
@@ -303,9 +329,17 @@ class ReviewAttentionRecommender(Recommender):
         return self.cache_
 
     # --- fit / predict --------------------------------------------------------------------------
-    def fit(self, corpus: ReviewCorpus) -> ReviewAttentionRecommender:
-        """Train on ``corpus`` (its reviews are both the targets and the documents; see the leak rule)."""
+    def fit(self, corpus: ReviewCorpus, valid: ReviewCorpus | None = None) -> ReviewAttentionRecommender:
+        """Train on ``corpus`` (its reviews are both the targets and the documents; see the leak rule).
+
+        ``valid``: held-out reviews (targets only, never documents) scored after every epoch; the
+        weights of the epoch with the lowest validation RMSE are kept.
+        """
         _check_corpus(corpus)
+        if valid is not None and (valid.n_users != corpus.n_users or valid.n_items != corpus.n_items):
+            raise ValueError("valid must come from the same corpus as the training reviews (use corpus.split).")
+        if valid is not None and set(valid.reviews["review_id"]) & set(corpus.reviews["review_id"]):
+            raise ValueError("valid shares reviews with the training corpus: split them apart with corpus.split.")
         self._set_train(corpus.csr())
         prepare_cpu_training()
         g = generator(self.random_state)
@@ -318,13 +352,14 @@ class ReviewAttentionRecommender(Recommender):
         self.cache_ = None
         torch.manual_seed(int(rng.integers(2**31)))  # nn.Module initialisation uses the global generator
         self.net_ = _Net(self.attention, corpus.n_users, corpus.n_items, len(corpus.vocab), self.embed_dim,
-                         self.filters, self.window, self.attention_dim, self.factors, self.dropout)
+                         self.filters, self.window, self.attention_dim, self.factors, self.dropout, self.value_dim)
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         users = corpus.reviews["user"].to_numpy()
         items = corpus.reviews["item"].to_numpy()
         ratings = torch.as_tensor(corpus.reviews["rating"].to_numpy().copy(), dtype=torch.float32)
         self.net_.train()
-        self.loss_history_ = []
+        self.loss_history_, self.valid_rmse_ = [], []
+        best_state, best_rmse, self.best_epoch_ = None, np.inf, self.epochs - 1
         for _ in trange(self.epochs, desc=f"ReviewAttention[{self.attention}]", disable=not self.progress):
             perm = torch.randperm(len(users), generator=g).numpy()
             total = 0.0
@@ -338,8 +373,28 @@ class ReviewAttentionRecommender(Recommender):
                 opt.step()
                 total += float(loss.detach()) * len(b)
             self.loss_history_.append(total / len(users))
+            if valid is not None:
+                self.net_.eval()
+                self.cache_ = None
+                rmse = self._rmse(valid)
+                self.cache_ = None
+                self.net_.train()
+                self.valid_rmse_.append(rmse)
+                if rmse < best_rmse:
+                    best_rmse, self.best_epoch_ = rmse, len(self.valid_rmse_) - 1
+                    best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
+        if best_state is not None:
+            self.net_.load_state_dict(best_state)
         self.net_.eval()
+        self.cache_ = None
         return self
+
+    @torch.no_grad()
+    def _rmse(self, corpus: ReviewCorpus) -> float:
+        users, items = corpus.reviews["user"].to_numpy(), corpus.reviews["item"].to_numpy()
+        u_doc, i_doc = self._documents(users, items)
+        pred = self._forward(users, items, u_doc, i_doc, cached=True)[0].numpy()
+        return float(np.sqrt(np.mean((pred - corpus.reviews["rating"].to_numpy()) ** 2)))
 
     def _check_fitted_net(self) -> None:
         self._fitted()
