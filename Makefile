@@ -14,7 +14,7 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 # (torch's small-batch training slows down ~10x when threads outnumber cores).
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
-.PHONY: install install-ui lab demo test test-unit test-notebooks test-fast test-ui bench data clean
+.PHONY: install install-ui lab demo test test-unit test-notebooks test-fast test-ui bench book data clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,9 @@ test-fast: install data
 
 test-ui: install-ui data  ## drives the Voila app in headless Debian chromium (apt-get install chromium)
 	$(TEST_ENV) $(PY) -m pytest -q tests/ui
+
+book: install data  ## execute every notebook at workshop size into an HTML site in _book/ (git-ignored)
+	$(TEST_ENV) $(PY) tools/build_book.py --size workshop --out _book
 
 bench: install data
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
