@@ -1,0 +1,231 @@
+"""xrec_helpers.evaluation: timed runs, the comparison table, bootstrap CIs and paired tests (notebook 11).
+
+Small synthetic data with planted cause -> effect pairs and a small HistoryMF; every number is
+checked against an independent computation (the perturbation protocol itself, scipy, by hand).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+
+from xrec_helpers.data.synthetic import synthetic
+from xrec_helpers.evaluation import (
+    adjacent,
+    bootstrap_ci,
+    bootstrap_table,
+    build_timed,
+    comparison_table,
+    explanation_size,
+    holm,
+    on_pairs,
+    paired_test,
+    paired_tests,
+    removal_outcomes,
+    run_explainers,
+    subsample_table,
+)
+from xrec_helpers.explainers.base import Explainer
+from xrec_helpers.explainers.baselines import JaccardExplainer, RandomExplainer
+from xrec_helpers.explainers.perturbation import ACCENTExplainer, FIAExplainer
+from xrec_helpers.metrics.counterfactual import compare, perturbation_curves
+from xrec_helpers.models.history_mf import HistoryMF
+
+
+class FirstOnly(Explainer):
+    """Lists only the smallest history item: a partial explanation (the rest is filled at random)."""
+
+    name = "First only"
+
+    def explain(self, user, item):
+        hist = self.check_pair(user, item)
+        return self._make(user, item, hist[:1], [1.0])
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.set_num_threads(1)
+    data = synthetic(n_users=240, n_items=60, seed=2)
+    X = data.csr()
+    mf = HistoryMF(factors=16, epochs=12, random_state=0).fit(X)
+    users = np.arange(50)
+    items = mf.recommend(users, k=1)[:, 0]
+    pairs = list(zip(users.tolist(), items.tolist(), strict=False))
+    explainers, setup_s = build_timed({
+        "Random": lambda: RandomExplainer(X, random_state=0),
+        "Jaccard": lambda: JaccardExplainer(X),
+        "FIA": lambda: FIAExplainer(X, mf),
+        "ACCENT": lambda: ACCENTExplainer(X, mf, k=3),
+        "First only": lambda: FirstOnly(X),
+    })
+    runs = run_explainers(mf, explainers, pairs, setup_seconds=setup_s, random_state=7)
+    return X, mf, pairs, explainers, runs
+
+
+def test_table_matches_the_protocol_and_measures_size_and_cost(setup):
+    X, mf, pairs, explainers, runs = setup
+    table = comparison_table(runs, mf)
+    assert list(table.index) == list(explainers)
+    assert (table["users"] == len(pairs)).all()
+    # The AUC columns are exactly compare() of an independent perturbation run on the same explanations.
+    reference = compare({n: perturbation_curves(mf, explainers[n].explain_many(pairs), random_state=7)
+                         for n in explainers})
+    pd.testing.assert_frame_equal(table[reference.columns].astype(float), reference.astype(float))
+    hist_len = np.array([X[u].nnz for u, _ in pairs], dtype=float)
+    assert table.loc["Jaccard", "items listed"] == pytest.approx(hist_len.mean())
+    assert table.loc["Jaccard", "listed / history"] == pytest.approx(1.0)
+    assert table.loc["First only", "items listed"] == 1.0
+    assert table.loc["First only", "listed / history"] == pytest.approx((1 / hist_len).mean())
+    assert np.isnan(table.loc["FIA", "CF set size"]) and table.loc["FIA", "CF found %"] == 0
+    found = [len(e.counterfactual_set) for e in runs["ACCENT"].explanations if e.counterfactual_set is not None]
+    assert table.loc["ACCENT", "CF found %"] == pytest.approx(100 * len(found) / len(pairs))
+    if found:
+        assert table.loc["ACCENT", "CF set size"] == pytest.approx(np.mean(found))
+    assert (table["ms / explanation"] > 0).all() and (table["setup s"] > 0).all()
+
+
+def test_model_reading_explainer_beats_random_on_planted_data(setup):
+    *_, runs = setup
+    assert runs["FIA"].result.auc["POS@20"] < runs["Random"].result.auc["POS@20"]
+    assert runs["FIA"].result.auc["DEL"] < runs["Random"].result.auc["DEL"]
+
+
+@pytest.mark.parametrize("k_e, k", [(1, 5), (3, 10), (5, 20)])
+def test_removal_outcomes_agree_with_the_protocols_fixed_metrics(setup, k_e, k):
+    _, mf, pairs, explainers, runs = setup
+    for name, run in runs.items():
+        out = removal_outcomes(mf, run.explanations, k=k, k_e=k_e, random_state=7)
+        assert list(zip(out["user"], out["item"], strict=False)) == pairs
+        # Same seeded fill-in as perturbation_curves (matters for the partial "First only").
+        assert out["in_top_k"].mean() == pytest.approx(run.result.fixed.loc[k_e, f"POS@{k}"]), name
+    assert (out["rank"] >= 1).all()
+
+
+@pytest.mark.parametrize("fraction, k", [(0.1, 5), (0.3, 10), (0.5, 20), (1.0, 20)])
+def test_removal_outcomes_agree_with_the_curve_points(setup, fraction, k):
+    _, mf, pairs, explainers, runs = setup
+    for name, run in runs.items():
+        out = removal_outcomes(mf, run.explanations, k=k, fraction=fraction, random_state=7)
+        assert out["in_top_k"].mean() == pytest.approx(run.result.curves.loc[fraction, f"POS@{k}"]), name
+    with pytest.raises(ValueError, match="curve's points"):
+        removal_outcomes(mf, run.explanations, fraction=0.25)
+    with pytest.raises(ValueError, match="exactly one"):
+        removal_outcomes(mf, run.explanations, k_e=2, fraction=0.2)
+
+
+def test_slicing_a_full_run_equals_rerunning_on_the_subsample(setup):
+    _, mf, pairs, explainers, runs = setup
+    sub = pairs[5:20]
+    rerun = perturbation_curves(mf, explainers["FIA"].explain_many(sub), random_state=7)
+    sliced = on_pairs(runs["FIA"].result, sub)
+    np.testing.assert_allclose(sliced["POS@20"], rerun.per_user["POS@20"])
+    np.testing.assert_allclose(sliced["DEL"], rerun.per_user["DEL"])
+    table = subsample_table(runs, sub)
+    assert (table["users"] == len(sub)).all()
+    assert table.loc["FIA", "POS@20 ↓"] == pytest.approx(rerun.auc["POS@20"])
+    assert list(table.columns[1:]) == list(compare({"x": rerun}).columns)
+    with pytest.raises(KeyError, match="was not run on pairs"):
+        on_pairs(runs["FIA"].result, [(0, 10**6)])
+
+
+def test_bootstrap_interval_brackets_the_mean_and_orders_best_first(setup):
+    *_, runs = setup
+    x = np.random.default_rng(0).normal(size=200)
+    mean, low, high = bootstrap_ci(x, level=0.95)
+    assert mean == pytest.approx(x.mean())
+    assert low < mean < high
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))  # the normal-theory interval it should resemble
+    assert high - low == pytest.approx(2 * half, rel=0.25)
+    narrow = bootstrap_ci(x, level=0.5)
+    assert narrow[2] - narrow[1] < high - low
+    assert bootstrap_ci([0.3, 0.3, 0.3]) == (0.3, 0.3, 0.3)
+    table = bootstrap_table(runs, "POS@20")
+    assert table["POS@20"].is_monotonic_increasing  # lower is better: best first
+    assert (table["low"] <= table["POS@20"]).all() and (table["POS@20"] <= table["high"]).all()
+    assert bootstrap_table(runs, "NEG@20")["NEG@20"].is_monotonic_decreasing
+    with pytest.raises(KeyError, match="not a per-user AUC"):
+        bootstrap_table(runs, "POS@7")
+    with pytest.raises(ValueError, match="at least two"):
+        bootstrap_ci([1.0])
+
+
+def test_holm_by_hand():
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(holm([0.5, np.nan, 0.01]), [0.5, np.nan, 0.02])
+    assert holm([0.9, 0.8]).max() <= 1.0
+
+
+def test_paired_test_agrees_with_scipy_and_counts_discordant_pairs():
+    rng = np.random.default_rng(1)
+    a = rng.random(40)
+    b = a + 0.05 + rng.normal(0, 0.02, 40)
+    out = paired_test(a, b, a > 0.5, b > 0.5)
+    assert out["mean diff"] == pytest.approx((a - b).mean())
+    assert out["p Wilcoxon"] == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    assert out["p t-test"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert out["p t-test"] < 0.001
+    assert out["only a"] == int(((a > 0.5) & ~(b > 0.5)).sum())
+    assert out["only b"] == int((~(a > 0.5) & (b > 0.5)).sum())
+    same = paired_test(a, a, a > 0.5, a > 0.5)
+    assert same["p Wilcoxon"] == same["p t-test"] == same["p McNemar"] == 1.0
+    with pytest.raises(ValueError, match="equally long"):
+        paired_test(a, b[:-1])
+    with pytest.raises(ValueError, match="both binary outcomes"):
+        paired_test(a, b, a > 0.5)
+
+
+def test_paired_tests_table_on_shared_users(setup):
+    _, mf, pairs, _, runs = setup
+    outcomes = {n: removal_outcomes(mf, r.explanations, k=20, fraction=0.2, random_state=7) for n, r in runs.items()}
+    ranking = list(bootstrap_table(runs, "POS@20").index)
+    tests = paired_tests(runs, adjacent(ranking), metric="POS@20", outcomes=outcomes)
+    assert len(tests) == len(runs) - 1
+    assert (tests["p Wilcoxon (Holm)"] >= tests["p Wilcoxon"] - 1e-12).all()
+    row = paired_tests(runs, [("FIA", "Random")], outcomes=outcomes).iloc[0]
+    fia, rnd = runs["FIA"].result.per_user["POS@20"], runs["Random"].result.per_user["POS@20"]
+    assert row["mean diff"] == pytest.approx((fia - rnd).mean())
+    assert row["p Wilcoxon"] == pytest.approx(stats.wilcoxon(fia, rnd, method="asymptotic").pvalue)  # AUCs tie
+    assert row["only a"] + row["only b"] == int((outcomes["FIA"]["in_top_k"] != outcomes["Random"]["in_top_k"]).sum())
+    with pytest.raises(KeyError, match="Unknown explainer"):
+        paired_tests(runs, [("FIA", "LXR")])
+    assert adjacent(["x", "y", "z"]) == [("x", "y"), ("y", "z")]
+
+
+def test_clear_errors(setup):
+    X, mf, pairs, explainers, runs = setup
+    with pytest.raises(ValueError, match="No \\(user, item\\) pairs"):
+        run_explainers(mf, explainers, [])
+    with pytest.raises(ValueError, match="No explainers"):
+        run_explainers(mf, {}, pairs)
+    with pytest.raises(TypeError, match="not an Explainer"):
+        build_timed({"bad": lambda: object()})
+    with pytest.raises(ValueError, match="one positive history length"):
+        explanation_size(runs["FIA"].explanations, [1, 2])
+    u = pairs[0][0]
+    seen = int(X[u].indices[0])
+    bad = runs["FIA"].explanations[0]
+    bad_copy = type(bad)(user=u, item=seen, method="x", items=[], scores=[])
+    with pytest.raises(ValueError, match="in user"):
+        removal_outcomes(mf, [bad_copy], k_e=1)
+    with pytest.raises(ValueError, match="k_e"):
+        removal_outcomes(mf, runs["FIA"].explanations, k_e=0)
+    with pytest.raises(ValueError, match="in user"):
+        removal_outcomes(mf, [bad_copy], fraction=0.2)
+    with pytest.raises(IndexError, match="Unknown user"):
+        run_explainers(mf, {"Random": explainers["Random"]}, [(10**6, 0)])
+
+
+def test_top_overlap_by_hand(setup):
+    *_, runs = setup
+    from xrec_helpers.evaluation import top_overlap
+
+    table = top_overlap(runs, n=3)
+    assert table.loc["FIA", "FIA"] == pytest.approx(1.0)  # FIA lists the whole history (>= 3 items here)
+    assert table.loc["First only", "First only"] == pytest.approx(1 / 3)
+    manual = np.mean([len(set(a.items[:3]) & set(b.items[:3])) / 3
+                      for a, b in zip(runs["FIA"].explanations, runs["Jaccard"].explanations, strict=False)])
+    assert table.loc["FIA", "Jaccard"] == pytest.approx(manual)
+    assert np.allclose(table.to_numpy(), table.to_numpy().T)
