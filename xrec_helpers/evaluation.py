@@ -244,10 +244,6 @@ def removal_outcomes(recommender: HistoryRecommender, explanations: Sequence[Exp
     ``result.curves.loc[fraction, f"POS@{k}"]``. Returns columns ``user``, ``item``, ``removed``, ``rank``,
     ``in_top_k``.
     """
-    if not isinstance(recommender, HistoryRecommender):
-        raise TypeError(f"{type(recommender).__name__} cannot re-score an edited history (needs score_histories).")
-    if len(explanations) == 0:
-        raise ValueError("No explanations to evaluate.")
     if (k_e is None) == (fraction is None):
         raise ValueError("Give exactly one of k_e (number of items) or fraction (share of the history).")
     if k < 1 or (k_e is not None and k_e < 1):
@@ -256,40 +252,17 @@ def removal_outcomes(recommender: HistoryRecommender, explanations: Sequence[Exp
         t = fraction * steps
         if not 0 <= fraction <= 1 or abs(t - round(t)) > 1e-9:
             raise ValueError(f"fraction={fraction} must be one of the curve's points 0, 1/{steps}, ..., 1.")
-    rng = np.random.default_rng(random_state)  # consumed exactly as perturbation_curves consumes it
-    train, n_items = recommender.train_, recommender.n_items
-    X = np.zeros((len(explanations), n_items), dtype=np.float32)
-    histories, removed = [], []
-    for r, e in enumerate(explanations):
-        history = train.indices[train.indptr[e.user]:train.indptr[e.user + 1]]
-        if len(history) == 0:
-            raise ValueError(f"User {e.user} has an empty history.")
-        if e.item in set(history.tolist()):
-            raise ValueError(f"Item {e.item} is in user {e.user}'s history; explain unseen items only.")
-        listed = [int(i) for i in e.items]
-        stray = set(listed) - set(history.tolist())
-        if stray:
-            raise ValueError(f"{e.method} explanation for user {e.user} lists items {sorted(stray)[:5]} outside "
-                             "the user's history.")
-        ranking = np.concatenate([np.asarray(listed, dtype=np.int64),
-                                  rng.permutation(np.setdiff1d(history, listed))]).astype(np.int64)
-        if k_e is not None:
-            count = min(k_e, len(ranking))
-        else:  # the curve removes near-equal chunks: the first round(fraction * steps) of them
-            count = sum(len(c) for c in np.array_split(np.arange(len(history)), steps)[:round(fraction * steps)])
-        X[r, history] = 1.0
-        X[r, ranking[:count]] = 0.0
-        histories.append(history)
-        removed.append(count)
-    S = recommender.score_histories(X).astype(np.float64)
-    rows = []
-    for r, (e, history) in enumerate(zip(explanations, histories, strict=False)):
-        candidates = np.ones(n_items, dtype=bool)
-        candidates[history] = False
-        candidates[e.item] = False
-        rank = int(1 + (S[r, candidates] > S[r, e.item]).sum())
-        rows.append({"user": e.user, "item": e.item, "removed": removed[r], "rank": rank, "in_top_k": rank <= k})
-    return pd.DataFrame(rows)
+    # The protocol itself computes the ranks, so the outcome cannot drift from the curves it summarises.
+    result = perturbation_curves(recommender, explanations, steps=steps, ks=(k,),
+                                 fixed=(k_e,) if k_e is not None else (), random_state=random_state)
+    if k_e is not None:
+        ranks = result.fixed_ranks[:, 0]
+        removed = np.minimum(k_e, result.removed[:, -1])
+    else:
+        ranks = result.pos_ranks[:, round(fraction * steps)]
+        removed = result.removed[:, round(fraction * steps)]
+    return pd.DataFrame({"user": [e.user for e in explanations], "item": [e.item for e in explanations],
+                         "removed": removed.astype(int), "rank": ranks.astype(int), "in_top_k": ranks <= k})
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:

@@ -50,6 +50,9 @@ class PerturbationResult:
         per_user: one row per explanation with its AUCs (for paired tests between explainers).
         fixed: fixed-length metrics, one row per K_e.
         method: the explainer's name.
+        pos_ranks: (n_explanations, steps + 1) rank of the item after each POS removal step.
+        fixed_ranks: (n_explanations, len(fixed)) rank after removing the top K_e items.
+        removed: (n_explanations, steps + 1) number of history items removed at each step.
     """
 
     curves: pd.DataFrame
@@ -58,6 +61,9 @@ class PerturbationResult:
     per_user: pd.DataFrame
     fixed: pd.DataFrame
     method: str
+    pos_ranks: np.ndarray | None = None
+    fixed_ranks: np.ndarray | None = None
+    removed: np.ndarray | None = None
 
     def lower_is_better(self, metric: str) -> bool:
         """True when a smaller value of ``metric`` means a more faithful explanation."""
@@ -118,6 +124,7 @@ def perturbation_curves(
         jobs.append((expl, history, _ranking(expl, history, rng), _cumulative_counts(len(history), steps)))
 
     per_user_rows, curve_sum, fixed_rows = [], None, []
+    pos_ranks, fixed_ranks = [], []
     chunk = max(1, batch_rows // rows_per)
     for start in range(0, len(jobs), chunk):
         block = jobs[start:start + chunk]
@@ -146,6 +153,8 @@ def perturbation_curves(
             sy = s[:, y]
             rank = 1 + (s[:, candidates] > sy[:, None]).sum(1)
             pos_rank, neg_rank = rank[:n_points], rank[n_points:2 * n_points]
+            pos_ranks.append(pos_rank)
+            fixed_ranks.append(rank[3 * n_points:3 * n_points + len(fixed)])
             curve = {f"POS@{k}": (pos_rank <= k).astype(float) for k in ks}
             curve |= {f"NEG@{k}": (neg_rank <= k).astype(float) for k in ks}
             curve |= {"DEL": sy[:n_points], "INS": sy[2 * n_points:3 * n_points],
@@ -173,8 +182,11 @@ def perturbation_curves(
         auc=per_user[metric_cols].mean(),
         interior_auc=per_user[[f"{m} (interior)" for m in metric_cols]].mean().rename(lambda c: c.split(" ")[0]),
         per_user=per_user,
-        fixed=pd.DataFrame(fixed_rows).groupby("K_e").mean(),
+        fixed=pd.DataFrame(fixed_rows).groupby("K_e").mean() if fixed_rows else pd.DataFrame(),
         method=explanations[0].method,
+        pos_ranks=np.asarray(pos_ranks),
+        fixed_ranks=np.asarray(fixed_ranks).reshape(len(jobs), len(fixed)),
+        removed=np.asarray([counts for *_, counts in jobs]),
     )
 
 
