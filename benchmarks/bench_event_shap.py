@@ -13,7 +13,13 @@ import numpy as np
 import pandas as pd
 
 from xrec_helpers.data.movielens import load_movielens
-from xrec_helpers.explainers.event_shap import SequenceGame, exact_shapley, occlusion, sequences_csr, shap_package_values
+from xrec_helpers.explainers.event_shap import (
+    SequenceGame,
+    exact_shapley,
+    occlusion,
+    sequences_csr,
+    shap_package_values,
+)
 from xrec_helpers.models.gru4rec import GRU4Rec, leave_last_out, user_sequences
 
 L, N_USERS = 12, 5

@@ -43,22 +43,20 @@ def main() -> None:
     X = to_csr(ratings, n_users, n_items)
     X_train = sp.csr_matrix(sp.diags(np.isin(np.arange(n_users), train_users).astype(np.float32)) @ X)
     X_train.eliminate_zeros()
-    mf = HistoryMF(epochs=30, random_state=0).fit(X_train)
-    mf.train_ = sp.csr_matrix(X, dtype=np.float32)
+    mf = HistoryMF(epochs=30, random_state=0).fit(X_train).use_histories(X)
     top = mf.recommend(train_users, k=5)
     train_s, lxr = timed(lambda: LXRExplainer(X, mf, hidden=64, lambda_pos=11.6, lambda_neg=2.0, lr=3e-2,
                                               batch_size=128, epochs=15, random_state=0).fit(
         np.repeat(train_users, 5), top.reshape(-1)))
     pairs = list(zip(test_users.tolist(), mf.recommend(test_users, k=1)[:, 0].tolist()))
     slow = pairs[:N_SLOW]
-    jaccard = JaccardExplainer(X_train)
-    jaccard.train = sp.csr_matrix(X)
+    jaccard = JaccardExplainer(X_train).use_histories(X)
     methods = {"LXR (batched)": (lxr, pairs, 5), "Jaccard": (jaccard, pairs, 3),
                "LIME (150 samples)": (LIMEExplainer(X, mf), slow, 1),
                "KernelSHAP (10 clusters)": (ClusterSHAPExplainer(X, mf, cluster_matrix=X_train), slow, 1)}
     per, pos20 = {}, {}
     for name, (explainer, ps, repeat) in methods.items():
-        seconds, expl = timed(lambda: explainer.explain_many(ps), repeat)
+        seconds, expl = timed(lambda e=explainer, p=ps: e.explain_many(p), repeat)
         per[name] = seconds / len(ps)
         same = expl[:N_SLOW] if len(expl) > N_SLOW else expl
         pos20[name] = perturbation_curves(mf, same, ks=(20,), fixed=(1,)).auc["POS@20"]

@@ -8,8 +8,15 @@ import torch
 
 from xrec_helpers.data.accent_split import accent_split
 from xrec_helpers.data.dataset import to_csr
-from xrec_helpers.explainers.accent import (AccentExplainer, AccentResumeExplainer, FastInfluence, FIAExplainer,
-                                            PureFIAExplainer, accent_search, fia_search)
+from xrec_helpers.explainers.accent import (
+    AccentExplainer,
+    AccentResumeExplainer,
+    FastInfluence,
+    FIAExplainer,
+    PureFIAExplainer,
+    accent_search,
+    fia_search,
+)
 from xrec_helpers.metrics.retraining import cf_summary, compare_methods, mcnemar, paired_size_test, verify_by_retraining
 from xrec_helpers.models.ncf import NCF, ncf_forward
 

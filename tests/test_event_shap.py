@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 
 from xrec_helpers.explainers.event_shap import (
-    EventOrderExplainer, EventSHAPExplainer, SequenceGame, exact_shapley, occlusion, pruned_game,
-    pruning_curve, pruning_index, sequences_csr, shap_package_values,
+    EventOrderExplainer,
+    EventSHAPExplainer,
+    SequenceGame,
+    exact_shapley,
+    occlusion,
+    pruned_game,
+    pruning_curve,
+    pruning_index,
+    sequences_csr,
+    shap_package_values,
 )
 from xrec_helpers.metrics.sampled import sampled_ranks, target_ranks
 from xrec_helpers.metrics.sequence_perturbation import sequence_removal_curves

@@ -14,8 +14,7 @@ import torch
 from xrec_helpers.data.synthetic import synthetic
 from xrec_helpers.explainers.baselines import RandomExplainer
 from xrec_helpers.explainers.lxr import LXRExplainer, frozen
-from xrec_helpers.explainers.perturbation import (ACCENTExplainer, ClusterSHAPExplainer, FIAExplainer,
-                                                  LIMEExplainer)
+from xrec_helpers.explainers.perturbation import ACCENTExplainer, ClusterSHAPExplainer, FIAExplainer, LIMEExplainer
 from xrec_helpers.metrics.counterfactual import perturbation_curves
 from xrec_helpers.models.history_mf import HistoryMF
 from xrec_helpers.models.vae import MultVAE

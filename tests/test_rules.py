@@ -7,8 +7,13 @@ import pytest
 import scipy.sparse as sp
 
 from xrec_helpers.data.synthetic import synthetic
-from xrec_helpers.explainers.rules import (RuleExplainer, baskets_from_histories, baskets_from_top_n, mine_rules,
-                                           rule_fidelity)
+from xrec_helpers.explainers.rules import (
+    RuleExplainer,
+    baskets_from_histories,
+    baskets_from_top_n,
+    mine_rules,
+    rule_fidelity,
+)
 from xrec_helpers.metrics.explanation import model_fidelity
 from xrec_helpers.models.popularity import PopularityRecommender
 
