@@ -43,7 +43,9 @@ class Page:
 
 def _strip_md(text: str) -> str:
     text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)  # links -> their text
-    return re.sub(r"[*_`]", "", text).strip()
+    # Drop emphasis markers but keep underscores inside words (file names such as 00_introduction.ipynb).
+    text = re.sub(r"`([^`]*)`", r"\1", text)
+    return re.sub(r"\*+|(?<!\w)_+|_+(?!\w)", "", text).strip()
 
 
 def title_and_abstract(nb: nbformat.NotebookNode, fallback: str) -> tuple[str, str]:
