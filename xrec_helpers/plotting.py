@@ -61,7 +61,7 @@ def plot_curves(results: dict, metric: str = "POS@20", ax=None):
     better = "lower" if next(iter(results.values())).lower_is_better(metric) else "higher"
     ax.set_xlabel("fraction of history removed (most explanatory first)")
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} as explained items are removed ({better} is better)")
+    ax.set_title(f"{metric} ({better} is better)")
     ax.legend(fontsize=8)
     return ax
 
