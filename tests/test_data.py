@@ -15,7 +15,6 @@ from xrec_helpers.data.cache import download, file_hash
 from xrec_helpers.data.dataset import GENRES
 from xrec_helpers.data.movielens import RECBOLE_SHA256, parse_grouplens_100k, parse_ml1m, parse_recbole_100k
 
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_ml100k_shape_titles_and_kg(ml100k):
@@ -135,8 +134,21 @@ def test_parse_recbole_without_kg(private_cache):
     assert d.kg is None and len(d.ratings) == 100_000
 
 
-def test_ml1m_fixture_in_exact_format():
-    d = parse_ml1m(FIXTURES / "ml-1m-tiny")
+# Six invented ratings in ML-1M's exact `::` format (written at test time: files named like MovieLens'
+# are never committed, even when the content is ours).
+ML1M_TINY = {
+    "ratings.dat": "1::10::5::978300760\n1::20::3::978302109\n2::10::4::978298413\n"
+                   "2::30::1::978299000\n3::20::2::978297867\n3::30::5::978301968\n",
+    "movies.dat": "10::Toy Story (1995)::Animation|Children's|Comedy\n20::Heat (1995)::Action|Crime|Thriller\n"
+                  "30::City of Lost Children, The (1995)::Adventure|Sci-Fi\n",
+    "users.dat": "1::F::1::10::48067\n2::M::56::16::70072\n3::M::25::15::55117\n",
+}
+
+
+def test_ml1m_fixture_in_exact_format(tmp_path):
+    for name, text in ML1M_TINY.items():
+        (tmp_path / name).write_text(text)
+    d = parse_ml1m(tmp_path)
     assert (len(d.ratings), d.n_users, d.n_items) == (6, 3, 3)
     assert d.titles([2]).tolist() == ["City of Lost Children, The (1995)"]
     assert d.items.loc[0, ["Animation", "Children's", "Comedy", "unknown"]].tolist() == [1, 1, 1, 0]
