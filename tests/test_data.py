@@ -16,7 +16,6 @@ from xrec_helpers.data.dataset import GENRES
 from xrec_helpers.data.movielens import RECBOLE_SHA256, parse_grouplens_100k, parse_ml1m, parse_recbole_100k
 
 
-
 def test_ml100k_shape_titles_and_kg(ml100k):
     assert len(ml100k.ratings) == 100_000
     assert (ml100k.n_users, ml100k.n_items) == (943, 1682)
