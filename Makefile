@@ -14,7 +14,7 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 # (torch's small-batch training slows down ~10x when threads outnumber cores).
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
-.PHONY: install install-ui lab demo test test-unit test-notebooks test-fast test-ui bench book data clean
+.PHONY: install install-ui lab demo test test-unit test-notebooks test-fast test-ui bench book data paper clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,12 @@ book: install data  ## execute every notebook at workshop size into an HTML site
 
 bench: install data
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+paper: install data  ## one notebook at paper size, e.g. make paper NB=06_accent (records in results/paper/, executed copy in _paper/)
+	@test -n "$(NB)" || (echo "Name the notebook: make paper NB=06_accent" && exit 2)
+	mkdir -p _paper
+	$(TEST_ENV) XREC_SIZE=paper $(PY) -m jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=-1 \
+		notebooks/$(NB).ipynb --output-dir _paper
 
 clean:
 	rm -rf figures/*.png results/*.json .pytest_cache

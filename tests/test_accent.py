@@ -87,6 +87,21 @@ def test_batched_retrain_equals_continued_training(small):
     assert np.abs(new[2] - new[0]).max() > 1e-6
 
 
+def test_retrain_uses_the_rate_the_model_finished_at(small):
+    """A base finished at a lower rate is retrained at that rate (not at the constructor's), and
+    target_users scores other users' items in the same run."""
+    split, X, _ = small
+    model = NCF(lr=1e-2, epochs=3, batch_size=512, random_state=0).fit(X).continue_training(1, lr=1e-3)
+    clone = NCF(lr=1e-2, epochs=3, batch_size=512, random_state=0).fit(X).continue_training(1, lr=1e-3)
+    seed = len(model.loss_history_)
+    new = model.retrain_scores([(0, [])], [seed], 2, [[0, 1, 2]], target_users=[[0, 5, 7]])
+    clone.continue_training(2)
+    want = [clone.score(0)[0, 0], clone.score(5)[0, 1], clone.score(7)[0, 2]]
+    np.testing.assert_allclose(new[0], want, atol=1e-5)
+    with pytest.raises(ValueError, match="target_users"):
+        model.retrain_scores([(0, [])], [seed], 1, [[0, 1]], target_users=[[0]])
+
+
 def _full_fia(model: NCF, user: int, target: int, damping: float = 1e-6) -> np.ndarray:
     """Reference: the 64x64 Hessian over R_u and R_i via autograd, predicted drop per user rating."""
     p = {k: v[0].double() for k, v in model.params_.items()}
@@ -215,7 +230,11 @@ def test_verification_and_resume(small):
     assert users, "no ACCENT set on the small model"
     expl = [acc.explain(u) for u in users] + [PureFIAExplainer(model, k=5, influence=fi).explain(u) for u in users]
     v = verify_by_retraining(model, expl, epochs=1, seeds=[0, 1])
-    assert v.attrs["distinct_sets"] <= len(expl) and v.attrs["retrains"] == 2 * (v.attrs["distinct_sets"] + len(users))
+    assert v.attrs["distinct_sets"] <= len(expl) and v.attrs["retrains"] == 2 * (v.attrs["distinct_sets"] + 1)
+    # the shared control (one per seed) gives each user the gap of a no-removal retrain of that user
+    row = v[v["size"] > 0].iloc[0]
+    ctrl = model.retrain_scores([(int(row.user), [])] * 2, [0, 1], 1, [[int(row.rec), int(row.replacement)]] * 2)
+    assert row.control_gap == pytest.approx(float(np.mean([c[0] - c[1] for c in ctrl])), abs=1e-5)
     has = v["size"] > 0
     assert (v.loc[has, "success"] == (v.loc[has, "actual_gap"] < 0)).all()
     assert not v.loc[~has, "success"].any()

@@ -78,17 +78,38 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _cpu_model() -> str:
+    """The processor's model name (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def record(name: str, value: Any, notebook: str | None = None) -> Path:
-    """Store ``value`` under ``name`` in ``results/<notebook>.<size>.json`` (written atomically)."""
+    """Store ``value`` under ``name`` in ``results/<notebook>.<size>.json`` (written atomically).
+
+    ``paper``-size records go to ``results/paper/<notebook>.json``, which is committed: their
+    ``_meta`` names the date, Python, platform, CPU model and core count of the run.
+    """
     notebook = notebook or _current_notebook or os.environ.get("XREC_NOTEBOOK")
     if not notebook:
         raise ValueError("record() needs to know the notebook: call seed_everything(seed, notebook='01_eda') "
                          "first or pass notebook=...")
-    path = results_dir() / f"{notebook}.{get_size()}.json"
+    size = get_size()
+    if size == "paper":
+        path = results_dir() / "paper" / f"{notebook}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        path = results_dir() / f"{notebook}.{size}.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data[name] = _jsonable(value)
-    data["_meta"] = {"size": get_size(), "written": time.strftime("%Y-%m-%d %H:%M:%S"),
-                     "python": sys.version.split()[0], "machine": platform.platform()}
+    data["_meta"] = {"size": size, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+                     "python": sys.version.split()[0], "machine": platform.platform(),
+                     "cpu": _cpu_model(), "cores": os.cpu_count()}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
     os.replace(tmp, path)

@@ -9,8 +9,8 @@ recommendation and the predicted replacement. Following the paper's ``compare.py
 * CF percentage: successes over **all** users asked about (no set counts as a failure);
 * CF set size: mean set size over the successful users only.
 
-No-removal control retrains with the same seeds measure how much further training alone moves
-each user's gap ("drift"); the drift-corrected gap separates the explanation's effect from it.
+No-removal control retrains with the same seeds (one per seed: with nothing removed, the run
+is the same for every user) measure how much further training alone moves each user's gap ("drift"); the drift-corrected gap separates the explanation's effect from it.
 Retrains are deduplicated per (user, set) across k and methods and stacked into batched models.
 """
 
@@ -35,7 +35,7 @@ def verify_by_retraining(model: NCF, explanations: Sequence[Explanation], epochs
         explanations: any mix of methods and k; ``extra['k']`` is used when present.
         epochs: warm-start epochs per retrain (state it next to every CF%).
         seeds: minibatch-order seeds; new scores are averaged over them.
-        controls: also retrain each explained user with nothing removed (same seeds).
+        controls: also retrain with nothing removed (one run per seed, shared by all users).
         max_models: retrains per stacked model.
         lr: learning rate of the retrains (default: the model's).
 
@@ -60,30 +60,36 @@ def verify_by_retraining(model: NCF, explanations: Sequence[Explanation], epochs
         key = (e.user, frozenset(int(i) for i in e.counterfactual_set), e.item, e.replacement)
         jobs.setdefault(key, len(jobs))
         keys.append(key)
-    # one no-removal control per user, scoring every item its sets are judged on
-    control_items: dict[int, set] = {}
-    if controls:
-        for key in jobs:
-            control_items.setdefault(key[0], set()).update((key[2], key[3]))
-    removals, run_seeds, targets, owner = [], [], [], []
-    all_jobs = list(jobs) + [("control", u) for u in control_items]
-    for n, key in enumerate(all_jobs):
+    # No-removal controls: with nothing removed, a retrain depends only on its seed, so one control
+    # per seed scores every (user, item) pair the sets are judged on.
+    control_pairs = sorted({(key[0], it) for key in jobs for it in (key[2], key[3])}) if controls else []
+    removals, run_seeds, targets, target_users, owner = [], [], [], [], []
+    for n, key in enumerate(jobs):
         for s in seeds:
-            if key[0] == "control":
-                removals.append((key[1], []))
-                targets.append(sorted(control_items[key[1]]))
-            else:
-                removals.append((key[0], sorted(key[1])))
-                targets.append([key[2], key[3]])
+            removals.append((key[0], sorted(key[1])))
+            targets.append([key[2], key[3]])
+            target_users.append([key[0], key[0]])
             run_seeds.append(int(s))
             owner.append(n)
-    new = model.retrain_scores(removals, run_seeds, epochs, targets, max_models=max_models, lr=lr)
+    if control_pairs:
+        for s in seeds:
+            removals.append((control_pairs[0][0], []))
+            targets.append([it for _, it in control_pairs])
+            target_users.append([u for u, _ in control_pairs])
+            run_seeds.append(int(s))
+            owner.append(-1)
+    new = model.retrain_scores(removals, run_seeds, epochs, targets, max_models=max_models, lr=lr,
+                               target_users=target_users)
     owner = np.asarray(owner)
     mean_of = {}  # job -> {item: mean new score over seeds}
-    for n, key in enumerate(all_jobs):
+    for n, key in enumerate(jobs):
         rows = np.flatnonzero(owner == n)
-        mean_scores = np.mean([new[r] for r in rows], axis=0)
-        mean_of[key] = dict(zip(targets[rows[0]], mean_scores))
+        mean_of[key] = dict(zip(targets[rows[0]], np.mean([new[r] for r in rows], axis=0)))
+    if control_pairs:
+        rows = np.flatnonzero(owner == -1)
+        control_mean = np.mean([new[r] for r in rows], axis=0)
+        for (u, it), v in zip(control_pairs, control_mean):
+            mean_of.setdefault(("control", u), {})[it] = v
     original = {}
     users = sorted({key[0] for key in jobs})
     if users:

@@ -36,9 +36,13 @@ def ncf_forward(p_gmf: torch.Tensor, q_gmf: torch.Tensor, p_mlp: torch.Tensor, q
     Embeddings have shape (M, B, d); weights (M, ...). Returns (M, B). Also used by FIA, which
     differentiates it with respect to one user's (or item's) embeddings only. Taught in 06_accent.
     """
-    h = torch.relu(torch.baddbmm(b1.unsqueeze(1), torch.cat([p_mlp, q_mlp], -1), W1))
+    # W1 split by rows and Wo by entries instead of concatenating inputs: the same maths, and no
+    # (M, B, 2d) copies in the forward and backward passes of every training step.
+    d, h2 = p_mlp.shape[-1], W2.shape[-1]
+    h = torch.baddbmm(b1.unsqueeze(1), p_mlp, W1[:, :d]).baddbmm_(q_mlp, W1[:, d:]).relu_()
     h = torch.relu(torch.baddbmm(b2.unsqueeze(1), h, W2))
-    return (torch.cat([h, p_gmf * q_gmf], -1) * Wo.unsqueeze(1)).sum(-1) + bo.unsqueeze(1)
+    out = torch.bmm(h, Wo[:, :h2].unsqueeze(-1)) + torch.bmm(p_gmf * q_gmf, Wo[:, h2:].unsqueeze(-1))
+    return out.squeeze(-1) + bo.unsqueeze(1)
 
 
 class NCFStack:
@@ -52,7 +56,7 @@ class NCFStack:
                  lr: float, weight_decay: float, batch_size: int):
         self.params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
         self.lr, self.weight_decay, self.batch_size = lr, weight_decay, batch_size
-        self.opt = torch.optim.Adam([self.params[k] for k in _ORDER], lr=lr)
+        self.opt = torch.optim.Adam([self.params[k] for k in _ORDER], lr=lr, fused=True)
         if adam_state is not None:  # warm start restores Adam's moments too, as the original retrains do
             for k in _ORDER:
                 step, m, v = adam_state[k]
@@ -70,9 +74,17 @@ class NCFStack:
     def predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Predicted ratings, users/items of shape (M, B) -> (M, B)."""
         p = self.params
-        m = torch.arange(users.shape[0]).unsqueeze(1)
-        return ncf_forward(p["P_gmf"][m, users], p["Q_gmf"][m, items], p["P_mlp"][m, users], p["Q_mlp"][m, items],
-                           p["W1"], p["b1"], p["W2"], p["b2"], p["Wo"], p["bo"])
+        M, B = users.shape
+
+        def rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            # gather from the flattened (M * n, d) table: index_select (and index_add_ backward) is
+            # several times faster than advanced indexing with a broadcast model index.
+            n, d = table.shape[1:]
+            flat = (idx + torch.arange(M).unsqueeze(1) * n).reshape(-1)
+            return table.reshape(M * n, d).index_select(0, flat).reshape(M, B, d)
+
+        return ncf_forward(rows(p["P_gmf"], users), rows(p["Q_gmf"], items), rows(p["P_mlp"], users),
+                           rows(p["Q_mlp"], items), p["W1"], p["b1"], p["W2"], p["b2"], p["Wo"], p["bo"])
 
     def train_epochs(self, users: torch.Tensor, items: torch.Tensor, ratings: torch.Tensor, keep: torch.Tensor,
                      seeds: Sequence[int], epochs: int) -> list[float]:
@@ -101,10 +113,12 @@ class NCFStack:
                 err = self.predict(users[idx], items[idx]) - ratings[idx]
                 sq = (w * err * err).sum(1)
                 count = w.sum(1).clamp_min(1.0)
-                l2 = sum((t * t).flatten(1).sum(1) for t in decayed)
-                loss = (sq / count + 0.5 * self.weight_decay * l2).sum()  # sum over models: independent grads
+                loss = (sq / count).sum()  # sum over models: independent grads
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
+                with torch.no_grad():  # + d/dθ of weight_decay/2 ||θ||², added in place (cheaper than autograd)
+                    for t in decayed:
+                        t.grad.add_(t, alpha=self.weight_decay)
                 self.opt.step()
                 total += float(sq.detach().sum())
                 weight += float(w.sum())
@@ -211,7 +225,8 @@ class NCF(Recommender):
     # --- many retrains at once -----------------------------------------------------------------
     def retrain_scores(self, removals: Sequence[tuple[int, Sequence[int]]], seeds: Sequence[int], epochs: int,
                        targets: Sequence[Sequence[int]], max_models: int = 128,
-                       lr: float | None = None) -> list[np.ndarray]:
+                       lr: float | None = None,
+                       target_users: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
         """Warm-start retrains with rows removed, stacked into batched models; returns new scores.
 
         Args:
@@ -221,7 +236,11 @@ class NCF(Recommender):
             epochs: extra epochs from the trained checkpoint (parameters and Adam moments restored).
             targets: per retrain, the items of ``user`` to score afterwards.
             max_models: how many retrains one stacked model holds (memory/speed trade-off).
-            lr: learning rate of the retrains (default: the model's own).
+            lr: learning rate of the retrains (default: the rate the model last trained at, so a
+                base finished at a lower rate by ``continue_training(lr=...)`` is retrained at that rate).
+            target_users: per retrain, the user of each target (default: the retrain's own user).
+                A no-removal control is the same model for every user with the same seed, so one
+                control per seed can score every user's targets.
 
         Returns:
             one array per retrain: the predicted ratings of its targets after retraining.
@@ -236,6 +255,12 @@ class NCF(Recommender):
         width = max(len(t) for t in targets)
         if min(len(t) for t in targets) == 0:
             raise ValueError("Every retrain needs at least one target item to score.")
+        if target_users is None:
+            target_users = [[user] * len(t) for (user, _), t in zip(removals, targets)]
+        if len(target_users) != len(targets) or any(len(a) != len(b) for a, b in zip(target_users, targets)):
+            raise ValueError("target_users must give one user per target item of every retrain.")
+        for tu_ in target_users:
+            self.check_users(np.asarray(tu_, dtype=np.int64))
         prepare_cpu_training()
         users, items, ratings = self._rows()
         indptr = self.train_.indptr
@@ -259,14 +284,15 @@ class NCF(Recommender):
             block = range(start, min(start + max_models, len(removals)))
             M = len(block)
             stack = NCFStack({k: v.expand(M, *v.shape[1:]) for k, v in base.items()}, adam,
-                             self.lr if lr is None else lr, self.weight_decay, self.batch_size)
+                             self._stack.lr if lr is None else lr, self.weight_decay, self.batch_size)
             keep = torch.ones(M, len(users))
             for b, m in enumerate(block):
                 keep[b, row_of[m]] = 0.0
             stack.train_epochs(users, items, ratings, keep, [seeds[m] for m in block], epochs)
-            tu = torch.as_tensor([[removals[m][0]] for m in block], dtype=torch.long)
-            # pad ragged target lists with their first item; trimmed again below
+            # pad ragged target lists with their first pair; trimmed again below
+            tu = torch.as_tensor([list(target_users[m]) + [target_users[m][0]] * (width - len(targets[m]))
+                                  for m in block], dtype=torch.long)
             ti = torch.as_tensor([list(targets[m]) + [targets[m][0]] * (width - len(targets[m])) for m in block],
                                  dtype=torch.long)
-            out[start:start + M] = stack.score_pairs(tu[:, :1].expand(-1, width), ti)
+            out[start:start + M] = stack.score_pairs(tu, ti)
         return [out[m, :len(targets[m])] for m in range(len(removals))]
