@@ -88,29 +88,43 @@ def emf_loss_and_gradients(p: np.ndarray, q: np.ndarray, r: np.ndarray, w: np.nd
 
 
 def emf_objective(ratings: sp.csr_matrix, W: sp.csr_matrix, P: np.ndarray, Q: np.ndarray, beta: float,
-                  lam: float, ridge: float) -> float:
+                  lam: float, ridge: float, regulariser: str = "distance", target: float = 5.0) -> float:
     """The full EMF objective J (module docstring) for factors P, Q.
 
-    Taught in 07_neighbourhood_mf: ALS must never raise it.
+    Taught in 07_neighbourhood_mf: ALS must never raise it. ``regulariser="pseudo_rating"``: the
+    variant's λ/2 Σ W_ui (c − p_u·q_i)² replaces the distance term.
     """
     R = sp.coo_matrix(ratings)
     e = R.data - np.einsum("ij,ij->i", P[R.row], Q[R.col])
     data = (e**2).sum() + beta / 2 * ((P[R.row] ** 2).sum() + (Q[R.col] ** 2).sum())
     Wc = sp.coo_matrix(W)
-    pull = lam / 2 * (Wc.data * ((P[Wc.row] - Q[Wc.col]) ** 2).sum(1)).sum()
+    if regulariser == "pseudo_rating":
+        pull = lam / 2 * (Wc.data * (target - np.einsum("ij,ij->i", P[Wc.row], Q[Wc.col])) ** 2).sum()
+    else:
+        pull = lam / 2 * (Wc.data * ((P[Wc.row] - Q[Wc.col]) ** 2).sum(1)).sum()
     return float(data + pull + ridge / 2 * ((P**2).sum() + (Q**2).sum()))
 
 
-def _solve_side(R: sp.csr_matrix, W: sp.csr_matrix, Q: np.ndarray, beta: float, lam: float, ridge: float) -> np.ndarray:
-    """Exact minimiser of J over every row of P with Q fixed (the normal equations in the module docstring)."""
+def _solve_side(R: sp.csr_matrix, W: sp.csr_matrix, Q: np.ndarray, beta: float, lam: float, ridge: float,
+                regulariser: str = "distance", target: float = 5.0) -> np.ndarray:
+    """Exact minimiser of J over every row of P with Q fixed (the normal equations in the module docstring).
+
+    ``regulariser="pseudo_rating"`` solves EMF's variant with λ/2 Σ W_ui (c − p_u·q_i)² instead of the
+    distance term (see :class:`EMF`).
+    """
     f = Q.shape[1]
     rated = (R > 0).astype(np.float64)
+    outer = np.einsum("if,ig->ifg", Q, Q).reshape(len(Q), f * f)
     # Σ_{i in R_u} q_i q_iᵀ for all users at once: the 0/1 matrix times the flattened outer products.
-    gram = np.asarray(rated @ np.einsum("if,ig->ifg", Q, Q).reshape(len(Q), f * f)).reshape(-1, f, f)
+    gram = np.asarray(rated @ outer).reshape(-1, f, f)
     n_rated = np.asarray(rated.sum(1)).ravel()
-    degree = np.asarray(W.sum(1)).ravel()
-    A = 2 * gram + (beta * n_rated + lam * degree + ridge)[:, None, None] * np.eye(f)
-    b = 2 * np.asarray(R @ Q) + lam * np.asarray(W @ Q)
+    if regulariser == "pseudo_rating":  # weighted least squares towards the pseudo-rating c on W's pairs
+        A = 2 * gram + lam * np.asarray(W @ outer).reshape(-1, f, f) + (beta * n_rated + ridge)[:, None, None] * np.eye(f)
+        b = 2 * np.asarray(R @ Q) + lam * target * np.asarray(W @ Q)
+    else:
+        degree = np.asarray(W.sum(1)).ravel()
+        A = 2 * gram + (beta * n_rated + lam * degree + ridge)[:, None, None] * np.eye(f)
+        b = 2 * np.asarray(R @ Q) + lam * np.asarray(W @ Q)
     return np.linalg.solve(A, b[..., None])[..., 0]
 
 
@@ -128,15 +142,21 @@ class EMF(Recommender):
         pairs: where the λ term is summed. ``"explainable"`` (default): every (u, i) with W_ui > 0, rated
             or not, as the objective's Σ_{u,i} says. ``"rated"``: only training ratings, as the papers'
             SGD loop visits them.
+        regulariser: ``"distance"`` (default, the papers): λ/2 Σ W_ui ‖p_u − q_i‖². ``"pseudo_rating"``
+            (our variant, not in the papers): λ/2 Σ W_ui (c − p_u·q_i)², i.e. every explainable pair is
+            a weighted extra rating of ``target`` c. The distance term also shrinks widely explainable
+            items (its ‖q_i‖² part), and on ML-100K that lowers MEP; the variant rewards a high score
+            on explainable pairs directly, without that shrinkage.
+        target: c, the pseudo-rating of the variant.
         random_state: seed for the initial factors.
     """
 
     def __init__(self, factors: int = 20, lam: float = 0.0, beta: float = 0.1, ridge: float = 10.0,
                  iterations: int = 10, k_neighbours: int = 50, theta: float = 1.0, pairs: str = "explainable",
-                 random_state: int | None = 0):
+                 regulariser: str = "distance", target: float = 5.0, random_state: int | None = 0):
         self.factors, self.lam, self.beta, self.ridge = factors, lam, beta, ridge
         self.iterations, self.k_neighbours, self.theta = iterations, k_neighbours, theta
-        self.pairs, self.random_state = pairs, random_state
+        self.pairs, self.regulariser, self.target, self.random_state = pairs, regulariser, target, random_state
 
     def fit(self, train: sp.csr_matrix) -> EMF:
         """Fit on a user x item matrix of *ratings* (``Dataset.csr(ratings, binary=False)``); returns self."""
@@ -144,6 +164,8 @@ class EMF(Recommender):
             raise ValueError(f"lam, beta and ridge must be >= 0 (got {self.lam}, {self.beta}, {self.ridge}).")
         if self.pairs not in ("explainable", "rated"):
             raise ValueError(f"pairs must be 'explainable' or 'rated', not {self.pairs!r}.")
+        if self.regulariser not in ("distance", "pseudo_rating"):
+            raise ValueError(f"regulariser must be 'distance' or 'pseudo_rating', not {self.regulariser!r}.")
         if self.ridge == 0 and self.beta == 0:
             raise ValueError("With beta = ridge = 0 the least-squares systems can be singular: set ridge > 0.")
         train = self._set_train(train)
@@ -159,10 +181,12 @@ class EMF(Recommender):
         Q = rng.normal(0, 0.1, (R.shape[1], self.factors))
         Rt, Wt = R.T.tocsr(), self.penalised_.T.tocsr()
         self.objective_history_ = []
+        form = dict(regulariser=self.regulariser, target=self.target)
         for _ in range(self.iterations):
-            P = _solve_side(R, self.penalised_, Q, self.beta, self.lam, self.ridge)
-            Q = _solve_side(Rt, Wt, P, self.beta, self.lam, self.ridge)
-            self.objective_history_.append(emf_objective(R, self.penalised_, P, Q, self.beta, self.lam, self.ridge))
+            P = _solve_side(R, self.penalised_, Q, self.beta, self.lam, self.ridge, **form)
+            Q = _solve_side(Rt, Wt, P, self.beta, self.lam, self.ridge, **form)
+            self.objective_history_.append(emf_objective(R, self.penalised_, P, Q, self.beta, self.lam, self.ridge,
+                                                         **form))
         self.user_factors_, self.item_factors_ = P, Q
         return self
 
