@@ -102,6 +102,18 @@ def test_retrain_uses_the_rate_the_model_finished_at(small):
         model.retrain_scores([(0, [])], [seed], 1, [[0, 1]], target_users=[[0]])
 
 
+def test_retrain_blocks_in_worker_processes_match_one_process(small):
+    """processes=2 runs the stacked blocks in forked workers: same scores as one process."""
+    _, X, model = small
+    removals = [(u, X[u].indices[:2]) for u in range(5)] + [(0, [])]
+    seeds, targets = [0, 1, 0, 1, 0, 1], [[0, 1, 2]] * 6
+    one = model.retrain_scores(removals, seeds, 1, targets, max_models=2)
+    two = model.retrain_scores(removals, seeds, 1, targets, max_models=2, processes=2)
+    np.testing.assert_allclose(np.array(one), np.array(two), atol=1e-6)
+    with pytest.raises(ValueError, match="processes"):
+        model.retrain_scores(removals, seeds, 1, targets, processes=0)
+
+
 def _full_fia(model: NCF, user: int, target: int, damping: float = 1e-6) -> np.ndarray:
     """Reference: the 64x64 Hessian over R_u and R_i via autograd, predicted drop per user rating."""
     p = {k: v[0].double() for k, v in model.params_.items()}

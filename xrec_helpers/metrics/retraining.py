@@ -27,7 +27,8 @@ from xrec_helpers.models.ncf import NCF
 
 
 def verify_by_retraining(model: NCF, explanations: Sequence[Explanation], epochs: int, seeds: Sequence[int] = (0,),
-                         controls: bool = True, max_models: int = 128, lr: float | None = None) -> pd.DataFrame:
+                         controls: bool = True, max_models: int = 128, lr: float | None = None,
+                         processes: int = 1) -> pd.DataFrame:
     """Verify counterfactual explanations of ``model``'s recommendations by retraining.
 
     Args:
@@ -38,6 +39,7 @@ def verify_by_retraining(model: NCF, explanations: Sequence[Explanation], epochs
         controls: also retrain with nothing removed (one run per seed, shared by all users).
         max_models: retrains per stacked model.
         lr: learning rate of the retrains (default: the model's).
+        processes: worker processes for the stacked retrains (same scores; see ``NCF.retrain_scores``).
 
     Returns:
         one row per explanation: method, k, user, rec, replacement, size, predicted_gap,
@@ -79,7 +81,7 @@ def verify_by_retraining(model: NCF, explanations: Sequence[Explanation], epochs
             run_seeds.append(int(s))
             owner.append(-1)
     new = model.retrain_scores(removals, run_seeds, epochs, targets, max_models=max_models, lr=lr,
-                               target_users=target_users)
+                               target_users=target_users, processes=processes)
     owner = np.asarray(owner)
     mean_of = {}  # job -> {item: mean new score over seeds}
     for n, key in enumerate(jobs):
