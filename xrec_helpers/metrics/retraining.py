@@ -10,7 +10,8 @@ recommendation and the predicted replacement. Following the paper's ``compare.py
 * CF set size: mean set size over the successful users only.
 
 No-removal control retrains with the same seeds (one per seed: with nothing removed, the run
-is the same for every user) measure how much further training alone moves each user's gap ("drift"); the drift-corrected gap separates the explanation's effect from it.
+is the same for every user) measure how much further training alone moves each user's gap
+("drift"); the drift-corrected gap separates the explanation's effect from it.
 Retrains are deduplicated per (user, set) across k and methods and stacked into batched models.
 """
 
