@@ -312,22 +312,32 @@ class ClaimChecker:
             self._title_index = index
         return self._title_index
 
-    def find_item(self, text: str) -> int:
-        """The internal id of the film named ``text`` (title with or without its year; case-insensitive)."""
+    def find_item(self, text: str, prefer: set[int] | None = None) -> int:
+        """The internal id of the film named ``text`` (title with or without its year; case-insensitive).
+
+        When several films carry that title (ML-100K lists a few twice), the one in ``prefer`` (the user's
+        history and the recommended film, when parsing) is taken if exactly one of them is there.
+        """
         key = text.strip().strip("*\"'“”‘’ .").lower()
-        hits = self._index().get(key, [])
-        if len(set(hits)) == 1:
+        hits = sorted(set(self._index().get(key, [])))
+        if len(hits) > 1 and prefer:
+            preferred = [h for h in hits if h in prefer]
+            hits = preferred if len(preferred) == 1 else hits
+        if len(hits) == 1:
             return hits[0]
         if not hits:
             raise ValueError(f"No film is titled {text!r}. Write the title as the course shows it, e.g. "
                              f"{self.title(0)!r}.")
-        raise ValueError(f"{text!r} names several films ({[self.title(h) for h in sorted(set(hits))][:4]}); "
-                         "add the year in brackets.")
+        names = [self.title(h) for h in hits]
+        how = ("the catalogue lists this title under several ids (a duplicate entry)" if len(set(names)) == 1
+               else "add the year in brackets")
+        raise ValueError(f"{text!r} names several films (ids {hits[:4]}, titled {names[:4]}): {how}; or build "
+                         "the Claim objects with item ids directly.")
 
-    def _items(self, listing: str) -> list[int]:
+    def _items(self, listing: str, prefer: set[int]) -> list[int]:
         starred = re.findall(r"\*([^*]+)\*", listing)
         parts = starred if starred else re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", listing.strip())
-        return [self.find_item(p) for p in parts if p.strip()]
+        return [self.find_item(p, prefer) for p in parts if p.strip()]
 
     def parse(self, sentence: str, user: int, item: int) -> list[Claim]:
         """Atomic claims of an explanation ``sentence`` of ``item`` for ``user``.
@@ -335,7 +345,7 @@ class ClaimChecker:
         Titles may be *starred* (as the course's explanations write them; then titles with commas are
         safe) or plain. Recognised statements (case-insensitive; several per sentence are fine):
 
-        * "because you watched|liked|rated|saw A, B and C" -> Watched and Because, per film;
+        * "because you watched|liked|loved|rated|saw|enjoyed A, B and C" -> Watched and Because, per film;
         * "you watched A, which <KG connective> B" (the connectives of 10's paths, e.g. "has the same director
           as") -> Watched(A), SameEntity(A, B, relation), and Because(A) when B is the recommended item (the
           path is offered as the reason);
@@ -345,16 +355,17 @@ class ClaimChecker:
         """
         s = " ".join(sentence.replace("’", "'").split())
         claims: list[Claim] = []
+        prefer = set(self._history(user).tolist()) | {int(item)}
 
         def add(claim: Claim) -> None:
             if claim not in claims:
                 claims.append(claim)
 
-        verbs = r"because you (?:watched|liked|rated|saw|enjoyed) "
+        verbs = r"because you (?:watched|liked|loved|rated|saw|enjoyed) "
         m = re.search(verbs + r"(?P<list>(?:\*[^*]+\*(?:,? and |, )?)+)", s, re.I) or \
             re.search(verbs + r"(?P<list>.+?)(?:,? (?:we|so)\b|,? which\b|[.;]$|$)", s, re.I)
         if m:
-            for h in self._items(m.group("list")):
+            for h in self._items(m.group("list"), prefer):
                 add(Watched(user, h))
                 add(Because(user, item, h))
         connectives = sorted(((rel, words[1]) for rel, words in READABLE.items()), key=lambda x: -len(x[1]))
@@ -364,7 +375,7 @@ class ClaimChecker:
             for pattern in (starred, plain):
                 found = list(re.finditer(pattern, s, re.I))
                 for m in found:
-                    a, b = self.find_item(m.group("a")), self.find_item(m.group("b"))
+                    a, b = self.find_item(m.group("a"), prefer), self.find_item(m.group("b"), prefer)
                     add(Watched(user, a))
                     add(SameEntity(a, b, rel))
                     if b == item:
