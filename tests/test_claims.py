@@ -9,8 +9,16 @@ import scipy.sparse as sp
 
 from xrec_helpers.data.kg import ItemKG
 from xrec_helpers.data.reviews import aspect_mentions, planted_truth, synthetic_reviews
-from xrec_helpers.metrics.claims import (AspectStatement, Because, ClaimChecker, NeighboursLiked, SameEntity, Watched,
-                                         aspect_statements, check_aspect_statements)
+from xrec_helpers.metrics.claims import (
+    AspectStatement,
+    Because,
+    ClaimChecker,
+    NeighboursLiked,
+    SameEntity,
+    Watched,
+    aspect_statements,
+    check_aspect_statements,
+)
 from xrec_helpers.models.base import HistoryRecommender
 
 

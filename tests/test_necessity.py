@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_claims import planted_model  # tests/ is on sys.path (pytest prepend import mode)
 
 from xrec_helpers.explainers.base import Explanation
 from xrec_helpers.metrics.necessity import necessity_sufficiency, pn_ps, pn_ps_table
-from test_claims import planted_model  # tests/ is on sys.path (pytest prepend import mode)
 
 
 def _pairs(data, X):

@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xrec_helpers.metrics.text import (bleu, distinct_n, feature_coverage_ratio, feature_diversity,
-                                       feature_matching_ratio, rouge_l, sentence_bleu, unique_sentence_ratio)
+from xrec_helpers.metrics.text import (
+    bleu,
+    distinct_n,
+    feature_coverage_ratio,
+    feature_diversity,
+    feature_matching_ratio,
+    rouge_l,
+    sentence_bleu,
+    unique_sentence_ratio,
+)
 
 
 def test_bleu_and_rouge_reward_overlap_not_truth():
