@@ -308,3 +308,58 @@ def load_amazon_5core(path: str | Path, *, max_len: int = 64, min_count: int = 1
     return ReviewCorpus(name=path.name, reviews=reviews, users=pd.DataFrame({"raw_id": raw_users}),
                         items=pd.DataFrame({"raw_id": raw_items, "title": [f"asin {a}" for a in raw_items]}),
                         tokens=_encode(token_lists, vocab, max_len), vocab=vocab, source=str(path))
+
+
+# --- The planted vocabulary, as an accessor: which word names which aspect, which word is a verdict. ---
+# Taught in 12_generated_explanations: a sentence about a synthetic toy splits into (aspect, polarity)
+# claims with this lexicon, and the planted qualities say whether each claim is true.
+ASPECT_WORDS: dict[str, tuple[str, ...]] = {a: tuple(words) for a, words in _ASPECT_WORDS.items()}
+POSITIVE_WORDS: tuple[str, ...] = tuple(_POSITIVE)
+NEGATIVE_WORDS: tuple[str, ...] = tuple(_NEGATIVE)
+_ASPECT_OF = {w: a for a, words in _ASPECT_WORDS.items() for w in words}
+_POLARITY_OF = {**{w: 1 for w in _POSITIVE}, **{w: -1 for w in _NEGATIVE}}
+
+
+def aspect_mentions(text: str) -> list[tuple[str, int | None]]:
+    """The (aspect, polarity) statements a synthetic review makes, in order, without repeats.
+
+    Every aspect noun of the planted lexicon (``ASPECT_WORDS``) is one mention; its polarity is +1 or -1
+    from the sentiment word the corpus templates put next to it ("the build is *great*", "*poor* value
+    overall", "fun feels *flimsy*"): two words after the noun when joined by "is"/"feels", else the word
+    just before it, else the nearest sentiment word at most two words away; ``None`` when there is none
+    (an aspect named without a verdict). Works on any text, e.g. a generated sentence. Taught in
+    12_generated_explanations.
+    """
+    tokens = tokenize(text)
+    out: list[tuple[str, int | None]] = []
+    for k, word in enumerate(tokens):
+        aspect = _ASPECT_OF.get(word)
+        if aspect is None:
+            continue
+        polarity = None
+        if k + 2 < len(tokens) and tokens[k + 1] in ("is", "feels") and tokens[k + 2] in _POLARITY_OF:
+            polarity = _POLARITY_OF[tokens[k + 2]]
+        elif k >= 1 and tokens[k - 1] in _POLARITY_OF:
+            polarity = _POLARITY_OF[tokens[k - 1]]
+        else:
+            near = [(abs(j - k), j) for j in range(max(0, k - 2), min(len(tokens), k + 3))
+                    if tokens[j] in _POLARITY_OF]
+            if near:
+                polarity = _POLARITY_OF[tokens[min(near)[1]]]
+        if (aspect, polarity) not in out:
+            out.append((aspect, polarity))
+    return out
+
+
+def planted_truth(corpus: ReviewCorpus) -> tuple[np.ndarray, np.ndarray]:
+    """(quality, top) of a synthetic corpus: items x aspects planted qualities and each user's top aspect index.
+
+    Taught in 12_generated_explanations. ``quality[i, a]`` is item i's planted quality on ``corpus.aspects[a]``
+    (in [-1, 1]; positive = good); ``top[u]`` indexes user u's planted top aspect.
+    """
+    if not corpus.aspects or "top_aspect" not in corpus.users:
+        raise ValueError(f"{corpus.name} has no planted truth: only synthetic_reviews(...) corpora carry it.")
+    quality = corpus.items[[f"quality_{a}" for a in corpus.aspects]].to_numpy(dtype=float)
+    index = {a: k for k, a in enumerate(corpus.aspects)}
+    top = np.array([index[a] for a in corpus.users["top_aspect"]], dtype=np.int64)
+    return quality, top

@@ -1,0 +1,398 @@
+"""Checking an explanation sentence claim by claim: is each statement true, and is it why the model recommends?
+
+Taught in 12_generated_explanations. A sentence such as "Because you watched *Fargo (1996)*, which has the
+same director as *Raising Arizona (1987)*, we recommend it" bundles several **atomic claims**:
+
+* factual, about the data: "you watched *Fargo*" (:class:`Watched`), "7 of your 10 nearest neighbours
+  rated it 4 or higher" (:class:`NeighboursLiked`);
+* factual, about side data: "*Fargo* has the same director as *Raising Arizona*" (:class:`SameEntity`,
+  checked against the knowledge graph);
+* causal, about the model: "because you watched *Fargo*" (:class:`Because`), checked by removing the film
+  from the history and re-scoring (``score_histories``): the claim holds when the removal lowers the
+  recommended item's score, and lowers it at least as much as removing a typical film of the history
+  does (the median leave-one-out drop); a film the model ignores fails;
+* about a review-corpus item: "the build is great" (:class:`AspectStatement`), true when the item's planted
+  quality on that aspect has that sign, relevant when the aspect is the one the user cares about, and
+  faithful when hiding what the item's reviews say about that aspect moves the model's predicted rating for
+  this user more than hiding any other aspect.
+
+:class:`ClaimChecker` turns a sentence written by anything (a course explainer, a template, an LLM you
+run yourself) into claims with :meth:`ClaimChecker.parse` and returns one verdict per claim with its
+evidence (:meth:`ClaimChecker.check`). A verdict is True, False, or None when the claim cannot be checked
+with what the checker was given (e.g. no knowledge graph).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from xrec_helpers.data.kg import READABLE, ItemKG
+from xrec_helpers.data.reviews import aspect_mentions
+from xrec_helpers.models.base import HistoryRecommender
+
+
+# ---- claims ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Watched:
+    """Factual: ``item`` is in ``user``'s history."""
+
+    user: int
+    item: int
+    check: str = "data"
+
+
+@dataclass(frozen=True)
+class Because:
+    """Causal: the model recommends ``item`` to ``user`` because ``cause`` is in the history."""
+
+    user: int
+    item: int
+    cause: int
+    check: str = "removal and re-scoring"
+
+
+@dataclass(frozen=True)
+class SameEntity:
+    """Factual: ``item_a`` and ``item_b`` share a knowledge-graph entity of ``relation`` ("director", ...)."""
+
+    item_a: int
+    item_b: int
+    relation: str
+    check: str = "knowledge graph"
+
+
+@dataclass(frozen=True)
+class NeighboursLiked:
+    """Factual: ``n_liked`` of ``user``'s ``k`` nearest neighbours rated ``item`` ``threshold`` or higher."""
+
+    user: int
+    item: int
+    n_liked: int
+    k: int
+    threshold: float = 4.0
+    check: str = "data"
+
+
+@dataclass(frozen=True)
+class AspectStatement:
+    """A review-corpus statement about ``item`` for ``user``: ``aspect`` is good (+1) or bad (-1) (None: named only)."""
+
+    user: int
+    item: int
+    aspect: str
+    polarity: int | None
+    check: str = "planted truth and intervention"
+
+
+Claim = Watched | Because | SameEntity | NeighboursLiked | AspectStatement
+
+
+# ---- review-corpus statements ------------------------------------------------------------------------
+def aspect_statements(texts: Sequence[str], users: Sequence[int], items: Sequence[int]) -> list[list[AspectStatement]]:
+    """Split each sentence about (user, item) into its aspect statements (one list per sentence).
+
+    Uses the corpus lexicon (:func:`~xrec_helpers.data.reviews.aspect_mentions`). Taught in
+    12_generated_explanations.
+    """
+    if not len(texts) == len(users) == len(items):
+        raise ValueError(f"One user and one item per sentence: {len(texts)} sentences, {len(users)} users, "
+                         f"{len(items)} items.")
+    return [[AspectStatement(int(u), int(i), a, p) for a, p in aspect_mentions(t)]
+            for t, u, i in zip(texts, users, items)]
+
+
+def check_aspect_statements(
+    statements: Sequence[AspectStatement],
+    quality: np.ndarray,
+    top_aspect: np.ndarray,
+    aspects: Sequence[str],
+    predict: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+    random_state: int = 0,
+) -> pd.DataFrame:
+    """One row per statement: true of the item?, relevant to the user?, and (with ``predict``) faithful?
+
+    Args:
+        statements: e.g. the flattened output of :func:`aspect_statements`.
+        quality: (n_items, n_aspects) planted qualities; ``top_aspect``: (n_users,) index of each user's aspect
+            (both from :func:`xrec_helpers.data.reviews.planted_truth`).
+        aspects: aspect names in the column order of ``quality``.
+        predict: ``predict(users, items, hide_aspect)`` -> predicted ratings, where ``hide_aspect`` is an
+            aspect index per pair or -1 for none (``ReviewTextGenerator.predict``).
+
+    Columns: ``user``, ``item``, ``aspect``, ``polarity``, ``true_of_item`` (None when the statement names
+    the aspect without a verdict), ``relevant``; with ``predict``: ``delta_cited`` (|change of the predicted
+    rating| when the cited aspect is hidden), ``delta_random`` (the same for one other aspect drawn at
+    random, seeded), ``delta_max_other`` (the largest over the other aspects) and ``faithful``
+    (``delta_cited`` > ``delta_max_other``: the cited aspect is the one that drives this prediction).
+    Taught in 12_generated_explanations.
+    """
+    index = {a: k for k, a in enumerate(aspects)}
+    quality = np.asarray(quality, dtype=float)
+    if quality.ndim != 2 or quality.shape[1] != len(index):
+        raise ValueError(f"quality must be (n_items, {len(index)}) for aspects {list(aspects)}; got {quality.shape}.")
+    unknown = sorted({s.aspect for s in statements} - set(index))
+    if unknown:
+        raise ValueError(f"Statements name aspects {unknown} that are not among {list(aspects)}.")
+    users = np.array([s.user for s in statements], dtype=np.int64)
+    items = np.array([s.item for s in statements], dtype=np.int64)
+    cited = np.array([index[s.aspect] for s in statements], dtype=np.int64)
+    pol = [s.polarity for s in statements]
+    sign = np.sign(quality[items, cited]) if len(statements) else np.array([])
+    frame = pd.DataFrame({
+        "user": users, "item": items, "aspect": [s.aspect for s in statements], "polarity": pol,
+        "true_of_item": [None if p is None else bool(q == p) for p, q in zip(pol, sign)],
+        "relevant": np.asarray(top_aspect)[users] == cited if len(statements) else np.array([], dtype=bool),
+    })
+    if predict is not None and len(statements):
+        n_aspects = len(index)
+        base = np.asarray(predict(users, items, np.full(len(users), -1)), dtype=float)
+        deltas = np.stack([np.abs(np.asarray(predict(users, items, np.full(len(users), a)), dtype=float) - base)
+                           for a in range(n_aspects)], axis=1)
+        rng = np.random.default_rng(random_state)
+        other = (cited + rng.integers(1, n_aspects, len(cited))) % n_aspects  # uniform over the other aspects
+        rows = np.arange(len(cited))
+        masked = deltas.copy()
+        masked[rows, cited] = -np.inf
+        frame["delta_cited"] = deltas[rows, cited]
+        frame["delta_random"] = deltas[rows, other]
+        frame["delta_max_other"] = masked.max(1)
+        frame["faithful"] = frame["delta_cited"] > frame["delta_max_other"]
+    return frame
+
+
+# ---- the checker for MovieLens-style explanations ----------------------------------------------------
+_NUMBER_WORDS = {w: k for k, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven",
+                                             "eight", "nine", "ten"])}
+
+
+class ClaimChecker:
+    """Verdicts for the atomic claims of explanation sentences, against the data, the KG and the model.
+
+    Taught in 12_generated_explanations.
+
+    Args:
+        histories: user x item matrix whose rows are the histories the model reads (the recommender's
+            ``train_`` after ``use_histories``).
+        recommender: a fitted history-conditioned model, for causal claims (None: they are not checkable).
+        titles: display titles by internal item id (the parser finds them in the sentence).
+        kg: the item–entity graph (:func:`xrec_helpers.data.kg.build_item_kg`), for :class:`SameEntity`.
+        ratings: user x item star ratings and ``neighbours`` ((n_users, k) ids, nearest first), for
+            :class:`NeighboursLiked`.
+        min_drop: a removal must lower the score by more than this to count as an effect (float noise).
+    """
+
+    def __init__(self, histories: sp.csr_matrix, recommender: HistoryRecommender | None = None,
+                 titles: Sequence[str] | None = None, kg: ItemKG | None = None,
+                 ratings: sp.csr_matrix | None = None, neighbours: np.ndarray | None = None,
+                 min_drop: float = 1e-6):
+        if not sp.issparse(histories):
+            raise TypeError("histories must be a scipy.sparse user x item matrix (the histories the model reads).")
+        self.histories = sp.csr_matrix(histories)
+        if recommender is not None:
+            if not isinstance(recommender, HistoryRecommender):
+                raise TypeError(f"{type(recommender).__name__} cannot re-score an edited history: causal claims need "
+                                "a HistoryRecommender (or pass recommender=None and they are reported unchecked).")
+            if recommender.n_items != self.histories.shape[1]:
+                raise ValueError(f"The recommender has {recommender.n_items} items, the histories "
+                                 f"{self.histories.shape[1]}.")
+        if kg is not None and kg.n_items != self.histories.shape[1]:
+            raise ValueError(f"The KG covers {kg.n_items} items, the histories {self.histories.shape[1]}.")
+        if (ratings is None) != (neighbours is None):
+            raise ValueError("Neighbour claims need both ratings and neighbours (or neither).")
+        self.recommender, self.kg, self.min_drop = recommender, kg, float(min_drop)
+        self.ratings = None if ratings is None else sp.csr_matrix(ratings)
+        self.neighbours = None if neighbours is None else np.asarray(neighbours, dtype=np.int64)
+        self.titles = None if titles is None else np.asarray(titles, dtype=object)
+        self._title_index: dict[str, list[int]] | None = None
+
+    # -- words --
+    def title(self, item: int) -> str:
+        return str(self.titles[item]) if self.titles is not None else f"item {item}"
+
+    def describe(self, claim: Claim) -> str:
+        """The claim in words, with titles."""
+        t = self.title
+        if isinstance(claim, Watched):
+            return f"you watched {t(claim.item)}"
+        if isinstance(claim, Because):
+            return f"{t(claim.item)} is recommended because you watched {t(claim.cause)}"
+        if isinstance(claim, SameEntity):
+            words = READABLE.get(claim.relation, (f"the same {claim.relation}", ""))[0]
+            return f"{t(claim.item_a)} and {t(claim.item_b)} share {words}"
+        if isinstance(claim, NeighboursLiked):
+            return (f"{claim.n_liked} of your {claim.k} nearest neighbours rated {t(claim.item)} "
+                    f"{claim.threshold:g} or higher")
+        if isinstance(claim, AspectStatement):
+            verdict = {1: "good", -1: "bad", None: "mentioned"}[claim.polarity]
+            return f"{claim.aspect} is {verdict}"
+        raise TypeError(f"Not a claim: {claim!r}")
+
+    # -- checks --
+    def _history(self, user: int) -> np.ndarray:
+        if not 0 <= int(user) < self.histories.shape[0]:
+            raise IndexError(f"Unknown user id {user}: internal ids run 0..{self.histories.shape[0] - 1}.")
+        return self.histories.indices[self.histories.indptr[user]:self.histories.indptr[user + 1]]
+
+    def _check_one(self, claim: Claim) -> tuple[bool | None, str]:
+        if isinstance(claim, Watched):
+            held = bool(np.isin(claim.item, self._history(claim.user)))
+            return held, "in the history" if held else "not in the history"
+        if isinstance(claim, SameEntity):
+            if self.kg is None:
+                return None, "no knowledge graph given"
+            shared = self.kg.shared_entities(claim.item_a, claim.item_b)
+            rels = sorted(set(shared["relation"]))
+            held = claim.relation in rels
+            return held, (f"they share {', '.join(rels)}" if rels else "they share no entity in the graph")
+        if isinstance(claim, NeighboursLiked):
+            if self.ratings is None:
+                return None, "no ratings / neighbours given"
+            nb = self.neighbours[claim.user][:claim.k]
+            r = np.asarray(self.ratings[nb, claim.item].todense()).ravel()
+            actual = int((r >= claim.threshold).sum())
+            return actual == claim.n_liked and len(nb) == claim.k, f"{actual} of {len(nb)} did"
+        if isinstance(claim, Because):
+            return self._check_because(claim)
+        if isinstance(claim, AspectStatement):
+            raise TypeError("Aspect statements are checked against a review corpus: use check_aspect_statements.")
+        raise TypeError(f"Not a claim: {claim!r}")
+
+    def _check_because(self, claim: Because) -> tuple[bool | None, str]:
+        history = self._history(claim.user)
+        if claim.cause not in set(history.tolist()):
+            return False, "the film is not in the history, so removing it cannot matter"
+        if self.recommender is None:
+            return None, "no model given to re-score"
+        others = history[history != claim.cause]
+        X = np.zeros((len(history) + 1, self.histories.shape[1]), dtype=np.float32)
+        X[:, history] = 1
+        X[1 + np.arange(len(history)), history] = 0  # leave-one-out for every history film
+        S = np.asarray(self.recommender.score_histories(X), dtype=np.float64)
+        drops = S[0, claim.item] - S[1:, claim.item]
+        drop = float(drops[history == claim.cause][0])
+        typical = float(np.median(drops[history != claim.cause])) if len(others) else 0.0
+        candidates = np.ones(X.shape[1], dtype=bool)
+        candidates[history] = False
+        candidates[claim.item] = False
+        rank0 = 1 + int((S[0, candidates] > S[0, claim.item]).sum())
+        row = 1 + int(np.flatnonzero(history == claim.cause)[0])
+        rank1 = 1 + int((S[row, candidates] > S[row, claim.item]).sum())
+        position = 1 + int((drops > drop).sum())
+        held = drop > self.min_drop and drop >= typical
+        return held, (f"removing it changes the score by {-drop:+.4f} (rank {rank0} → {rank1}); a typical film "
+                      f"of this history: {-typical:+.4f}; it ranks {position} of {len(history)} films by effect")
+
+    def check(self, claims: Sequence[Claim]) -> pd.DataFrame:
+        """One row per claim: ``claim`` (in words), ``type``, ``checked against``, ``verdict``, ``evidence``."""
+        rows = []
+        for claim in claims:
+            verdict, evidence = self._check_one(claim)
+            rows.append({"claim": self.describe(claim), "type": "causal" if isinstance(claim, Because) else "factual",
+                         "checked against": claim.check, "verdict": verdict, "evidence": evidence})
+        return pd.DataFrame(rows, columns=["claim", "type", "checked against", "verdict", "evidence"])
+
+    # -- parsing --
+    def _index(self) -> dict[str, list[int]]:
+        if self._title_index is None:
+            if self.titles is None:
+                raise ValueError("Parsing a sentence needs titles: pass titles= to ClaimChecker.")
+            index: dict[str, list[int]] = {}
+            for i, t in enumerate(self.titles):
+                full = str(t).strip().lower()
+                index.setdefault(full, []).append(i)
+                stem = re.sub(r"\s*\(\d{4}\)$", "", full)  # "Fargo (1996)" can be written "Fargo"
+                if stem != full:
+                    index.setdefault(stem, []).append(i)
+            self._title_index = index
+        return self._title_index
+
+    def find_item(self, text: str, prefer: set[int] | None = None) -> int:
+        """The internal id of the film named ``text`` (title with or without its year; case-insensitive).
+
+        When several films carry that title (ML-100K lists a few twice), the one in ``prefer`` (the user's
+        history and the recommended film, when parsing) is taken if exactly one of them is there.
+        """
+        key = text.strip().strip("*\"'“”‘’ .").lower()
+        hits = sorted(set(self._index().get(key, [])))
+        if len(hits) > 1 and prefer:
+            preferred = [h for h in hits if h in prefer]
+            hits = preferred if len(preferred) == 1 else hits
+        if len(hits) == 1:
+            return hits[0]
+        if not hits:
+            raise ValueError(f"No film is titled {text!r}. Write the title as the course shows it, e.g. "
+                             f"{self.title(0)!r}.")
+        names = [self.title(h) for h in hits]
+        how = ("the catalogue lists this title under several ids (a duplicate entry)" if len(set(names)) == 1
+               else "add the year in brackets")
+        raise ValueError(f"{text!r} names several films (ids {hits[:4]}, titled {names[:4]}): {how}; or build "
+                         "the Claim objects with item ids directly.")
+
+    def _items(self, listing: str, prefer: set[int]) -> list[int]:
+        starred = re.findall(r"\*([^*]+)\*", listing)
+        parts = starred if starred else re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", listing.strip())
+        return [self.find_item(p, prefer) for p in parts if p.strip()]
+
+    def parse(self, sentence: str, user: int, item: int) -> list[Claim]:
+        """Atomic claims of an explanation ``sentence`` of ``item`` for ``user``.
+
+        Titles may be *starred* (as the course's explanations write them; then titles with commas are
+        safe) or plain. Recognised statements (case-insensitive; several per sentence are fine):
+
+        * "because you watched|liked|loved|rated|saw|enjoyed A, B and C" -> Watched and Because, per film;
+        * "you watched A, which <KG connective> B" (the connectives of 10's paths, e.g. "has the same director
+          as") -> Watched(A), SameEntity(A, B, relation), and Because(A) when B is the recommended item (the
+          path is offered as the reason);
+        * "N of your K (nearest) neighbours rated [it|B] T or higher" -> NeighboursLiked.
+
+        A sentence with none of them raises a ValueError that lists what can be checked.
+        """
+        s = " ".join(sentence.replace("’", "'").split())
+        claims: list[Claim] = []
+        prefer = set(self._history(user).tolist()) | {int(item)}
+
+        def add(claim: Claim) -> None:
+            if claim not in claims:
+                claims.append(claim)
+
+        verbs = r"because you (?:watched|liked|loved|rated|saw|enjoyed) "
+        m = re.search(verbs + r"(?P<list>(?:\*[^*]+\*(?:,? and |, )?)+)", s, re.I) or \
+            re.search(verbs + r"(?P<list>.+?)(?:,? (?:we|so)\b|,? which\b|[.;]$|$)", s, re.I)
+        if m:
+            for h in self._items(m.group("list"), prefer):
+                add(Watched(user, h))
+                add(Because(user, item, h))
+        connectives = sorted(((rel, words[1]) for rel, words in READABLE.items()), key=lambda x: -len(x[1]))
+        for rel, words in connectives:
+            starred = rf"\*(?P<a>[^*]+)\*,? which {re.escape(words)} \*(?P<b>[^*]+)\*"
+            plain = rf"you watched (?P<a>[^*]+?),? which {re.escape(words)} (?P<b>[^*]+?)(?:[.;]|, we|$)"
+            for pattern in (starred, plain):
+                found = list(re.finditer(pattern, s, re.I))
+                for m in found:
+                    a, b = self.find_item(m.group("a"), prefer), self.find_item(m.group("b"), prefer)
+                    add(Watched(user, a))
+                    add(SameEntity(a, b, rel))
+                    if b == item:
+                        add(Because(user, item, a))
+                if found:
+                    break
+        m = re.search(r"(?P<n>\d+|\w+) of your (?P<k>\d+|\w+) (?:nearest )?neighbou?rs rated (?:it|.+?) "
+                      r"(?P<t>\d(?:\.\d)?)(?: stars)? or (?:higher|more|better)", s, re.I)
+        if m:
+            n, k = (int(x) if x.isdigit() else _NUMBER_WORDS.get(x.lower(), -1) for x in (m.group("n"), m.group("k")))
+            add(NeighboursLiked(user, item, n, k, float(m.group("t"))))
+        if not claims:
+            raise ValueError(f"No checkable claim found in {sentence!r}. The checker reads 'because you watched A "
+                             "and B', 'you watched A, which has the same director as B' (any relation of the "
+                             "knowledge graph) and 'N of your K nearest neighbours rated it 4 or higher'.")
+        return claims
+
+    def check_sentence(self, sentence: str, user: int, item: int) -> pd.DataFrame:
+        """:meth:`parse` then :meth:`check`: the verdict table of one sentence."""
+        return self.check(self.parse(sentence, user, item))

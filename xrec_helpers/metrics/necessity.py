@@ -1,0 +1,114 @@
+"""Probability of necessity (PN) and of sufficiency (PS) of explanations, and their harmonic mean.
+
+Taught in 11_comparing_explainers (and used in 12_generated_explanations). CountER (Tan et al., CIKM 2021)
+grades an explanation by two counterfactual questions about a recommended item y in the user's top-K:
+
+* **necessity**: remove the explanation from the input. Does y leave the top-K? PN = share of explanations
+  for which it does;
+* **sufficiency**: keep *only* the explanation. Is y still in the top-K? PS = share for which it is;
+* **FNS** = 2 PN PS / (PN + PS), their harmonic mean (0 when both are 0).
+
+On the course's perturbation protocol (``metrics.counterfactual``) the input is the user's history and an
+explanation is a ranking of it; "the explanation" is its top ``fraction`` of the history (the same count as
+the perturbation curve's point at that fraction, at least one film), or its counterfactual set when
+``use_counterfactual_set`` and the method gives one. Unlisted history items follow the listed ones in the
+same seeded order as ``perturbation_curves(..., random_state)``, and ranks are taken among items outside the
+original history, so removed items never re-enter the ranking. Only explanations whose item starts inside
+the top-K count (``eligible``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from xrec_helpers.explainers.base import Explanation
+from xrec_helpers.metrics.counterfactual import _cumulative_counts, _ranking
+from xrec_helpers.models.base import HistoryRecommender
+
+
+def necessity_sufficiency(recommender: HistoryRecommender, explanations: Sequence[Explanation], k: int = 20,
+                          fraction: float = 0.2, steps: int = 10, use_counterfactual_set: bool = False,
+                          random_state: int = 0, batch_rows: int = 4096) -> pd.DataFrame:
+    """Per explanation: is the explanation necessary, is it sufficient (see the module docstring)?
+
+    Returns columns ``user``, ``item``, ``size`` (films in the explanation), ``rank`` (before), ``rank without``,
+    ``rank only``, ``eligible`` (rank <= k), ``necessary`` (rank without > k) and ``sufficient``
+    (rank only <= k). Taught in 11_comparing_explainers.
+    """
+    if not isinstance(recommender, HistoryRecommender):
+        raise TypeError(f"{type(recommender).__name__} cannot re-score an edited history; PN and PS need a "
+                        "HistoryRecommender.")
+    if len(explanations) == 0:
+        raise ValueError("No explanations to evaluate.")
+    if k < 1:
+        raise ValueError(f"k={k} must be >= 1.")
+    t = fraction * steps
+    if not 0 < fraction <= 1 or abs(t - round(t)) > 1e-9:
+        raise ValueError(f"fraction={fraction} must be one of the curve's points 1/{steps}, ..., 1.")
+    rng = np.random.default_rng(random_state)  # consumed exactly as perturbation_curves consumes it
+    train = recommender.train_
+    jobs = []
+    for expl in explanations:
+        history = train.indices[train.indptr[expl.user]:train.indptr[expl.user + 1]]
+        if len(history) == 0:
+            raise ValueError(f"User {expl.user} has an empty history.")
+        if expl.item in set(history.tolist()):
+            raise ValueError(f"Item {expl.item} is in user {expl.user}'s history; explain unseen items only.")
+        pi = _ranking(expl, history, rng)
+        if use_counterfactual_set and expl.counterfactual_set is not None and len(expl.counterfactual_set):
+            chosen = np.asarray(expl.counterfactual_set, dtype=np.int64)
+        else:
+            chosen = pi[:max(1, _cumulative_counts(len(history), steps)[round(t)])]
+        jobs.append((expl, history, chosen))
+    rows = []
+    chunk = max(1, batch_rows // 3)
+    for start in range(0, len(jobs), chunk):
+        block = jobs[start:start + chunk]
+        X = np.zeros((3 * len(block), recommender.n_items), dtype=np.float32)
+        for b, (_, history, chosen) in enumerate(block):
+            X[3 * b, history] = 1
+            X[3 * b + 1, history] = 1
+            X[3 * b + 1, chosen] = 0  # without the explanation
+            X[3 * b + 2, chosen] = 1  # the explanation alone
+        S = np.asarray(recommender.score_histories(X), dtype=np.float64)
+        for b, (expl, history, chosen) in enumerate(block):
+            s = S[3 * b:3 * b + 3]
+            candidates = np.ones(recommender.n_items, dtype=bool)
+            candidates[history] = False
+            candidates[expl.item] = False
+            rank = 1 + (s[:, candidates] > s[:, [expl.item]]).sum(1)
+            rows.append({"user": expl.user, "item": expl.item, "size": len(chosen), "rank": int(rank[0]),
+                         "rank without": int(rank[1]), "rank only": int(rank[2]), "eligible": bool(rank[0] <= k),
+                         "necessary": bool(rank[1] > k), "sufficient": bool(rank[2] <= k)})
+    return pd.DataFrame(rows)
+
+
+def pn_ps(outcomes: pd.DataFrame) -> dict[str, float]:
+    """PN, PS and FNS (their harmonic mean) over the eligible rows of :func:`necessity_sufficiency`.
+
+    Taught in 11_comparing_explainers. NaN when no explanation is eligible.
+    """
+    ok = outcomes[outcomes["eligible"]]
+    if len(ok) == 0:
+        return {"PN": float("nan"), "PS": float("nan"), "FNS": float("nan"), "eligible": 0}
+    pn, ps = float(ok["necessary"].mean()), float(ok["sufficient"].mean())
+    fns = 2 * pn * ps / (pn + ps) if pn + ps > 0 else 0.0
+    return {"PN": pn, "PS": ps, "FNS": fns, "eligible": int(len(ok))}
+
+
+def pn_ps_table(recommender: HistoryRecommender, explanations: dict[str, Sequence[Explanation]], k: int = 20,
+                fraction: float = 0.2, random_state: int = 0) -> pd.DataFrame:
+    """One row per explainer: ``PN ↑``, ``PS ↑``, ``FNS ↑`` and the number of ``eligible`` explanations.
+
+    Taught in 11_comparing_explainers.
+    """
+    if not explanations:
+        raise ValueError("No explainers given: pass a dict of name -> explanations.")
+    rows = {name: pn_ps(necessity_sufficiency(recommender, ex, k=k, fraction=fraction, random_state=random_state))
+            for name, ex in explanations.items()}
+    table = pd.DataFrame(rows).T.rename(columns={"PN": "PN ↑", "PS": "PS ↑", "FNS": "FNS ↑"})
+    table["eligible"] = table["eligible"].astype(int)
+    return table
