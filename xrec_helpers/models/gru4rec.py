@@ -260,11 +260,13 @@ class GRU4Rec(Recommender):
                     keep = (torch.rand(emb.shape[:2], generator=g) >= self.dropout).unsqueeze(-1)
                     emb = emb * keep / (1 - self.dropout)
                 out, _ = self.net_.gru(emb)
-                logits = self.net_.logits(self.net_.out(out))
                 y = Y[idx]
-                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, self.n_items), y.reshape(-1),
-                                                         ignore_index=-100, reduction="sum")
-                n = (y >= 0).sum().clamp(min=1)
+                valid = y >= 0
+                # Score only positions with a target: the full softmax over items dominates the cost,
+                # and a third of the window slots are padding.
+                logits = self.net_.logits(self.net_.out(out[valid]))
+                loss = torch.nn.functional.cross_entropy(logits, y[valid], reduction="sum")
+                n = valid.sum().clamp(min=1)
                 optimiser.zero_grad()
                 (loss / n).backward()
                 optimiser.step()
