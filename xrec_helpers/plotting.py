@@ -101,7 +101,7 @@ def plot_cell_grid(attribution, ax=None):
     """
     grid = attribution.grid()
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.9 * grid.shape[1] + 3.5, 0.5 * grid.shape[0] + 1.5))
+        _, ax = plt.subplots(figsize=(1.6 * grid.shape[1] + 5.5, 0.5 * grid.shape[0] + 1.5))
     values = grid.to_numpy(dtype=float)
     lim = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
     im = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")

@@ -473,6 +473,12 @@ class LevelAttribution:
         return plot_level_attribution(self, ax=ax, n=n)
 
 
+def _fmt_event(x: np.ndarray, p: int) -> str:
+    r, d = x["rating"][p], x["days"][p]
+    rated = "rating ?" if np.isnan(r) else f"rated {int(r)}"
+    return rated + (", first event" if np.isnan(d) else f", {d:.2f} days after the previous")
+
+
 def _fmt_cell(x: np.ndarray, p: int, f: int, genre_names: Sequence[str] | None, item_genres: np.ndarray) -> str:
     feat = FEATURES[f]
     if f == 0:
@@ -585,7 +591,7 @@ class SequenceSHAP:
         game = self.game(sequence, target, *cell_players(n, keep, te, tf))
         values, method = self._solve(game)
         genres = self.model.item_genres_
-        row_labels = [f"{p - n} · {self._title(x['item'][p])[:30]}" for p in te] + ["other kept events",
+        row_labels = [f"{p - n} · {self._title(x['item'][p])[:28]} ({_fmt_event(x, p)})" for p in te] + ["other kept events",
                                                                                      self._pruned_label(game, keep)]
         col_labels = [FEATURES[f] for f in tf] + ["other features"]
         labels, cells = [], []
