@@ -61,13 +61,16 @@ def user_sequences(ratings: pd.DataFrame, n_users: int) -> list[np.ndarray]:
 
 
 def event_items(sequence) -> np.ndarray:
-    """The item ids of an event sequence (or of a plain item-id array)."""
+    """The item ids of an event sequence (or of a plain item-id array). Taught in 04_shap_sequential."""
     arr = np.asarray(sequence)
     return arr["item"] if arr.dtype.names else arr
 
 
 def as_events(sequence) -> np.ndarray:
-    """An event sequence from either an event array or a plain 1-d array of item ids (features unknown)."""
+    """An event sequence from an event array or a plain 1-d array of item ids (features unknown).
+
+    Taught in 04_shap_sequential. A wrong dtype or shape raises an error that says what was expected.
+    """
     arr = np.asarray(sequence)
     if arr.dtype.names:
         if arr.dtype != EVENT_DTYPE:
@@ -96,7 +99,10 @@ def leave_last_out(sequences: Sequence[np.ndarray], n: int = 2) -> tuple[list[np
 
 
 def gap_bucket(days: np.ndarray) -> np.ndarray:
-    """Bucket index of :data:`GAP_LABELS` for each "days since previous" value (NaN -> "first event")."""
+    """Bucket index of :data:`GAP_LABELS` for each "days since previous" value (NaN -> "first event").
+
+    Taught in 04_shap_sequential (the model learns one vector per bucket).
+    """
     days = np.asarray(days, dtype=np.float64)
     out = np.searchsorted(np.asarray(GAP_EDGES_DAYS), days, side="right")
     return np.where(np.isnan(days), len(GAP_LABELS) - 1, out)

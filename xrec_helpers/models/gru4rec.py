@@ -58,7 +58,7 @@ FEATURES = ("movie", "rating you gave", "days since previous", "genres")
 def _init_(module: torch.nn.Module, g: torch.Generator) -> None:
     """Re-draw every parameter of ``module`` from ``g`` (torch's defaults use the global generator)."""
     with torch.no_grad():
-        for name, p in module.named_parameters():
+        for p in module.parameters():
             fan = p.shape[-1] if p.dim() > 1 else p.shape[0]
             bound = 1.0 / np.sqrt(getattr(module, "hidden_size", fan))
             p.copy_(torch.empty_like(p).uniform_(-bound, bound, generator=g))
