@@ -134,6 +134,8 @@ def test_gru_errors(fitted):
         GRU4Rec().fit(sequences_csr(train, data.n_items))
     with pytest.raises(ValueError, match="fewer than"):
         leave_last_out([np.array([1, 2])], 2)
+    with pytest.raises(ValueError, match="own input"):
+        model.evaluate([train[0]], np.array([train[0]["item"][-1]]))
     with pytest.raises(ValueError, match="item_genres"):
         GRU4Rec(epochs=1).fit(sequences_csr(train, data.n_items), train, item_genres=np.zeros((3, 2)))
 

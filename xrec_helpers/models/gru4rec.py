@@ -301,18 +301,24 @@ class GRU4Rec(Recommender):
     def evaluate(self, inputs: Sequence[np.ndarray], targets: np.ndarray, k: int = 10) -> dict[str, float]:
         """Full-ranking HR@k and NDCG@k of ``targets`` given ``inputs`` (items in the input excluded).
 
+        A target that is itself in its input raises a ValueError (it would be excluded from its own ranking).
+
         Taught in 04_shap_sequential.
         """
         targets = np.asarray(targets, dtype=np.int64)
         if len(inputs) != len(targets):
             raise ValueError(f"{len(inputs)} inputs for {len(targets)} targets.")
         ranks = np.empty(len(targets), dtype=np.int64)
+        for u, seq in enumerate(inputs):
+            if targets[u] in set(event_items(seq).tolist()):
+                raise ValueError(f"Target {targets[u]} of row {u} is in its own input; hold it out of the input.")
         for start in range(0, len(targets), 512):
             S = self.score_sequences(inputs[start:start + 512]).astype(np.float64)
             for r, seq in enumerate(inputs[start:start + 512]):
                 S[r, event_items(seq)] = -np.inf
             t = targets[start:start + 512]
-            ranks[start:start + len(t)] = (S > S[np.arange(len(t)), t][:, None]).sum(1)
+            # Ties count against the target, as in metrics.sampled.target_ranks.
+            ranks[start:start + len(t)] = (S >= S[np.arange(len(t)), t][:, None]).sum(1) - 1
         hit = ranks < k
         return {f"HR@{k}": float(hit.mean()), f"NDCG@{k}": float((hit / np.log2(ranks + 2)).mean())}
 
