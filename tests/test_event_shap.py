@@ -1,4 +1,4 @@
-"""GRU4Rec sequence scoring, event-level Shapley values, sampled metrics and sequence removal."""
+"""GRU4Rec with event features, Shapley values at the event, feature and cell levels, pruning, removal."""
 
 from __future__ import annotations
 
@@ -8,36 +8,42 @@ from math import factorial
 import numpy as np
 import pytest
 
+from xrec_helpers.data import GENRES
+from xrec_helpers.data.sequences import EVENT_DTYPE, events_frame, gap_bucket, user_event_sequences
 from xrec_helpers.explainers.event_shap import (
     EventOrderExplainer,
     EventSHAPExplainer,
     SequenceGame,
+    SequenceSHAP,
+    cell_players,
+    event_players,
     exact_shapley,
+    feature_players,
+    kernel_shap,
     occlusion,
-    pruned_game,
     pruning_curve,
     pruning_index,
+    resolve_baselines,
     sequences_csr,
-    shap_package_values,
 )
 from xrec_helpers.metrics.sampled import sampled_ranks, target_ranks
 from xrec_helpers.metrics.sequence_perturbation import sequence_removal_curves
-from xrec_helpers.models.gru4rec import GRU4Rec, leave_last_out, user_sequences
+from xrec_helpers.models.gru4rec import FEATURES, GRU4Rec, leave_last_out, user_sequences
 
 
 @pytest.fixture(scope="module")
 def fitted(ml100k):
     data = ml100k.subset_users(60, seed=1)
-    seqs = user_sequences(data.ratings, data.n_users)
+    seqs = user_event_sequences(data.ratings, data.n_users)
     train, held = leave_last_out(seqs, 2)
     model = GRU4Rec(max_len=12, epochs=1, emb_size=16, hidden_size=16, random_state=0)
-    model.fit(sequences_csr(train, data.n_items), train)
+    model.fit(sequences_csr(train, data.n_items), train, item_genres=data.items[list(GENRES)].to_numpy())
     return data, model, train
 
 
 def _top_unseen(model, train, u):
     s = model.score_sequences([train[u]])[0]
-    s[train[u]] = -np.inf
+    s[train[u]["item"]] = -np.inf
     return int(np.argmax(s))
 
 
@@ -55,29 +61,69 @@ def _brute_shapley(value, n):
     return phi / factorial(n)
 
 
-def test_user_sequences_are_time_ordered(ml100k):
-    seqs = user_sequences(ml100k.ratings, ml100k.n_users)
+def test_event_sequences_are_time_ordered_with_features(ml100k):
+    seqs = user_event_sequences(ml100k.ratings, ml100k.n_users)
     r = ml100k.ratings
     u = 5
-    times = r.set_index("item").loc[seqs[u][r["user"].eq(u).sum() * 0:], :]
-    mine = r[r["user"] == u].set_index("item")["timestamp"]
-    assert np.all(np.diff(mine.loc[seqs[u]].to_numpy()) >= 0)
+    mine = r[r["user"] == u].sort_values("timestamp", kind="stable")
+    assert seqs[u].dtype == EVENT_DTYPE
+    np.testing.assert_array_equal(seqs[u]["rating"], mine["rating"].to_numpy())
+    assert np.isnan(seqs[u]["days"][0])
+    np.testing.assert_allclose(seqs[u]["days"][1:], np.diff(mine["timestamp"].to_numpy()) / 86400.0)
     assert sum(len(s) for s in seqs) == len(r)
-    assert len(times) >= 1
+    # The item-only view is the same order.
+    np.testing.assert_array_equal(user_sequences(r, ml100k.n_users)[u], seqs[u]["item"])
+    assert gap_bucket(np.array([np.nan, 0.0, 2.0, 400.0])).tolist() == [6, 0, 3, 5]
+    frame = events_frame(seqs[u][-3:], ml100k.titles(), GENRES, ml100k.items[list(GENRES)].to_numpy())
+    assert list(frame.columns) == ["title", "rating you gave", "days since previous", "genres"]
+
+
+def test_fit_is_reproducible_in_one_process(ml100k):
+    """Two fits with the same random_state give identical weights (GRU and output layer included)."""
+    data = ml100k.subset_users(30, seed=2)
+    train, _ = leave_last_out(user_event_sequences(data.ratings, data.n_users), 2)
+    X = sequences_csr(train, data.n_items)
+    a = GRU4Rec(max_len=8, epochs=1, emb_size=8, hidden_size=8, random_state=3).fit(X, train)
+    import torch
+
+    torch.manual_seed(123)  # the global generator must not matter
+    b = GRU4Rec(max_len=8, epochs=1, emb_size=8, hidden_size=8, random_state=3).fit(X, train)
+    for (name, pa), (_, pb) in zip(a.net_.state_dict().items(), b.net_.state_dict().items()):
+        assert torch.equal(pa, pb), name
+    c = GRU4Rec(max_len=8, epochs=1, emb_size=8, hidden_size=8, random_state=4).fit(X, train)
+    assert not torch.equal(a.net_.gru.weight_hh_l0, c.net_.gru.weight_hh_l0)
+
+
+def test_early_stopping_keeps_best_epoch(ml100k):
+    data = ml100k.subset_users(40, seed=3)
+    seqs = user_event_sequences(data.ratings, data.n_users)
+    train, held = leave_last_out(seqs, 2)
+    X = sequences_csr(train, data.n_items)
+    m = GRU4Rec(max_len=8, epochs=6, emb_size=8, hidden_size=8, patience=1, lr=0.05, random_state=0)
+    m.fit(X, train, validation=(train, held[:, 0]))
+    hist = m.history_
+    assert {"train loss", "HR@10", "NDCG@10"} <= set(hist.columns)
+    assert m.best_epoch_ == int(hist["HR@10"].idxmax())
+    # The kept weights are the best epoch's: re-evaluating gives its HR@10.
+    assert m.evaluate(train, held[:, 0])["HR@10"] == pytest.approx(hist["HR@10"].max())
+    if m.stopped_early_:
+        assert len(hist) < 6 and hist["HR@10"].iloc[-1] <= hist["HR@10"].max()
 
 
 def test_padding_does_not_change_scores(fitted):
     _, model, train = fitted
     alone = model.score_sequences([train[0][:3]])
-    batched = model.score_sequences([train[0][:3], train[1], np.array([], dtype=int)])
+    batched = model.score_sequences([train[0][:3], train[1], train[1][:0]])
     np.testing.assert_allclose(alone[0], batched[0], rtol=1e-5, atol=1e-5)
-    # score(users) is score_sequences of the stored training sequences.
     np.testing.assert_allclose(model.score([2])[0], model.score_sequences([train[2]])[0], rtol=1e-5, atol=1e-5)
-    # Only the last max_len events are read.
     long = train[3]
     assert len(long) > model.max_len
     np.testing.assert_allclose(model.score_sequences([long])[0],
                                model.score_sequences([long[-model.max_len:]])[0], rtol=1e-5, atol=1e-5)
+    # Features matter: changing the ratings changes the scores.
+    edited = train[0].copy()
+    edited["rating"] = 1.0
+    assert not np.allclose(model.score_sequences([edited])[0], model.score_sequences([train[0]])[0])
 
 
 def test_gru_errors(fitted):
@@ -88,20 +134,62 @@ def test_gru_errors(fitted):
         GRU4Rec().fit(sequences_csr(train, data.n_items))
     with pytest.raises(ValueError, match="fewer than"):
         leave_last_out([np.array([1, 2])], 2)
+    with pytest.raises(ValueError, match="own input"):
+        model.evaluate([train[0]], np.array([train[0]["item"][-1]]))
+    with pytest.raises(ValueError, match="item_genres"):
+        GRU4Rec(epochs=1).fit(sequences_csr(train, data.n_items), train, item_genres=np.zeros((3, 2)))
 
 
-def test_exact_matches_permutation_definition_and_efficiency(fitted):
+def test_average_event_game_replaces_cells(fitted):
+    """The all-absent coalition scores the input with every event set to the average event."""
     _, model, train = fitted
     item = _top_unseen(model, train, 0)
-    for baseline in ("remove", 7):
-        game = SequenceGame(model, train[0], item, 5, baseline)
-        phi = exact_shapley(game)
-        np.testing.assert_allclose(phi, _brute_shapley(game, 5), rtol=1e-6, atol=1e-6)
-        full, base = game.full_and_base()
-        assert abs(phi.sum() - (full - base)) < 1e-6
+    game = SequenceGame(model, train[0], item, baseline="average")
+    tokens, dense, lengths = model.encode([train[0]])
+    tokens[0, 1:lengths[0] + 1] = model.average_token
+    dense[0, 1:lengths[0] + 1] = model.baseline_dense_
+    expected = model.score_encoded(tokens, dense, lengths, items=[item])[0, 0]
+    assert game.full_and_base()[1] == pytest.approx(expected, abs=1e-5)
+    assert game.full_and_base()[0] == pytest.approx(model.score_sequences([train[0]])[0, item], abs=1e-5)
 
 
-def test_exact_on_additive_game_recovers_weights():
+@pytest.mark.parametrize("baseline", ["remove", "average", 7])
+def test_exact_matches_permutation_definition_and_efficiency(fitted, baseline):
+    _, model, train = fitted
+    item = _top_unseen(model, train, 0)
+    game = SequenceGame(model, train[0], item, window=4, baseline=baseline)
+    assert game.n_players == 5  # 4 events + the older block
+    phi = exact_shapley(game)
+    np.testing.assert_allclose(phi, _brute_shapley(game, 5), rtol=1e-6, atol=1e-6)
+    full, base = game.full_and_base()
+    assert abs(phi.sum() - (full - base)) < 1e-6
+
+
+def test_levels_partition_cells_and_share_the_total(fitted):
+    _, model, train = fitted
+    item = _top_unseen(model, train, 1)
+    sh = SequenceSHAP(model, baseline="average", method="exact", prune_tol=None)
+    n = min(len(train[1]), model.max_len)
+    ev = sh.event_level(train[1], item, keep=5)
+    ft = sh.feature_level(train[1], item, keep=5)
+    ce = sh.cell_level(train[1], item, keep=5, top_events=2, top_features=2, events=ev, features=ft)
+    assert ev.total == pytest.approx(ft.total, abs=1e-6) == pytest.approx(ce.total, abs=1e-6)
+    for level in (ev, ft, ce):
+        assert level.efficiency_gap < 1e-6, level.level
+    assert len(ft.values) == len(FEATURES) + 1 and ft.labels[0].startswith("older events")
+    # The cell game's players: 2x2 cells, 2 event rests, 2 feature rests, the rest, the pruned block.
+    assert len(ce.values) == 4 + 2 + 2 + 1 + 1
+    grid = ce.grid()
+    assert grid.shape == (4, 3) and np.isclose(np.nansum(grid.to_numpy()), ce.total)
+    masks, _ = cell_players(n, 5, ce.extra["top_events"], ce.extra["top_features"])
+    assert np.array_equal(np.sum(masks, axis=0), np.ones((n, len(FEATURES))))
+    with pytest.raises(ValueError, match="whole events"):
+        SequenceGame(model, train[1], item, baseline="remove", players=feature_players(n, 5)[0])
+    with pytest.raises(ValueError, match="partition"):
+        SequenceGame(model, train[1], item, players=event_players(n, 3)[0][1:])
+
+
+def test_feature_level_on_an_additive_game_recovers_weights():
     w = np.array([0.5, -1.0, 2.0, 0.0])
 
     class Additive:
@@ -110,40 +198,61 @@ def test_exact_on_additive_game_recovers_weights():
         def __call__(self, masks):
             return np.atleast_2d(masks) @ w + masks[:, 0] * masks[:, 1]  # one interaction, split equally
 
-    phi = exact_shapley(Additive())
-    np.testing.assert_allclose(phi, w + np.array([0.5, 0.5, 0, 0]))
+    np.testing.assert_allclose(exact_shapley(Additive()), w + np.array([0.5, 0.5, 0, 0]))
 
 
 def test_kernel_shap_converges_to_exact(fitted):
     _, model, train = fitted
-    game = SequenceGame(model, train[1], _top_unseen(model, train, 1), 8)
+    game = SequenceGame(model, train[1], _top_unseen(model, train, 1), window=7, baseline="average")
     exact = exact_shapley(game)
-    small = np.mean([np.linalg.norm(shap_package_values(game, 24, random_state=s) - exact) for s in range(3)])
-    large = np.linalg.norm(shap_package_values(game, 2 ** 8, random_state=0) - exact)
+    small = np.mean([np.linalg.norm(kernel_shap(game, 24, random_state=s) - exact) for s in range(3)])
+    large = np.linalg.norm(kernel_shap(game, 2 ** 8, random_state=0) - exact)
     assert large < small
-    assert large < 1e-4 * max(1.0, np.abs(exact).max())  # 2^L samples enumerate every coalition
+    assert large < 1e-4 * max(1.0, np.abs(exact).max())  # 2^n samples enumerate every coalition
 
 
 def test_occlusion_is_leave_one_out(fitted):
     _, model, train = fitted
     item = _top_unseen(model, train, 2)
-    game = SequenceGame(model, train[2], item, 4)
+    game = SequenceGame(model, train[2], item, window=4, baseline="remove")
     x = train[2][-model.max_len:]
     direct = model.score_sequences([x])[0, item] - model.score_sequences([np.delete(x, len(x) - 4 + 1)])[0, item]
-    assert occlusion(game)[1] == pytest.approx(direct, rel=1e-5, abs=1e-5)
+    assert occlusion(game)[2] == pytest.approx(direct, rel=1e-5, abs=1e-5)  # player 0 is the older block
 
 
-def test_pruning_blocks_sum_to_total_and_pruned_game(fitted):
+def test_pruning_rule():
+    import pandas as pd
+
+    # Total 1; the older block is small for t >= 3 except a chance dip at t = 1.
+    older = np.array([1.0, 0.0, 0.5, 0.04, 0.02, 0.0])
+    curve = pd.DataFrame({"older block": older, "recent block": 1 - older})
+    assert pruning_index(curve, tol=0.05) == 3  # "stays under", not "first dips under" (t = 1)
+    assert pruning_index(curve, tol=0.0) == 5
+    with pytest.raises(ValueError):
+        pruning_index(curve, tol=-1)
+
+
+def test_pruning_blocks_sum_to_total(fitted):
     _, model, train = fitted
-    game = SequenceGame(model, train[4], _top_unseen(model, train, 4), 8)
+    game = SequenceGame(model, train[4], _top_unseen(model, train, 4), baseline="average")
     curve = pruning_curve(game)
     full, base = game.full_and_base()
     np.testing.assert_allclose(curve.sum(axis=1), full - base, atol=1e-5)
-    keep = pruning_index(curve, tol=0.05)
-    assert 0 <= keep <= 8
-    pg = pruned_game(game, 3)
-    phi = exact_shapley(pg)
-    assert pg.n_players == 4 and abs(phi.sum() - (full - base)) < 1e-5
+    assert curve["older block"].iloc[-1] == pytest.approx(0.0, abs=1e-9)  # nothing older than everything
+    sh = SequenceSHAP(model, prune_tol=0.2)
+    pr = sh.prune(train[4], _top_unseen(model, train, 4))
+    assert abs(pr.older_value) <= 0.2 * abs(pr.total) + 1e-9
+    assert pr.keep + pr.pruned == pr.n_events
+
+
+def test_resolve_baselines_are_distinct(fitted):
+    _, model, train = fitted
+    for u in range(10):
+        item = _top_unseen(model, train, u)
+        b = resolve_baselines(model, train[u], item)
+        items = [b[k] for k in ("popular", "lowest", "highest")]
+        assert len(set(items)) == 3 and item not in items
+        assert b["remove"] == "remove" and b["average"] == "average"
 
 
 def test_explainer_contract_and_errors(fitted):
@@ -151,12 +260,13 @@ def test_explainer_contract_and_errors(fitted):
     item = _top_unseen(model, train, 0)
     ex = EventSHAPExplainer(model, window=6, method="exact", baseline="highest", titles=data.titles())
     e = ex.explain(0, item)
-    assert e.scores.sum() == pytest.approx(e.extra["gap"], abs=1e-5)
-    assert "note" not in e.extra or "small" in e.extra["note"]
+    assert e.scores.sum() + e.extra["older_block"] == pytest.approx(e.extra["gap"], abs=1e-5)
+    assert len(e.extra["event_values"]) == 6
     with pytest.raises(ValueError, match="already in user"):
-        ex.explain(0, int(train[0][0]))
+        ex.explain(0, int(train[0]["item"][0]))
     with pytest.raises(IndexError, match="Unknown user"):
         ex.explain(10_000, item)
+
     class Big:
         n_players = 17
 
@@ -166,15 +276,26 @@ def test_explainer_contract_and_errors(fitted):
         EventSHAPExplainer(model, window=40)
     with pytest.raises(ValueError, match="baseline"):
         EventSHAPExplainer(model, window=6, baseline="median")
+    pruned = EventSHAPExplainer(model, window=6, method="exact", baseline="average", prune_tol=0.1).explain(0, item)
+    assert pruned.extra["kept"] <= 6
+    assert np.sum(pruned.extra["event_values"]) + pruned.extra["older_block"] == pytest.approx(pruned.extra["gap"],
+                                                                                              abs=1e-5)
+    s = model.score_sequences([train[0]])[0]
+    s[train[0]["item"]] = -np.inf
+    top2 = [int(i) for i in np.argsort(-s)[:2]]
+    pair = ex.explain(0, top2)  # the mean score of a frozen set of items
+    assert pair.extra["targets"].tolist() == top2
+    g = ex.game(0, top2)
+    assert g.full_and_base()[0] == pytest.approx(s[top2].mean(), abs=1e-5)
 
 
-def test_small_gap_gives_note_not_error(fitted):
-    data, model, train = fitted
+def test_small_gap_note_appears_only_when_the_gap_is_small(fitted):
+    _, model, train = fitted
     item = _top_unseen(model, train, 0)
-    # The target itself as filler is forbidden by name, but an explicit item id close in score is allowed:
-    ex = EventSHAPExplainer(model, window=4, method="exact", baseline="remove", small_gap=1e9)
-    e = ex.explain(0, item)
-    assert "small" in e.extra["note"]
+    noted = EventSHAPExplainer(model, window=4, method="exact", baseline="remove", small_gap=1e9).explain(0, item)
+    assert "note" in noted.extra and "is small" in noted.extra["note"]  # fails if the note is absent
+    plain = EventSHAPExplainer(model, window=4, method="exact", baseline="remove", small_gap=0.0).explain(0, item)
+    assert "note" not in plain.extra
 
 
 def test_ranks_against_brute_force():
@@ -195,7 +316,6 @@ def test_sequence_removal_definitions(fitted):
     recent = EventOrderExplainer(model, window=6, order="recent").explain_many(pairs)
     res = sequence_removal_curves(model, train, recent, counts=(0, 1, 2), ks=(10,))
     assert res.curves.loc[0, "DEL"] == 0.0  # nothing removed: no change
-    # Removing the most recent event equals scoring the sequence without it.
     u, i = pairs[0]
     x = train[u][-model.max_len:]
     expected = model.score_sequences([x[:-1]])[0, i] - model.score_sequences([x])[0, i]
@@ -203,3 +323,6 @@ def test_sequence_removal_definitions(fitted):
     single = sequence_removal_curves(model, train, recent[:1], counts=(0, 1), ks=(10,))
     assert single.curves.loc[1, "DEL"] == pytest.approx(expected, abs=1e-5)
     assert res.curves.loc[0, "POS@10"] == 1.0  # each item was the user's top unseen item
+    popular = EventOrderExplainer(model, window=6, order="popular").explain(*pairs[0])
+    freq = model.item_frequency_[popular.items]
+    assert np.all(np.diff(freq) <= 0)  # most popular first

@@ -74,3 +74,43 @@ def bar_with_labels(ax, labels: Sequence[str], values: Sequence[float], colour: 
     for yi, v in zip(y, values):
         ax.text(v, yi, " " + fmt.format(v), va="center", fontsize=8)
     return ax
+
+
+def plot_level_attribution(attribution, ax=None, n: int = 12):
+    """Signed bars of an event-, feature- or cell-level attribution (both signs, labels as given).
+
+    Taught in 04_shap_sequential. The ``n`` largest |values| are drawn, largest at the top; the title
+    states the level, the estimator and f(x) - f(baseline), which the values sum to.
+    """
+    frame = attribution.to_frame().head(n).iloc[::-1]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 0.33 * len(frame) + 1.4))
+    colours = [POSITIVE if v >= 0 else NEGATIVE for v in frame["value"]]
+    ax.barh([str(p)[:60] for p in frame["player"]], frame["value"], color=colours)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_title(f"{attribution.level.capitalize()}-level Shapley values ({attribution.method})\n"
+                 f"sum = f(x) − f(baseline) = {attribution.total:+.3f}", fontsize=10)
+    ax.set_xlabel("contribution to the score (green raises it, red lowers it)")
+    return ax
+
+
+def plot_cell_grid(attribution, ax=None):
+    """Heatmap of a cell-level attribution: rows are event groups, columns feature groups, both signs.
+
+    Taught in 04_shap_sequential. Red raises the score, blue lowers it; blank cells are not players.
+    """
+    grid = attribution.grid()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 * grid.shape[1] + 5.5, 0.5 * grid.shape[0] + 1.5))
+    values = grid.to_numpy(dtype=float)
+    lim = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
+    im = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=20, ha="right")
+    ax.set_yticks(range(grid.shape[0]), grid.index)
+    for (r, c), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            ax.text(c, r, f"{v:+.2f}", ha="center", va="center", fontsize=8)
+    ax.grid(False)
+    ax.set_title(f"Cell-level Shapley values ({attribution.method}); red raises, blue lowers the score", fontsize=10)
+    ax.figure.colorbar(im, ax=ax, shrink=0.7)
+    return ax

@@ -1,122 +1,305 @@
-"""Event-level attribution for a sequential recommender: Shapley values over the last L events.
+"""Shapley values for a sequential recommender at three levels: events, features and cells (TimeSHAP's).
 
-Taught in 04_shap_sequential. The *players* are the last ``window`` events of the sequence the model
-reads (its last ``max_len`` events); older events of that input stay present. A coalition S is
-scored by building the sequence in which the events outside S are *absent*:
+Taught in 04_shap_sequential. The model (:class:`GRU4Rec`) reads the last ``max_len`` events of a
+user; each event has four features (movie, rating you gave, days since previous, genres). Think of
+the input as a grid of *cells* (event x feature). A **player** is a group of cells; a coalition S
+of players is scored by building the input in which the cells of absent players take their
+**baseline** value, and the value v(S) is the target's score: one item's logit, or the mean logit
+of a frozen set of items (the seed project's "original top-10").
 
-* ``baseline="remove"``: absent events are deleted (the input gets shorter; nothing older is pulled
-  in, because the game is played on the model's actual input);
-* ``baseline=<item id>`` (or ``"popular"``, ``"lowest"``, ``"highest"``, resolved per user by
-  :func:`resolve_baseline`): absent events are replaced by that item, as TimeSHAP does.
+Baselines (what "absent" means), stated with every result:
 
-The value of S is the target's score: one item's logit, or the mean logit of a frozen set of items
-(the seed project's "original top-10"). Shapley values then satisfy efficiency:
-sum(phi) = v(all events) - v(no events) = f(x) - f(baseline).
+* ``"average"`` (TimeSHAP's *average event*): each absent cell takes the training average of its
+  feature: the frequency-weighted mean movie embedding, the mean rating, the mean gap, the mean genres.
+* an item id, or ``"popular"`` / ``"lowest"`` / ``"highest"`` (the seed project's single baseline
+  item): an absent event becomes that movie with its genres and the average rating and gap.
+  :func:`resolve_baselines` makes these three distinct by construction.
+* ``"remove"``: an absent event is deleted (event-level players only).
 
-Estimators: exact enumeration (2^L evaluations, L <= 16), the ``shap`` package's KernelExplainer
-on presence indicators (background = all absent), occlusion
-(leave-one-event-out), and TimeSHAP-style pruning (older events merged into one player).
+Levels (TimeSHAP, Bento et al. 2021):
+
+* **event**: one player per recent event, plus one merged player for the pruned older events;
+* **feature**: one player per feature (that feature in every kept event), plus the pruned block;
+* **cell**: the top events x top features as single cells, each top event's other features, each
+  top feature on the other events, everything else, and the pruned block.
+
+At every level the players partition the same cells, so the values sum to the same total
+f(x) - f(baseline) (efficiency; checked to 1e-6). **Pruning** (TimeSHAP): for t = 0..T play the
+2-player game {events older than the last t, the last t events} exactly, and merge the oldest
+events into one player while their joint value stays under a tolerance.
+
+Estimators: exact enumeration (2^n coalitions), the ``shap`` package's KernelExplainer on presence
+indicators (background = all absent), and occlusion (leave one player out). The ``timeshap``
+package itself cannot be imported with current ``shap``, hence this module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from math import factorial
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from xrec_helpers.data.sequences import as_events, event_items
 from xrec_helpers.explainers.base import Explainer, Explanation
-from xrec_helpers.models.gru4rec import GRU4Rec
+from xrec_helpers.models.gru4rec import FEATURES, GRU4Rec
 
 MAX_EXACT = 16
-BASELINE_KINDS = ("remove", "popular", "lowest", "highest")
+BASELINE_KINDS = ("remove", "average", "popular", "lowest", "highest")
+ITEM_BASELINES = ("popular", "lowest", "highest")
 
 
-def resolve_baseline(model: GRU4Rec, sequence: np.ndarray, target: int | np.ndarray, kind: str | int) -> str | int:
-    """Turn a baseline name into what :class:`SequenceGame` takes: ``"remove"`` or an item id.
+# --- baselines ---------------------------------------------------------------------------------
+def resolve_baselines(model: GRU4Rec, sequence, target: int | Sequence[int],
+                      kinds: Sequence[str] = BASELINE_KINDS) -> dict[str, str | int]:
+    """Each baseline name -> what :class:`SequenceGame` takes (``"remove"``, ``"average"`` or an item id).
 
-    Taught in 04_shap_sequential. ``"popular"``: the most-interacted training item; ``"lowest"`` /
-    ``"highest"``: the item this user's sequence scores lowest / highest. The target items are
-    excluded throughout, else the baseline could replace every event by the very item explained.
+    Taught in 04_shap_sequential. ``"popular"`` is the most frequent training item; ``"lowest"`` /
+    ``"highest"`` the item this user's input scores lowest / highest. They are resolved in that
+    order and each skips the targets and the items already taken, so no two baselines are the same
+    movie (by construction).
+    """
+    bad = [k for k in kinds if k not in BASELINE_KINDS]
+    if bad:
+        raise ValueError(f"baseline must be one of {BASELINE_KINDS} or an item id, not {bad[0]!r}.")
+    taken = set(np.atleast_1d(np.asarray(target, dtype=np.int64)).tolist())
+    out: dict[str, str | int] = {}
+    scores = None
+    for kind in ITEM_BASELINES:
+        if kind not in kinds:
+            continue
+        if kind == "popular":
+            v = model.item_frequency_.astype(np.float64).copy()
+        else:
+            if scores is None:
+                scores = model.score_sequences([sequence])[0].astype(np.float64)
+            v = scores.copy() if kind == "highest" else -scores
+        v[list(taken)] = -np.inf
+        out[kind] = int(np.argmax(v))
+        taken.add(out[kind])
+    for kind in ("remove", "average"):
+        if kind in kinds:
+            out[kind] = kind
+    return {k: out[k] for k in kinds}
+
+
+def resolve_baseline(model: GRU4Rec, sequence, target: int | Sequence[int], kind: str | int) -> str | int:
+    """One baseline: an item id is checked and returned; a name is resolved as in :func:`resolve_baselines`.
+
+    Taught in 04_shap_sequential.
     """
     if isinstance(kind, (int, np.integer)):
         if not 0 <= int(kind) < model.n_items:
             raise IndexError(f"Baseline item {kind} is not an internal item id (0..{model.n_items - 1}).")
         return int(kind)
-    if kind not in BASELINE_KINDS:
-        raise ValueError(f"baseline must be an item id or one of {BASELINE_KINDS}, not {kind!r}.")
-    if kind == "remove":
-        return "remove"
-    if kind == "popular":
-        counts = np.asarray(model.train_.sum(0)).ravel().astype(np.float64)
-        counts[np.atleast_1d(target)] = -np.inf
-        return int(counts.argmax())
-    scores = model.score_sequences([sequence])[0].astype(np.float64)
-    scores[np.atleast_1d(target)] = np.nan
-    return int(np.nanargmin(scores) if kind == "lowest" else np.nanargmax(scores))
+    return resolve_baselines(model, sequence, target, BASELINE_KINDS)[kind] if kind in BASELINE_KINDS else \
+        resolve_baselines(model, sequence, target, (kind,))[kind]
 
 
+def describe_baseline(baseline: str | int, titles: Sequence[str] | None = None) -> str:
+    """A sentence fragment saying what an absent cell becomes."""
+    if baseline == "remove":
+        return "absent events are deleted from the sequence"
+    if baseline == "average":
+        return "absent cells take the training average of their feature (TimeSHAP's average event)"
+    name = titles[int(baseline)] if titles is not None else f"item {baseline}"
+    return f"absent events become {name} (with its genres, the average rating and the average gap)"
+
+
+# --- players -----------------------------------------------------------------------------------
+def event_players(n_events: int, window: int) -> tuple[list[np.ndarray], list[tuple]]:
+    """Players of the event level: the last ``window`` events one by one, the older ones as one block.
+
+    Returns (masks (n_events, 4) per player, keys): key ``("pruned",)`` or ``("event", position)``
+    with position 0 = oldest event of the input.
+    """
+    window = min(int(window), n_events)
+    masks, keys = [], []
+    if window < n_events:
+        m = np.zeros((n_events, len(FEATURES)), dtype=bool)
+        m[: n_events - window] = True
+        masks.append(m)
+        keys.append(("pruned",))
+    for p in range(n_events - window, n_events):
+        m = np.zeros((n_events, len(FEATURES)), dtype=bool)
+        m[p] = True
+        masks.append(m)
+        keys.append(("event", p))
+    return masks, keys
+
+
+def feature_players(n_events: int, keep: int) -> tuple[list[np.ndarray], list[tuple]]:
+    """Players of the feature level: each feature over the last ``keep`` events, plus the pruned block."""
+    keep = min(int(keep), n_events)
+    masks, keys = [], []
+    if keep < n_events:
+        m = np.zeros((n_events, len(FEATURES)), dtype=bool)
+        m[: n_events - keep] = True
+        masks.append(m)
+        keys.append(("pruned",))
+    for f in range(len(FEATURES)):
+        m = np.zeros((n_events, len(FEATURES)), dtype=bool)
+        m[n_events - keep:, f] = True
+        masks.append(m)
+        keys.append(("feature", f))
+    return masks, keys
+
+
+def cell_players(n_events: int, keep: int, top_events: Sequence[int], top_features: Sequence[int]
+                 ) -> tuple[list[np.ndarray], list[tuple]]:
+    """Players of the cell level (TimeSHAP): top events x top features one by one, and grouped rests.
+
+    ``top_events`` are input positions among the kept events, ``top_features`` feature indices.
+    Keys: ``("cell", p, f)``, ``("event rest", p)`` (p's other features), ``("feature rest", f)`` (f on
+    the other kept events), ``("rest",)`` (other events' other features), ``("pruned",)``.
+    """
+    keep = min(int(keep), n_events)
+    first = n_events - keep
+    te, tf = [int(p) for p in top_events], [int(f) for f in top_features]
+    if any(not first <= p < n_events for p in te):
+        raise ValueError(f"top events must be kept positions {first}..{n_events - 1}, got {te}.")
+    if any(not 0 <= f < len(FEATURES) for f in tf):
+        raise ValueError(f"top features must be indices 0..{len(FEATURES) - 1}, got {tf}.")
+    other_f = [f for f in range(len(FEATURES)) if f not in tf]
+    other_e = [p for p in range(first, n_events) if p not in te]
+    masks, keys = [], []
+
+    def add(rows, cols, key):
+        if len(rows) and len(cols):
+            m = np.zeros((n_events, len(FEATURES)), dtype=bool)
+            m[np.ix_(rows, cols)] = True
+            masks.append(m)
+            keys.append(key)
+
+    add(list(range(first)), list(range(len(FEATURES))), ("pruned",))
+    for p in te:
+        for f in tf:
+            add([p], [f], ("cell", p, f))
+        add([p], other_f, ("event rest", p))
+    for f in tf:
+        add(other_e, [f], ("feature rest", f))
+    add(other_e, other_f, ("rest",))
+    return masks, keys
+
+
+# --- the game ----------------------------------------------------------------------------------
 class SequenceGame:
-    """The cooperative game v(S) over the last ``window`` events of one sequence.
+    """The cooperative game v(S) over groups of cells of one user's input.
 
-    Taught in 04_shap_sequential. Call it with a (n, n_players) 0/1 matrix of coalitions; it returns
-    the n values. ``groups`` (lists of window positions, 0 = oldest in the window) lets several
-    events act as one player (TimeSHAP pruning); by default each event is a player.
+    Taught in 04_shap_sequential. Call it with an (n, n_players) 0/1 matrix of coalitions; it
+    returns the n values. Build it with ``window`` (event level: the last ``window`` events as
+    players, older ones as one block) or with explicit ``players`` (cell masks from
+    :func:`event_players`, :func:`feature_players` or :func:`cell_players`).
 
     Args:
         model: a fitted :class:`GRU4Rec`.
-        sequence: the user's time-ordered items; only its last ``model.max_len`` are used.
+        sequence: the user's time-ordered events (or item ids); only the last ``model.max_len`` are used.
         target: an item id (its logit is the value) or several (their mean logit).
-        window: number of most recent events that are players (the rest of the input stays present).
-        baseline: ``"remove"`` or an item id that replaces absent events.
+        window: number of most recent events that are single players (default: all).
+        baseline: ``"average"``, ``"remove"`` or an item id (resolve names with :func:`resolve_baseline`).
+        players, keys: cell masks (n_events, 4) and their keys, instead of ``window``.
     """
 
-    def __init__(self, model: GRU4Rec, sequence: np.ndarray, target: int | Sequence[int], window: int,
-                 baseline: str | int = "remove", groups: Sequence[Sequence[int]] | None = None):
-        x = np.asarray(sequence, dtype=np.int64)[-model.max_len:]
+    def __init__(self, model: GRU4Rec, sequence, target: int | Sequence[int], window: int | None = None,
+                 baseline: str | int = "average", players: Sequence[np.ndarray] | None = None,
+                 keys: Sequence[tuple] | None = None):
+        x = as_events(sequence)[-model.max_len:]
         if len(x) == 0:
             raise ValueError("The sequence is empty: there are no events to attribute a score to.")
-        if window < 1:
-            raise ValueError(f"window must be >= 1, not {window}.")
-        self.model, self.window = model, min(int(window), len(x))
-        self.context, self.events = x[:-self.window], x[-self.window:]
+        self.model, self.x, self.T = model, x, len(x)
         self.target = np.atleast_1d(np.asarray(target, dtype=np.int64))
-        if baseline != "remove" and not isinstance(baseline, (int, np.integer)):
-            raise ValueError(f"SequenceGame takes baseline='remove' or an item id, not {baseline!r}; "
+        if not isinstance(baseline, (int, np.integer)) and baseline not in ("remove", "average"):
+            raise ValueError(f"SequenceGame takes baseline='average', 'remove' or an item id, not {baseline!r}; "
                              "resolve names with resolve_baseline().")
-        self.baseline = baseline
-        self.groups = [np.arange(self.window)[[i]] for i in range(self.window)] if groups is None else \
-            [np.asarray(g, dtype=np.int64) for g in groups]
-        covered = np.sort(np.concatenate(self.groups))
-        if not np.array_equal(covered, np.arange(self.window)):
-            raise ValueError("groups must partition the window positions 0..window-1 exactly once.")
-        self.n_players = len(self.groups)
+        self.baseline = baseline if isinstance(baseline, str) else int(baseline)
+        if players is None:
+            if window is not None and window < 0:
+                raise ValueError(f"window must be >= 0, not {window}.")
+            players, keys = event_players(self.T, self.T if window is None else window)
+        elif keys is None:
+            keys = [("player", i) for i in range(len(players))]
+        self.players = np.array([np.asarray(m, dtype=bool) for m in players])
+        self.keys = list(keys)
+        if self.players.shape[1:] != (self.T, len(FEATURES)):
+            raise ValueError(f"players must be ({self.T}, {len(FEATURES)}) cell masks, got {self.players.shape[1:]}.")
+        if not np.array_equal(self.players.sum(0), np.ones((self.T, len(FEATURES)))):
+            raise ValueError("players must partition the cells (every event x feature exactly once).")
+        if self.baseline == "remove" and not np.all(self.players.all(2) == self.players.any(2)):
+            raise ValueError("baseline='remove' deletes whole events: every player must hold whole events "
+                             "(use the event level, or baseline='average' for features and cells).")
+        self.n_players = len(self.players)
+        self.window = sum(k[0] == "event" for k in self.keys)
+        tokens, dense, _ = model.encode([x])
+        self._tok, self._dense = tokens[0, 1:], dense[0, 1:]
+        self._bos = tokens[0, 0]
+        base_dense = np.broadcast_to(model.baseline_dense_, self._dense.shape).copy()
+        if isinstance(self.baseline, int):
+            if not 0 <= self.baseline < model.n_items:
+                raise IndexError(f"Baseline item {self.baseline} is not an internal item id.")
+            base_tok = self.baseline
+            base_dense[:, model.feature_slices["genres"]] = model.item_genres_[self.baseline]
+        else:
+            base_tok = model.average_token
+        self._base_tok = np.full(self.T, base_tok, dtype=np.int64)
+        self._base_dense = base_dense.astype(np.float32)
+        self._slices = [None] + [model.feature_slices[f] for f in FEATURES[1:]]
         self.n_evals = 0
 
-    def event_mask(self, coalitions: np.ndarray) -> np.ndarray:
-        """(n, window) event presence from (n, n_players) player presence."""
-        coalitions = np.atleast_2d(np.asarray(coalitions)) > 0.5
-        if coalitions.shape[1] != self.n_players:
-            raise ValueError(f"Coalitions have {coalitions.shape[1]} columns; the game has {self.n_players} players.")
-        mask = np.zeros((len(coalitions), self.window), dtype=bool)
-        for p, g in enumerate(self.groups):
-            mask[:, g] = coalitions[:, [p]]
-        return mask
+    @property
+    def events(self) -> np.ndarray:
+        """Item ids of the single-event players' events (oldest first)."""
+        pos = [k[1] for k in self.keys if k[0] == "event"]
+        return self.x["item"][pos]
 
-    def sequences(self, coalitions: np.ndarray) -> list[np.ndarray]:
-        """The edited input sequences for a batch of coalitions."""
-        mask = self.event_mask(coalitions)
+    @property
+    def positions(self) -> np.ndarray:
+        """Input positions (0 = oldest read event) of the single-event players."""
+        return np.array([k[1] for k in self.keys if k[0] == "event"], dtype=np.int64)
+
+    def cell_mask(self, coalitions: np.ndarray) -> np.ndarray:
+        """(n, T, 4) presence of every cell for a batch of player coalitions."""
+        c = np.atleast_2d(np.asarray(coalitions, dtype=np.float64)) > 0.5
+        if c.shape[1] != self.n_players:
+            raise ValueError(f"Coalitions have {c.shape[1]} columns; the game has {self.n_players} players.")
+        flat = self.players.reshape(self.n_players, -1).astype(np.float64)
+        return ((c.astype(np.float64) @ flat) > 0.5).reshape(len(c), self.T, len(FEATURES))
+
+    def values_of_cells(self, cells: np.ndarray, chunk: int = 2048) -> np.ndarray:
+        """Values of arbitrary (n, T, 4) cell-presence masks (used by pruning)."""
+        out = []
+        for start in range(0, len(cells), chunk):
+            out.append(self._score_cells(cells[start:start + chunk]))
+        self.n_evals += len(cells)
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def _score_cells(self, cells: np.ndarray) -> np.ndarray:
+        n = len(cells)
         if self.baseline == "remove":
-            return [np.concatenate([self.context, self.events[m]]) for m in mask]
-        edited = np.where(mask, self.events[None, :], int(self.baseline))
-        return [np.concatenate([self.context, row]) for row in edited]
+            present = cells[:, :, 0]
+            order = np.argsort(~present, axis=1, kind="stable")  # present events first, in time order
+            lengths = present.sum(1)
+            tok = self._tok[order]
+            dense = self._dense[order]
+            pad = np.arange(self.T)[None, :] >= lengths[:, None]
+            tok[pad] = self.model.net_.pad
+            dense[pad] = 0.0
+        else:
+            lengths = np.full(n, self.T)
+            tok = np.where(cells[:, :, 0], self._tok[None], self._base_tok[None])
+            dense = np.empty((n, self.T, self._dense.shape[1]), dtype=np.float32)
+            for f, sl in enumerate(self._slices):
+                if sl is not None:
+                    dense[:, :, sl] = np.where(cells[:, :, f, None], self._dense[None, :, sl], self._base_dense[None, :, sl])
+        tok = np.concatenate([np.full((n, 1), self._bos), tok], axis=1)
+        dense = np.concatenate([np.zeros((n, 1, dense.shape[2]), np.float32), dense], axis=1)
+        s = self.model.score_encoded(tok, dense, lengths, items=self.target)
+        return s.astype(np.float64).mean(1)
 
     def __call__(self, coalitions: np.ndarray) -> np.ndarray:
-        seqs = self.sequences(coalitions)
-        self.n_evals += len(seqs)
-        return self.model.score_sequences(seqs, items=self.target).astype(np.float64).mean(1)
+        return self.values_of_cells(self.cell_mask(coalitions))
 
     def full_and_base(self) -> tuple[float, float]:
         """(f(x), f(baseline)): the value with every player present and with none."""
@@ -124,7 +307,8 @@ class SequenceGame:
         return float(v[0]), float(v[1])
 
 
-def exact_shapley(game: SequenceGame) -> np.ndarray:
+# --- estimators --------------------------------------------------------------------------------
+def exact_shapley(game) -> np.ndarray:
     """Exact Shapley values by enumerating all 2^n coalitions (n <= 16). Taught in 04_shap_sequential.
 
     phi_i = sum over S not containing i of |S|! (n-|S|-1)! / n! * (v(S + i) - v(S)).
@@ -135,7 +319,7 @@ def exact_shapley(game: SequenceGame) -> np.ndarray:
                          "(a shorter window, or pruning) or an estimator.")
     codes = np.arange(2 ** n)
     bits = ((codes[:, None] >> np.arange(n)) & 1).astype(np.float64)
-    values = game(bits)
+    values = np.asarray(game(bits), dtype=np.float64)
     size = bits.sum(1).astype(int)
     weight = np.array([factorial(s) * factorial(n - s - 1) / factorial(n) if s < n else 0.0 for s in range(n + 1)])
     phi = np.zeros(n)
@@ -145,14 +329,13 @@ def exact_shapley(game: SequenceGame) -> np.ndarray:
     return phi
 
 
-def shap_package_values(game: SequenceGame, nsamples: int = 2048, method: str = "kernel",
-                        random_state: int = 0) -> np.ndarray:
+def kernel_shap(game, nsamples: int = 2048, random_state: int = 0) -> np.ndarray:
     """KernelSHAP estimates from the ``shap`` package on presence indicators. Taught in 04_shap_sequential.
 
-    The instance is "all events present" (ones) and the single background row "all absent" (zeros),
+    The instance is "all players present" (ones) and the single background row "all absent" (zeros),
     so shap's masking calls the game exactly on coalitions. ``KernelExplainer`` runs without L1
-    feature selection, so every event gets a value. (shap's ``PermutationExplainer`` gives the same
-    answers here but its Python loop made it ~100x slower per explanation on this game.)
+    feature selection, so every player gets a value, and its constraint makes the values sum to
+    f(x) - f(baseline) exactly.
     """
     import shap  # imported here: it is slow to import and only this function needs it
 
@@ -161,85 +344,288 @@ def shap_package_values(game: SequenceGame, nsamples: int = 2048, method: str = 
     state = np.random.get_state()  # shap's kernel sampler draws from NumPy's global generator
     np.random.seed(random_state)
     try:
-        if method == "kernel":
-            explainer = shap.KernelExplainer(game, background)
-            values = explainer.shap_values(instance, nsamples=nsamples, silent=True, l1_reg=False)
-        else:
-            raise ValueError(f"method must be 'kernel', not {method!r}.")
+        explainer = shap.KernelExplainer(game, background)
+        values = explainer.shap_values(instance, nsamples=int(nsamples), silent=True, l1_reg=False)
     finally:
         np.random.set_state(state)
     return np.asarray(values, dtype=np.float64).reshape(-1)[:n]
 
 
-def occlusion(game: SequenceGame) -> np.ndarray:
-    """Leave-one-event-out: phi_i = v(all) - v(all but i). Taught in 04_shap_sequential.
+def shap_package_values(game, nsamples: int = 2048, method: str = "kernel", random_state: int = 0) -> np.ndarray:
+    """Alias of :func:`kernel_shap` (``method`` must be ``"kernel"``). Taught in 04_shap_sequential."""
+    if method != "kernel":
+        raise ValueError(f"method must be 'kernel', not {method!r}.")
+    return kernel_shap(game, nsamples, random_state)
+
+
+def occlusion(game) -> np.ndarray:
+    """Leave-one-player-out: phi_i = v(all) - v(all but i). Taught in 04_shap_sequential.
 
     n + 1 model calls; ignores interactions, so the values need not sum to f(x) - f(baseline).
     """
     n = game.n_players
-    coalitions = np.vstack([np.ones(n), 1 - np.eye(n)])
-    v = game(coalitions)
+    v = np.asarray(game(np.vstack([np.ones(n), 1 - np.eye(n)])), dtype=np.float64)
     return v[0] - v[1:]
 
 
+# --- pruning -----------------------------------------------------------------------------------
 def pruning_curve(game: SequenceGame) -> pd.DataFrame:
-    """TimeSHAP-style pruning: the 2-player game {older events, last t events} for t = 0..window.
+    """TimeSHAP pruning: the 2-player game {events older than the last t, the last t events}, t = 0..T.
 
-    Taught in 04_shap_sequential. Row t holds the exact Shapley value of the merged older block and
-    of the recent block (they sum to f(x) - f(baseline)). Where the older block's value is near
-    zero, older events can be merged into one player with little loss.
+    Taught in 04_shap_sequential. Row t holds the exact Shapley values of the merged older block and
+    of the recent block (they sum to f(x) - f(baseline)); 4 coalitions per t, 2T + 2 distinct calls.
     """
-    n = game.window
-    rows = []
-    for t in range(n + 1):
-        recent = np.zeros(n, dtype=bool)
-        recent[n - t:] = True
-        # Four coalitions of the two blocks: none, older only, recent only, both.
-        masks = np.array([np.zeros(n), ~recent, recent, np.ones(n)], dtype=float)
-        v = _event_values(game, masks)
-        older = 0.5 * ((v[1] - v[0]) + (v[3] - v[2]))
-        rows.append({"recent events kept": t, "older block": older, "recent block": (v[3] - v[0]) - older})
-    return pd.DataFrame(rows).set_index("recent events kept")
-
-
-def _event_values(game: SequenceGame, event_masks: np.ndarray) -> np.ndarray:
-    """Evaluate event-level masks regardless of how the game groups its players."""
-    single = SequenceGame(game.model, np.concatenate([game.context, game.events]), game.target, game.window,
-                          game.baseline)
-    out = single(event_masks)
-    game.n_evals += single.n_evals
-    return out
+    T = game.T
+    cells = []
+    for t in range(T + 1):
+        recent = np.zeros((T, len(FEATURES)), dtype=bool)
+        recent[T - t:] = True
+        cells += [np.zeros_like(recent), ~recent, recent, np.ones_like(recent)]
+    v = game.values_of_cells(np.array(cells)).reshape(T + 1, 4)
+    older = 0.5 * ((v[:, 1] - v[:, 0]) + (v[:, 3] - v[:, 2]))
+    recent_v = 0.5 * ((v[:, 2] - v[:, 0]) + (v[:, 3] - v[:, 1]))
+    return pd.DataFrame({"older block": older, "recent block": recent_v},
+                        index=pd.Index(np.arange(T + 1), name="t (recent events kept)"))
 
 
 def pruning_index(curve: pd.DataFrame, tol: float = 0.05) -> int:
-    """Fewest recent events to keep so that the merged older block's |value| <= tol * |f(x) - f(base)|.
+    """Events to keep: merge the oldest events while the merged block's |value| stays under the tolerance.
 
-    Taught in 04_shap_sequential. The tolerance is relative (TimeSHAP's is an absolute 0.1 on the
-    score scale, which means nothing for logits).
+    Taught in 04_shap_sequential. Returns the smallest t such that for every t' >= t the block of
+    events older than the last t' has |value| <= tol * |f(x) - f(baseline)|. The tolerance is relative
+    (TimeSHAP's is an absolute 0.1 on the score scale, which means nothing for logits); "stays under"
+    (not "first dips under") keeps a curve that crosses zero by chance from pruning events that matter.
     """
-    total = abs(curve["older block"].iloc[0] + curve["recent block"].iloc[0])
-    small = np.abs(curve["older block"].to_numpy()) <= tol * max(total, 1e-12)
-    ok = np.flatnonzero(small)
-    return int(ok[0]) if len(ok) else int(curve.index[-1])
+    if tol < 0:
+        raise ValueError(f"tol must be >= 0, not {tol}.")
+    total = abs(curve["older block"].iloc[-1] + curve["recent block"].iloc[-1])
+    ok = np.abs(curve["older block"].to_numpy()) <= tol * max(total, 1e-12)
+    bad = np.flatnonzero(~ok)
+    return int(bad[-1] + 1) if len(bad) else 0
 
 
-def pruned_game(game: SequenceGame, keep: int) -> SequenceGame:
-    """The game whose players are one merged "older events" block plus the last ``keep`` events."""
-    n = game.window
-    if not 0 <= keep <= n:
-        raise ValueError(f"keep must be between 0 and the window ({n}), not {keep}.")
-    older = [np.arange(n - keep)] if keep < n else []
-    recent = [np.array([i]) for i in range(n - keep, n)]
-    return SequenceGame(game.model, np.concatenate([game.context, game.events]), game.target, n,
-                        game.baseline, groups=older + recent)
+@dataclass(frozen=True)
+class Pruning:
+    """The outcome of TimeSHAP pruning for one user and target. Taught in 04_shap_sequential."""
+
+    curve: pd.DataFrame
+    keep: int
+    n_events: int
+    tol: float
+    older_value: float
+    total: float
+    n_evals: int
+
+    @property
+    def pruned(self) -> int:
+        return self.n_events - self.keep
 
 
+# --- results of the three levels ---------------------------------------------------------------
+@dataclass(frozen=True)
+class LevelAttribution:
+    """Shapley values at one level (event, feature or cell), with what they sum to.
+
+    Taught in 04_shap_sequential. ``values`` follow ``labels``/``keys``; ``full_value - base_value``
+    is f(x) - f(baseline), which the values sum to (up to estimator error for occlusion).
+    """
+
+    level: str
+    labels: tuple[str, ...]
+    keys: tuple[tuple, ...]
+    values: np.ndarray
+    full_value: float
+    base_value: float
+    baseline: str
+    method: str
+    n_evals: int
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def total(self) -> float:
+        return self.full_value - self.base_value
+
+    @property
+    def efficiency_gap(self) -> float:
+        """|sum of values - (f(x) - f(baseline))|."""
+        return float(abs(np.sum(self.values) - self.total))
+
+    def to_frame(self) -> pd.DataFrame:
+        """Labels and values, largest |value| first."""
+        frame = pd.DataFrame({"player": list(self.labels), "value": self.values})
+        return frame.reindex(frame["value"].abs().sort_values(ascending=False).index).reset_index(drop=True)
+
+    def grid(self) -> pd.DataFrame:
+        """Cell level: the values as a (row group x column group) table for a heatmap (NaN: no player)."""
+        rows = self.extra.get("row_labels")
+        cols = self.extra.get("col_labels")
+        if rows is None:
+            raise ValueError("grid() is for cell-level attributions.")
+        table = pd.DataFrame(np.nan, index=rows, columns=cols)
+        for (r, c), v in zip(self.extra["cells"], self.values):
+            table.iloc[r, c] = v
+        return table
+
+    def plot(self, ax=None, n: int = 12):
+        """Signed bars (both signs shown). Taught in 04_shap_sequential."""
+        from xrec_helpers.plotting import plot_level_attribution
+
+        return plot_level_attribution(self, ax=ax, n=n)
+
+
+def _fmt_event(x: np.ndarray, p: int) -> str:
+    r, d = x["rating"][p], x["days"][p]
+    rated = "rating ?" if np.isnan(r) else f"rated {int(r)}"
+    return rated + (", first event" if np.isnan(d) else f", {d:.2f} days after the previous")
+
+
+def _fmt_cell(x: np.ndarray, p: int, f: int, genre_names: Sequence[str] | None, item_genres: np.ndarray) -> str:
+    feat = FEATURES[f]
+    if f == 0:
+        return feat
+    if f == 1:
+        r = x["rating"][p]
+        return f"{feat}: {'?' if np.isnan(r) else int(r)}"
+    if f == 2:
+        d = x["days"][p]
+        return f"{feat}: {'first' if np.isnan(d) else f'{d:.2f}'}"
+    names = [] if genre_names is None else list(np.asarray(genre_names)[item_genres[x['item'][p]] > 0])
+    return f"{feat}: {', '.join(names[:2]) or '—'}"
+
+
+class SequenceSHAP:
+    """Event-, feature- and cell-level Shapley values for GRU4Rec, with TimeSHAP pruning.
+
+    Taught in 04_shap_sequential.
+
+    Args:
+        model: a fitted :class:`GRU4Rec`.
+        baseline: ``"average"`` (default; TimeSHAP's average event), an item id, or a name resolved
+            per user by :func:`resolve_baseline`. ``"remove"`` only works at the event level.
+        method: ``"auto"`` (exact when the players number at most ``max_exact``, else KernelSHAP),
+            ``"exact"`` or ``"kernel"``.
+        nsamples: KernelSHAP model evaluations.
+        prune_tol: relative pruning tolerance (see :func:`pruning_index`); None keeps every event.
+        titles, genre_names: for readable labels.
+    """
+
+    def __init__(self, model: GRU4Rec, baseline: str | int = "average", method: str = "auto",
+                 nsamples: int = 2048, max_exact: int = 12, prune_tol: float | None = 0.05,
+                 titles: Sequence[str] | None = None, genre_names: Sequence[str] | None = None,
+                 random_state: int = 0):
+        model._fitted()
+        if method not in ("auto", "exact", "kernel"):
+            raise ValueError(f"method must be 'auto', 'exact' or 'kernel', not {method!r}.")
+        if not isinstance(baseline, (int, np.integer)) and baseline not in BASELINE_KINDS:
+            raise ValueError(f"baseline must be an item id or one of {BASELINE_KINDS}, not {baseline!r}.")
+        if not 1 <= max_exact <= MAX_EXACT:
+            raise ValueError(f"max_exact must be between 1 and {MAX_EXACT}.")
+        self.model, self.baseline, self.method, self.nsamples = model, baseline, method, int(nsamples)
+        self.max_exact, self.prune_tol, self.random_state = max_exact, prune_tol, random_state
+        self.titles, self.genre_names = titles, genre_names
+
+    def _title(self, item: int) -> str:
+        return str(self.titles[item]) if self.titles is not None else f"item {item}"
+
+    def game(self, sequence, target, players=None, keys=None, window=None) -> SequenceGame:
+        base = resolve_baseline(self.model, as_events(sequence)[-self.model.max_len:], target, self.baseline)
+        return SequenceGame(self.model, sequence, target, window=window, baseline=base, players=players, keys=keys)
+
+    def _solve(self, game: SequenceGame) -> tuple[np.ndarray, str]:
+        use_exact = self.method == "exact" or (self.method == "auto" and game.n_players <= self.max_exact)
+        if use_exact:
+            return exact_shapley(game), "exact"
+        return kernel_shap(game, self.nsamples, self.random_state), f"KernelSHAP ({self.nsamples} samples)"
+
+    def prune(self, sequence, target) -> Pruning:
+        """TimeSHAP pruning for one input and target (keeps every event when ``prune_tol`` is None)."""
+        game = self.game(sequence, target)
+        curve = pruning_curve(game)
+        keep = game.T if self.prune_tol is None else pruning_index(curve, self.prune_tol)
+        total = float(curve.iloc[-1].sum())
+        return Pruning(curve=curve, keep=keep, n_events=game.T, tol=float(self.prune_tol or 0.0),
+                       older_value=float(curve["older block"].iloc[keep]), total=total, n_evals=game.n_evals)
+
+    def _result(self, level, game, values, method, labels, extra=None) -> LevelAttribution:
+        full, base = game.full_and_base()
+        return LevelAttribution(level=level, labels=tuple(labels), keys=tuple(game.keys), values=np.asarray(values),
+                                full_value=full, base_value=base,
+                                baseline=describe_baseline(game.baseline, self.titles), method=method,
+                                n_evals=game.n_evals, extra=extra or {})
+
+    def _pruned_label(self, game: SequenceGame, keep: int) -> str:
+        return f"older events ({game.T - keep}, pruned)"
+
+    def event_level(self, sequence, target, keep: int | None = None) -> LevelAttribution:
+        """One player per kept event (oldest first) and one for the pruned block."""
+        n = len(as_events(sequence)[-self.model.max_len:])
+        keep = n if keep is None else keep
+        game = self.game(sequence, target, *event_players(n, keep))
+        values, method = self._solve(game)
+        labels = [self._pruned_label(game, keep) if k[0] == "pruned" else
+                  f"{k[1] - game.T} · {self._title(game.x['item'][k[1]])[:34]}" for k in game.keys]
+        return self._result("event", game, values, method, labels)
+
+    def feature_level(self, sequence, target, keep: int | None = None) -> LevelAttribution:
+        """One player per feature (over the kept events) and one for the pruned block."""
+        n = len(as_events(sequence)[-self.model.max_len:])
+        keep = n if keep is None else keep
+        game = self.game(sequence, target, *feature_players(n, keep))
+        values, method = self._solve(game)
+        labels = [self._pruned_label(game, keep) if k[0] == "pruned" else FEATURES[k[1]] for k in game.keys]
+        return self._result("feature", game, values, method, labels)
+
+    def cell_level(self, sequence, target, keep: int | None = None, top_events: int = 3, top_features: int = 2,
+                   events: LevelAttribution | None = None, features: LevelAttribution | None = None
+                   ) -> LevelAttribution:
+        """Top events x top features as cells (chosen by |value| at the event and feature levels)."""
+        x = as_events(sequence)[-self.model.max_len:]
+        n = len(x)
+        keep = n if keep is None else keep
+        events = events or self.event_level(sequence, target, keep)
+        features = features or self.feature_level(sequence, target, keep)
+        ev = [(abs(v), k[1]) for k, v in zip(events.keys, events.values) if k[0] == "event"]
+        te = sorted(p for _, p in sorted(ev, reverse=True)[:top_events])
+        fv = [(abs(v), k[1]) for k, v in zip(features.keys, features.values) if k[0] == "feature"]
+        tf = sorted(f for _, f in sorted(fv, reverse=True)[:top_features])
+        game = self.game(sequence, target, *cell_players(n, keep, te, tf))
+        values, method = self._solve(game)
+        genres = self.model.item_genres_
+        row_labels = [f"{p - n} · {self._title(x['item'][p])[:28]} ({_fmt_event(x, p)})" for p in te] + ["other kept events",
+                                                                                     self._pruned_label(game, keep)]
+        col_labels = [FEATURES[f] for f in tf] + ["other features"]
+        labels, cells = [], []
+        for k in game.keys:
+            if k[0] == "cell":
+                r, c = te.index(k[1]), tf.index(k[2])
+                labels.append(f"{k[1] - n} · {self._title(x['item'][k[1]])[:24]} · "
+                              f"{_fmt_cell(x, k[1], k[2], self.genre_names, genres)}")
+            elif k[0] == "event rest":
+                r, c = te.index(k[1]), len(tf)
+                labels.append(f"{k[1] - n} · {self._title(x['item'][k[1]])[:24]} · other features")
+            elif k[0] == "feature rest":
+                r, c = len(te), tf.index(k[1])
+                labels.append(f"other kept events · {FEATURES[k[1]]}")
+            elif k[0] == "rest":
+                r, c = len(te), len(tf)
+                labels.append("other kept events · other features")
+            else:
+                r, c = len(te) + 1, len(tf)
+                labels.append(self._pruned_label(game, keep))
+            cells.append((r, c))
+        return self._result("cell", game, values, method, labels,
+                            {"row_labels": row_labels, "col_labels": col_labels, "cells": cells,
+                             "top_events": te, "top_features": tf})
+
+
+# --- the Explainer contract (event level) ------------------------------------------------------
 def sequences_csr(sequences: Sequence[np.ndarray], n_items: int) -> sp.csr_matrix:
     """The 0/1 user x item matrix of a list of sequences (what the Explainer contract calls train)."""
-    lengths = [len(s) for s in sequences]
-    rows = np.repeat(np.arange(len(sequences)), lengths)
-    cols = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences]) if sum(lengths) else np.zeros(0, int)
-    m = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(len(sequences), n_items))
+    items = [event_items(s).astype(np.int64) for s in sequences]
+    lengths = [len(s) for s in items]
+    rows = np.repeat(np.arange(len(items)), lengths)
+    cols = np.concatenate(items) if sum(lengths) else np.zeros(0, int)
+    m = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(len(items), n_items))
     m.sum_duplicates()
     m.data[:] = 1.0
     return m
@@ -266,22 +652,25 @@ class _SequenceExplainer(Explainer):
         summed = np.bincount(inverse, weights=phi, minlength=len(items))
         return self._make(user, item, items, summed,
                           extra={"events": game.events.copy(), "event_values": phi,
-                                 "positions": np.arange(-game.window, 0), **extra})
+                                 "positions": game.positions - game.T, **extra})
 
 
 class EventSHAPExplainer(_SequenceExplainer):
     """Shapley values of the last ``window`` events for one item's score. Taught in 04_shap_sequential.
 
+    The players are the last ``window`` events and, when the input is longer, one merged block of
+    the older events (its value is ``extra["older_block"]``); the event values plus the block sum
+    to ``extra["gap"]`` = f(x) - f(baseline).
+
     Args:
         model: a fitted :class:`GRU4Rec`.
         sequences: one time-ordered sequence per user (default: the model's training sequences).
-        window: number of most recent events explained (the rest of the input stays present).
-        method: ``"exact"`` (enumeration, window <= 16), ``"kernel"`` (the ``shap`` package's
+        window: number of most recent events explained one by one.
+        method: ``"exact"`` (enumeration, at most 16 players), ``"kernel"`` (the ``shap`` package's
             KernelExplainer), or ``"occlusion"`` (leave-one-event-out).
-        baseline: ``"remove"``, ``"popular"``, ``"lowest"``, ``"highest"`` or an item id.
-        nsamples: model evaluations for the shap estimators.
-        prune_tol: if set, older events are merged into one player first (TimeSHAP pruning), with
-            this relative tolerance; their joint value is in ``extra["older_block"]``.
+        baseline: ``"remove"``, ``"average"``, ``"popular"``, ``"lowest"``, ``"highest"`` or an item id.
+        nsamples: model evaluations for KernelSHAP.
+        prune_tol: if set, the window is chosen per explanation by TimeSHAP pruning (at most ``window``).
         small_gap: |f(x) - f(baseline)| below this many standard deviations of the user's item
             scores is reported as a note (never an error: TimeSHAP's hard 0.1 threshold is what broke
             the seed project on its second user).
@@ -294,75 +683,83 @@ class EventSHAPExplainer(_SequenceExplainer):
         super().__init__(model, sequences, window, titles)
         if method not in ("exact", "kernel", "occlusion"):
             raise ValueError(f"method must be 'exact', 'kernel' or 'occlusion', not {method!r}.")
-        if method == "exact" and window > MAX_EXACT and prune_tol is None:
-            raise ValueError(f"Exact Shapley over window={window} events needs 2^{window} model calls; use "
-                             f"window <= {MAX_EXACT}, prune_tol, or method='kernel'.")
+        if method == "exact" and window + 1 > MAX_EXACT and prune_tol is None:
+            raise ValueError(f"Exact Shapley over window={window} events (+ the older block) needs 2^{window + 1} "
+                             f"model calls; use window <= {MAX_EXACT - 1}, prune_tol, or method='kernel'.")
         if not isinstance(baseline, (int, np.integer)) and baseline not in BASELINE_KINDS:
             raise ValueError(f"baseline must be an item id or one of {BASELINE_KINDS}, not {baseline!r}.")
         self.method, self.baseline, self.nsamples = method, baseline, int(nsamples)
         self.prune_tol, self.small_gap, self.random_state = prune_tol, small_gap, random_state
         self.name = {"exact": "Exact Shapley", "kernel": "KernelSHAP", "occlusion": "Occlusion"}[method]
 
-    def game(self, user: int, target: int | Sequence[int]) -> SequenceGame:
-        """The game for ``user`` and ``target`` (an item, or a set whose mean score is explained)."""
+    def game(self, user: int, target: int | Sequence[int], window: int | None = None) -> SequenceGame:
+        """The event-level game for ``user`` and ``target`` (an item, or a set whose mean score is explained)."""
         seq = self.sequences[user]
-        baseline = resolve_baseline(self.model, seq[-self.model.max_len:], target, self.baseline)
-        return SequenceGame(self.model, seq, target, self.window, baseline)
+        baseline = resolve_baseline(self.model, as_events(seq)[-self.model.max_len:], target, self.baseline)
+        return SequenceGame(self.model, seq, target, self.window if window is None else window, baseline)
 
     def _values(self, game: SequenceGame) -> np.ndarray:
         if self.method == "exact":
             return exact_shapley(game)
         if self.method == "occlusion":
             return occlusion(game)
-        return shap_package_values(game, self.nsamples, self.method, self.random_state)
+        return kernel_shap(game, self.nsamples, self.random_state)
 
-    def explain(self, user: int, item: int) -> Explanation:
-        self.check_pair(user, item)
-        game = self.game(user, item)
-        full, base = game.full_and_base()
-        extra: dict = {"full_value": full, "base_value": base, "gap": full - base, "baseline": game.baseline}
+    def explain(self, user: int, item: int | Sequence[int]) -> Explanation:
+        """Explain one item's score, or (``item`` a list) the mean score of a frozen set of items."""
+        targets = np.atleast_1d(np.asarray(item, dtype=np.int64))
+        for t in targets:
+            self.check_pair(user, int(t))
+        game = self.game(user, targets)
+        extra: dict = {}
         if self.prune_tol is not None:
             curve = pruning_curve(game)
-            keep = pruning_index(curve, self.prune_tol)
-            pg = pruned_game(game, keep)
-            values = self._values(pg)
-            has_older = keep < game.window
-            phi = np.zeros(game.window)
-            phi[game.window - keep:] = values[1:] if has_older else values
-            extra |= {"older_block": float(values[0]) if has_older else 0.0, "kept": keep, "pruning": curve}
-        else:
-            phi = self._values(game)
-        scale = float(np.std(self.model.score_sequences([game.context.tolist() + game.events.tolist()])[0]))
+            keep = min(pruning_index(curve, self.prune_tol), self.window)
+            extra |= {"kept": keep, "pruning": curve}
+            game = self.game(user, targets, window=keep)
+        full, base = game.full_and_base()
+        values = self._values(game)
+        has_block = game.keys[0][0] == "pruned"
+        phi = values[1:] if has_block else values
+        extra |= {"full_value": full, "base_value": base, "gap": full - base, "baseline": game.baseline,
+                  "older_block": float(values[0]) if has_block else 0.0, "targets": targets}
+        scale = float(np.std(self.model.score_sequences([game.x])[0]))
         if abs(full - base) < self.small_gap * scale:
             extra["note"] = (f"f(x) - f(baseline) = {full - base:+.3f} is small (under {self.small_gap} standard "
-                             f"deviations of this user's item scores, {scale:.2f}): the baseline sequence already "
+                             f"deviations of this user's item scores, {scale:.2f}): the baseline input already "
                              "scores the item about as high as the real one, so the events jointly add little "
                              "and the values split almost nothing; their signs are fragile. Choose a baseline "
                              "that scores the item lower to see what supports it.")
         extra["n_evals"] = game.n_evals
-        return self._wrap(user, item, game, phi, **extra)
+        return self._wrap(user, int(targets[0]), game, phi, **extra)
 
 
 class EventOrderExplainer(_SequenceExplainer):
-    """Reference orderings of the window's events: most recent first, or random. Taught in 04_shap_sequential.
+    """Reference orderings of the window's events. Taught in 04_shap_sequential.
 
-    "Most recent first" is what a reader would guess for a GRU; an attribution method is only
-    informative where it beats it on the removal metrics.
+    ``"recent"`` (most recent first: what a reader would guess for a GRU), ``"popular"`` (the most
+    popular training item first) or ``"random"``. An attribution method is informative only where
+    it beats these on the removal protocol.
     """
+
+    ORDERS = {"recent": "Most recent first", "popular": "Most popular first", "random": "Random order"}
 
     def __init__(self, model: GRU4Rec, sequences: Sequence[np.ndarray] | None = None, window: int = 20,
                  order: str = "recent", titles: Sequence[str] | np.ndarray | None = None, random_state: int = 0):
         super().__init__(model, sequences, window, titles)
-        if order not in ("recent", "random"):
-            raise ValueError(f"order must be 'recent' or 'random', not {order!r}.")
+        if order not in self.ORDERS:
+            raise ValueError(f"order must be one of {tuple(self.ORDERS)}, not {order!r}.")
         self.order, self.random_state = order, random_state
-        self.name = "Most recent first" if order == "recent" else "Random order"
+        self.name = self.ORDERS[order]
 
     def explain(self, user: int, item: int) -> Explanation:
         self.check_pair(user, item)
         game = SequenceGame(self.model, self.sequences[user], item, self.window)
         if self.order == "recent":
             phi = np.linspace(0.0, 1.0, game.window + 1)[1:]
+        elif self.order == "popular":
+            freq = self.model.item_frequency_[game.events]
+            phi = freq + np.linspace(0.0, 0.5, game.window)  # ties: the more recent event first
         else:
             phi = np.random.default_rng([self.random_state, int(user), int(item)]).random(game.window)
         return self._wrap(user, item, game, phi)

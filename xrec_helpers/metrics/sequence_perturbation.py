@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from xrec_helpers.data.sequences import as_events, event_items
 from xrec_helpers.explainers.base import Explanation
 from xrec_helpers.metrics.counterfactual import PerturbationResult
 from xrec_helpers.models.gru4rec import GRU4Rec
@@ -35,6 +36,7 @@ from xrec_helpers.models.gru4rec import GRU4Rec
 def _event_order(expl: Explanation, window: np.ndarray) -> np.ndarray:
     """Window positions ordered from most to least explanatory, following ``expl.items``."""
     events = expl.extra.get("events")
+    window = event_items(window)
     if events is not None and not np.array_equal(np.asarray(events), window):
         raise ValueError(f"{expl.method} explanation for user {expl.user} was made on a different window "
                          "than the sequence given here; pass the same sequences to explainer and metric.")
@@ -63,8 +65,8 @@ def sequence_removal_curves(model: GRU4Rec, sequences: Sequence[np.ndarray], exp
         raise ValueError("counts must be >= 0.")
     per_user, curve_sum = [], None
     for expl in explanations:
-        full = np.asarray(sequences[expl.user], dtype=np.int64)
-        if expl.item in set(full.tolist()):
+        full = as_events(sequences[expl.user])
+        if expl.item in set(full["item"].tolist()):
             raise ValueError(f"Item {expl.item} is in user {expl.user}'s sequence; explain unseen items only.")
         x = full[-model.max_len:]
         window_len = len(expl.extra.get("events", expl.items))
@@ -85,7 +87,7 @@ def sequence_removal_curves(model: GRU4Rec, sequences: Sequence[np.ndarray], exp
         seqs.append(x)
         S = model.score_sequences(seqs).astype(np.float64)
         candidates = np.ones(model.n_items, dtype=bool)
-        candidates[full] = False
+        candidates[full["item"]] = False
         candidates[expl.item] = False
         sy = S[:, expl.item]
         rank = 1 + (S[:, candidates] > sy[:, None]).sum(1)

@@ -1,27 +1,36 @@
-"""GRU4Rec: a session/sequence recommender that reads the last events and predicts the next item.
+"""GRU4Rec over events with features: reads the last events and predicts the next item.
 
-Taught in 04_shap_sequential. The user is *the sequence of items they interacted with, in time
-order*; the model reads the last ``max_len`` events with a GRU and scores every item by the dot
-product of the final state with the item's (tied) embedding, as ReChorus's GRU4Rec does.
+Taught in 04_shap_sequential. The user is *the sequence of their events, in time order*; each event
+is a movie with the rating the user gave, the time since their previous event and the movie's
+genres (``data/sequences.py``). The model reads the last ``max_len`` events with a GRU and scores
+every item by the dot product of the final state with the item's (tied) embedding, as ReChorus's
+GRU4Rec does. An event's input vector is
+
+    e(event) = E[movie] + W_rating·onehot(rating) + W_gap·onehot(gap bucket) + W_genre·genres,
+
+so each feature can be set to its **average** separately: the average movie is the training-frequency
+weighted mean of the movie embeddings (a reserved token), the average of a one-hot or multi-hot
+feature is its mean over training events. The *average event* (every feature at its average) is
+the baseline TimeSHAP uses; ``encode``/``score_encoded`` let an explainer edit events feature by feature.
 
 Because the user representation is a function of the sequence, ``score_sequences`` scores *any*
-edited sequence without retraining. How an edited sequence is scored:
+edited sequence without retraining:
 
-* **Removing** events means deleting them: the remaining events keep their order and the model reads
-  the shorter sequence (only the last ``max_len`` events are read; older ones are cut).
-* **Replacing** an event by a baseline item means putting that item at the event's position.
-* Every sequence starts with a learned begin-of-sequence token, so even an empty sequence has a
-  well-defined score (the model's prior, close to popularity).
-* Sequences are right-padded and the state is read at each sequence's own last position; the GRU is
-  causal, so padding never changes a score (a test checks this).
+* **Removing** events deletes them: the rest keep their order and their recorded features (the
+  "days since previous" of the next event is *not* recomputed) and nothing older is pulled in
+  beyond the last ``max_len``.
+* Every sequence starts with a learned begin-of-sequence token, so even an empty one has a score.
+* Sequences are right-padded and read at their own last position; the GRU is causal, so padding
+  never changes a score (a test checks this).
 
-This is not a ``HistoryRecommender``: a 0/1 multi-hot history has no order, so the foundation's
-``perturbation_curves`` cannot drive it; ``metrics/sequence_perturbation.py`` applies the same
-protocol to sequences.
+Training: full softmax cross-entropy on every next item of windows of ``max_len`` events, with
+early stopping on a validation target (full-ranking HR@10) when ``validation`` is given; the
+weights of the best epoch are kept.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,52 +39,55 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import trange
 
+from xrec_helpers.data.sequences import (  # noqa: F401  (re-exported: notebooks import them from here)
+    GAP_LABELS,
+    as_events,
+    event_items,
+    gap_bucket,
+    leave_last_out,
+    user_event_sequences,
+    user_sequences,
+)
 from xrec_helpers.models._torch import generator, prepare_cpu_training
 from xrec_helpers.models.base import Recommender
 
-
-def user_sequences(ratings: pd.DataFrame, n_users: int) -> list[np.ndarray]:
-    """Each user's items in time order (ties keep the frame's order), as a list indexed by user id.
-
-    Taught in 04_shap_sequential. Users without ratings get an empty array.
-    """
-    frame = ratings[["user", "item", "timestamp"]].reset_index(drop=True)
-    order = np.lexsort((np.arange(len(frame)), frame["timestamp"].to_numpy(), frame["user"].to_numpy()))
-    users = frame["user"].to_numpy()[order]
-    items = frame["item"].to_numpy()[order].astype(np.int64)
-    bounds = np.searchsorted(users, np.arange(n_users + 1))
-    return [items[bounds[u]:bounds[u + 1]] for u in range(n_users)]
+N_RATINGS = 5
+FEATURES = ("movie", "rating you gave", "days since previous", "genres")
 
 
-def leave_last_out(sequences: Sequence[np.ndarray], n: int = 2) -> tuple[list[np.ndarray], np.ndarray]:
-    """Split off each user's last ``n`` events: (shortened sequences, held-out items (n_users, n)).
-
-    Taught in 04_shap_sequential (``n=2``: second-last is validation, last is test). Users with fewer
-    than ``n + 1`` events raise a ValueError (they would have no history left).
-    """
-    short = [u for u, s in enumerate(sequences) if len(s) < n + 1]
-    if short:
-        raise ValueError(f"Users {short[:5]} have fewer than {n + 1} events; filter them out before a "
-                         f"leave-{n}-out split.")
-    return [np.asarray(s[:-n]) for s in sequences], np.array([s[-n:] for s in sequences], dtype=np.int64)
+def _init_(module: torch.nn.Module, g: torch.Generator) -> None:
+    """Re-draw every parameter of ``module`` from ``g`` (torch's defaults use the global generator)."""
+    with torch.no_grad():
+        for p in module.parameters():
+            fan = p.shape[-1] if p.dim() > 1 else p.shape[0]
+            bound = 1.0 / np.sqrt(getattr(module, "hidden_size", fan))
+            p.copy_(torch.empty_like(p).uniform_(-bound, bound, generator=g))
 
 
 class _GRUNet(torch.nn.Module):
-    def __init__(self, n_items: int, emb: int, hidden: int, g: torch.Generator):
+    def __init__(self, n_items: int, n_dense: int, emb: int, hidden: int, g: torch.Generator):
         super().__init__()
-        # Rows 0..n_items-1 are items, n_items is the begin-of-sequence token, n_items+1 padding.
-        self.embedding = torch.nn.Embedding(n_items + 2, emb, padding_idx=n_items + 1)
-        with torch.no_grad():
-            self.embedding.weight.copy_(torch.randn(n_items + 2, emb, generator=g) * 0.05)
-            self.embedding.weight[n_items + 1] = 0
+        # Rows 0..n_items-1 are items, then begin-of-sequence, padding, and the "average movie" token.
+        self.n_items = n_items
+        self.bos, self.pad, self.avg = n_items, n_items + 1, n_items + 2
+        self.embedding = torch.nn.Embedding(n_items + 3, emb)
+        self.dense = torch.nn.Linear(n_dense, emb, bias=False)
         self.gru = torch.nn.GRU(emb, hidden, batch_first=True)
         self.out = torch.nn.Linear(hidden, emb)
         self.item_bias = torch.nn.Parameter(torch.zeros(n_items))
-        self.n_items = n_items
+        with torch.no_grad():
+            self.embedding.weight.copy_(torch.randn(n_items + 3, emb, generator=g) * 0.05)
+            self.embedding.weight[self.pad] = 0
+            self.dense.weight.copy_(torch.randn(emb, n_dense, generator=g) * 0.05)
+        _init_(self.gru, g)
+        _init_(self.out, g)
 
-    def states(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(batch, T) tokens -> (batch, T, emb) query vectors, one per position."""
-        out, _ = self.gru(self.embedding(tokens))
+    def inputs(self, tokens: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        return self.embedding(tokens) + self.dense(dense)
+
+    def states(self, tokens: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        """(batch, T) tokens and (batch, T, D) features -> (batch, T, emb) query vectors."""
+        out, _ = self.gru(self.inputs(tokens, dense))
         return self.out(out)
 
     def logits(self, query: torch.Tensor) -> torch.Tensor:
@@ -83,147 +95,266 @@ class _GRUNet(torch.nn.Module):
 
 
 class GRU4Rec(Recommender):
-    """GRU4Rec with tied item embeddings, trained with full softmax cross-entropy on next items.
+    """GRU4Rec with tied item embeddings and event features, trained with full softmax cross-entropy.
 
-    Taught in 04_shap_sequential. ``fit(train, sequences)`` needs the time-ordered sequences (build
-    them with :func:`user_sequences`); ``train`` is the matching user x item matrix (it defines
-    the seen items that ``recommend`` excludes). Scores are logits (unbounded, can be negative).
+    Taught in 04_shap_sequential. ``fit(train, sequences, item_genres=..., validation=...)`` needs
+    the time-ordered event sequences (build them with :func:`user_event_sequences`; plain item-id
+    arrays work too, with rating and timing unknown); ``train`` is the matching user x item matrix (it
+    defines the seen items that ``recommend`` excludes). Scores are logits (only differences mean something).
 
     Args:
         max_len: events the model reads (the most recent ones); also the training window length.
         emb_size, hidden_size: embedding and GRU state sizes.
-        epochs, lr, weight_decay, batch_size: Adam training settings (batch = windows per step).
-        dropout: dropout on the input embeddings during training.
-        random_state: seed for initialisation and shuffling.
-        threads: torch CPU threads (set globally while fitting and scoring). A GRU step is a small
-            matrix product, so on a few shared cores thread synchronisation costs more than it saves
-            (measured 10x slower with 2 threads on a busy 2-core machine); None leaves torch's setting.
+        epochs: maximum epochs; with ``validation``, training stops after ``patience`` epochs
+            without a better validation HR@10 and the best epoch's weights are kept.
+        lr, weight_decay, batch_size: Adam settings (batch = windows per step).
+        dropout: dropout on the input event vectors during training.
+        patience: epochs without improvement before early stopping.
+        random_state: seed for initialisation, shuffling and dropout (two fits with the same seed give
+            identical weights).
+        threads: torch CPU threads while fitting and scoring (a GRU step is a small matrix product: on
+            a few shared cores one thread is fastest); None leaves torch's setting.
     """
 
     def __init__(self, max_len: int = 20, emb_size: int = 64, hidden_size: int = 64, epochs: int = 10,
                  lr: float = 3e-3, weight_decay: float = 0.0, batch_size: int = 128, dropout: float = 0.2,
-                 random_state: int | None = 0, threads: int | None = 1, progress: bool = False):
+                 patience: int = 3, random_state: int | None = 0, threads: int | None = 1, progress: bool = False):
         self.max_len, self.emb_size, self.hidden_size, self.epochs = max_len, emb_size, hidden_size, epochs
         self.lr, self.weight_decay, self.batch_size, self.dropout = lr, weight_decay, batch_size, dropout
-        self.random_state, self.threads, self.progress = random_state, threads, progress
+        self.patience, self.random_state, self.threads, self.progress = patience, random_state, threads, progress
+
+    # --- features ------------------------------------------------------------------------------
+    @property
+    def feature_slices(self) -> dict[str, slice]:
+        """Where each dense feature sits in an event's feature vector (the movie is the token)."""
+        g = self.item_genres_.shape[1]
+        nb = len(GAP_LABELS)
+        return {"rating you gave": slice(0, N_RATINGS), "days since previous": slice(N_RATINGS, N_RATINGS + nb),
+                "genres": slice(N_RATINGS + nb, N_RATINGS + nb + g)}
+
+    def _dense_of(self, events: np.ndarray) -> np.ndarray:
+        """(n, D) dense features of events; an unknown rating takes the average rating's vector."""
+        nb = len(GAP_LABELS)
+        out = np.zeros((len(events), N_RATINGS + nb + self.item_genres_.shape[1]), dtype=np.float32)
+        r = events["rating"]
+        known = ~np.isnan(r)
+        idx = np.flatnonzero(known)
+        out[idx, np.clip(np.rint(r[known]).astype(int), 1, N_RATINGS) - 1] = 1.0
+        if hasattr(self, "baseline_dense_"):
+            out[~known, :N_RATINGS] = self.baseline_dense_[:N_RATINGS]
+        out[np.arange(len(events)), N_RATINGS + gap_bucket(events["days"])] = 1.0
+        out[:, N_RATINGS + nb:] = self.item_genres_[events["item"]]
+        return out
+
+    def _check_events(self, seq) -> np.ndarray:
+        ev = as_events(seq)
+        items = ev["item"]
+        bad = items[(items < 0) | (items >= self.n_items)]
+        if len(bad):
+            raise IndexError(f"Unknown item id(s) {bad[:5].tolist()} in a sequence: internal ids run "
+                             f"0..{self.n_items - 1}.")
+        return ev
+
+    def encode(self, sequences: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tokens (n, T+1), dense (n, T+1, D), lengths (n,)): BOS + the last ``max_len`` events, right-padded.
+
+        Taught in 04_shap_sequential (explainers edit these arrays, then call :meth:`score_encoded`).
+        """
+        self._fitted()
+        cut = [self._check_events(s)[-self.max_len:] for s in sequences]
+        lengths = np.array([len(s) for s in cut], dtype=np.int64)
+        width = int(lengths.max(initial=0)) + 1
+        D = self.net_.dense.in_features
+        tokens = np.full((len(cut), width), self.net_.pad, dtype=np.int64)
+        dense = np.zeros((len(cut), width, D), dtype=np.float32)
+        tokens[:, 0] = self.net_.bos
+        for r, s in enumerate(cut):
+            tokens[r, 1:1 + len(s)] = s["item"]
+            dense[r, 1:1 + len(s)] = self._dense_of(s)
+        return tokens, dense, lengths
+
+    @property
+    def average_token(self) -> int:
+        """The token of the "average movie" (training-frequency weighted mean embedding)."""
+        return int(self.net_.avg)
 
     # --- training ------------------------------------------------------------------------------
-    def _windows(self, sequences: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _windows(self, sequences: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cut each sequence into windows of ``max_len`` targets; the input is BOS + previous events.
 
         A window starts the GRU from scratch, exactly as inference does on the last ``max_len`` events.
         """
-        bos, pad = self.n_items, self.n_items + 1
-        inputs, targets = [], []
+        D = N_RATINGS + len(GAP_LABELS) + self.item_genres_.shape[1]
+        tok, dense, targets = [], [], []
         for seq in sequences:
+            feats = self._dense_of(seq)
             for end in range(len(seq), 0, -self.max_len):
                 start = max(0, end - self.max_len)
-                tgt = seq[start:end]
-                # Context for the first target: the max_len - 1 events before it would be ideal, but
-                # starting a window at BOS matches how a cut sequence is read at inference.
-                inp = np.concatenate([[bos], seq[start:end - 1]])
-                row_in = np.full(self.max_len, pad, dtype=np.int64)
+                row_in = np.full(self.max_len, self.n_items + 1, dtype=np.int64)
+                row_d = np.zeros((self.max_len, D), dtype=np.float32)
                 row_t = np.full(self.max_len, -100, dtype=np.int64)  # -100: ignored by cross_entropy
-                row_in[: len(inp)], row_t[: len(tgt)] = inp, tgt
-                inputs.append(row_in)
+                n = end - start
+                row_in[0], row_in[1:n] = self.n_items, seq["item"][start:end - 1]
+                row_d[1:n] = feats[start:end - 1]
+                row_t[:n] = seq["item"][start:end]
+                tok.append(row_in)
+                dense.append(row_d)
                 targets.append(row_t)
-        return torch.as_tensor(np.array(inputs)), torch.as_tensor(np.array(targets))
+        return torch.as_tensor(np.array(tok)), torch.as_tensor(np.array(dense)), torch.as_tensor(np.array(targets))
 
-    def fit(self, train: sp.csr_matrix, sequences: Sequence[np.ndarray] | None = None) -> GRU4Rec:
-        """Learn next-item prediction from ``sequences`` (one time-ordered item array per user)."""
+    def fit(self, train: sp.csr_matrix, sequences: Sequence[np.ndarray] | None = None,
+            item_genres: np.ndarray | None = None,
+            validation: tuple[Sequence[np.ndarray], np.ndarray] | None = None) -> GRU4Rec:
+        """Learn next-item prediction from ``sequences`` (one time-ordered event array per user).
+
+        ``item_genres``: (n_items, G) 0/1 genre matrix (``Dataset.items[list(GENRES)]``); None = no genres.
+        ``validation``: (input sequences, target items), one per user; each epoch ranks every target
+        against all items outside its input (full ranking) and early stopping keeps the best HR@10.
+        """
         train = self._set_train(train)
         if sequences is None:
-            raise ValueError("GRU4Rec needs the time-ordered sequences: fit(train, user_sequences(ratings, n_users)). "
-                             "A user x item matrix has no order.")
+            raise ValueError("GRU4Rec needs the time-ordered sequences: fit(train, user_event_sequences(ratings, "
+                             "n_users)). A user x item matrix has no order.")
         if len(sequences) != train.shape[0]:
             raise ValueError(f"{len(sequences)} sequences for {train.shape[0]} users: pass one (possibly empty) "
                              "sequence per user, in user-id order.")
-        self.sequences_ = [self._check_sequence(s) for s in sequences]
+        genres = np.zeros((self.n_items, 0), np.float32) if item_genres is None else np.asarray(item_genres, np.float32)
+        if genres.ndim != 2 or genres.shape[0] != self.n_items:
+            raise ValueError(f"item_genres must be (n_items={self.n_items}, n_genres), got {genres.shape}.")
+        self.item_genres_ = genres
+        if hasattr(self, "baseline_dense_"):
+            del self.baseline_dense_
+        self.sequences_ = [self._check_events(s) for s in sequences]
         prepare_cpu_training(self.threads)
         g = generator(self.random_state)
-        self.net_ = _GRUNet(self.n_items, self.emb_size, self.hidden_size, g)
+        events = np.concatenate([s for s in self.sequences_ if len(s)]) if any(len(s) for s in self.sequences_) \
+            else np.zeros(0, dtype=self.sequences_[0].dtype if self.sequences_ else None)
+        if len(events) == 0:
+            raise ValueError("Every sequence is empty: there is nothing to learn from.")
+        # The average event: mean one-hot rating (known ratings), mean gap bucket, mean genres.
+        dense_all = self._dense_of(events)
+        known = ~np.isnan(events["rating"])
+        self.baseline_dense_ = dense_all.mean(0)
+        if known.any():
+            self.baseline_dense_[:N_RATINGS] = dense_all[known, :N_RATINGS].mean(0)
+        else:
+            self.baseline_dense_[:N_RATINGS] = 1.0 / N_RATINGS
+        self.item_frequency_ = np.bincount(events["item"], minlength=self.n_items).astype(np.float64)
+        self.net_ = _GRUNet(self.n_items, dense_all.shape[1], self.emb_size, self.hidden_size, g)
+        # Start from the popularity prior (log frequency as item bias): the first epochs then learn the
+        # sequence signal instead of rediscovering popularity (measured: ~3 fewer epochs to the same HR@10).
+        with torch.no_grad():
+            logf = np.log1p(self.item_frequency_)
+            self.net_.item_bias.copy_(torch.as_tensor(logf - logf.mean(), dtype=torch.float32))
         optimiser = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        X, Y = self._windows([s for s in self.sequences_ if len(s)])
-        self.loss_history_ = []
-        self.net_.train()
-        for _ in trange(self.epochs, desc="GRU4Rec", disable=not self.progress):
+        X, Xd, Y = self._windows([s for s in self.sequences_ if len(s)])
+        rows, best, best_state, waited = [], -np.inf, None, 0
+        for epoch in trange(self.epochs, desc="GRU4Rec", disable=not self.progress):
+            self.net_.train()
             perm = torch.randperm(len(X), generator=g)
             total, count = 0.0, 0
             for start in range(0, len(X), self.batch_size):
                 idx = perm[start:start + self.batch_size]
-                emb = self.net_.embedding(X[idx])
+                emb = self.net_.inputs(X[idx], Xd[idx])
                 if self.dropout:
                     keep = (torch.rand(emb.shape[:2], generator=g) >= self.dropout).unsqueeze(-1)
                     emb = emb * keep / (1 - self.dropout)
                 out, _ = self.net_.gru(emb)
-                logits = self.net_.logits(self.net_.out(out))
                 y = Y[idx]
-                loss = torch.nn.functional.cross_entropy(logits.reshape(-1, self.n_items), y.reshape(-1),
-                                                         ignore_index=-100, reduction="sum")
-                n = (y >= 0).sum().clamp(min=1)
+                valid = y >= 0
+                # Score only positions with a target: the full softmax over items dominates the cost,
+                # and a third of the window slots are padding.
+                logits = self.net_.logits(self.net_.out(out[valid]))
+                loss = torch.nn.functional.cross_entropy(logits, y[valid], reduction="sum")
+                n = valid.sum().clamp(min=1)
                 optimiser.zero_grad()
                 (loss / n).backward()
                 optimiser.step()
                 total, count = total + loss.item(), count + int(n)
-            self.loss_history_.append(total / max(count, 1))
+            self.net_.eval()
+            self._set_average_token()
+            row = {"epoch": epoch + 1, "train loss": total / max(count, 1)}
+            if validation is not None:
+                row |= self.evaluate(*validation)
+                if row["HR@10"] > best:
+                    best, best_state, waited = row["HR@10"], copy.deepcopy(self.net_.state_dict()), 0
+                else:
+                    waited += 1
+            rows.append(row)
+            if validation is not None and waited >= self.patience:
+                break
+        if best_state is not None:
+            self.net_.load_state_dict(best_state)
+        self.history_ = pd.DataFrame(rows).set_index("epoch")
+        self.loss_history_ = self.history_["train loss"].tolist()
+        self.best_epoch_ = int(self.history_["HR@10"].idxmax()) if validation is not None else len(rows)
+        self.stopped_early_ = validation is not None and len(rows) < self.epochs
         self.net_.eval()
         return self
 
-    # --- scoring -------------------------------------------------------------------------------
-    def _check_sequence(self, seq) -> np.ndarray:
-        arr = np.asarray(seq)
-        if arr.ndim != 1:
-            raise ValueError(f"A sequence must be a 1-d array of item ids, got shape {arr.shape}.")
-        if len(arr) == 0:
-            return arr.astype(np.int64)
-        if arr.dtype.kind not in "iu":
-            raise TypeError(f"Sequences hold internal item ids (integers), got {arr.dtype}.")
-        bad = arr[(arr < 0) | (arr >= self.n_items)]
-        if len(bad):
-            raise IndexError(f"Unknown item id(s) {bad[:5].tolist()} in a sequence: internal ids run "
-                             f"0..{self.n_items - 1}.")
-        return arr.astype(np.int64)
-
-    def _tokens(self, sequences: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded BOS + last ``max_len`` events, and each row's last position."""
-        cut = [self._check_sequence(s)[-self.max_len:] for s in sequences]
-        lengths = np.array([len(s) for s in cut], dtype=np.int64)
-        width = int(lengths.max(initial=0)) + 1
-        tokens = np.full((len(cut), width), self.n_items + 1, dtype=np.int64)
-        tokens[:, 0] = self.n_items
-        for r, s in enumerate(cut):
-            tokens[r, 1:1 + len(s)] = s
-        return torch.as_tensor(tokens), torch.as_tensor(lengths)
-
-    def torch_query(self, sequences: Sequence[np.ndarray]) -> torch.Tensor:
-        """(batch, emb) query vectors: item j's score is ``query @ E_j + b_j``."""
-        self._net()
-        tokens, last = self._tokens(sequences)
+    def _set_average_token(self) -> None:
+        """The "average movie": training-frequency weighted mean of the item embeddings."""
+        w = torch.as_tensor(self.item_frequency_ / self.item_frequency_.sum(), dtype=torch.float32)
         with torch.no_grad():
-            states = self.net_.states(tokens)
-            return states[torch.arange(len(tokens)), last]
+            self.net_.embedding.weight[self.net_.avg] = w @ self.net_.embedding.weight[: self.n_items]
 
-    def score_sequences(self, sequences: Sequence[np.ndarray], items: np.ndarray | None = None,
-                        batch_size: int = 4096) -> np.ndarray:
-        """Scores (logits) of every item, or of ``items`` only, for a batch of item sequences.
+    def evaluate(self, inputs: Sequence[np.ndarray], targets: np.ndarray, k: int = 10) -> dict[str, float]:
+        """Full-ranking HR@k and NDCG@k of ``targets`` given ``inputs`` (items in the input excluded).
 
-        Taught in 04_shap_sequential. Each sequence is a time-ordered 1-d array of internal item
-        ids (oldest first); only its last ``max_len`` events are read. ``items`` (1-d) restricts the
-        output columns, which is much cheaper when an explainer scores thousands of edited sequences.
+        A target that is itself in its input raises a ValueError (it would be excluded from its own ranking).
+
+        Taught in 04_shap_sequential.
         """
-        self._net()
+        targets = np.asarray(targets, dtype=np.int64)
+        if len(inputs) != len(targets):
+            raise ValueError(f"{len(inputs)} inputs for {len(targets)} targets.")
+        ranks = np.empty(len(targets), dtype=np.int64)
+        for u, seq in enumerate(inputs):
+            if targets[u] in set(event_items(seq).tolist()):
+                raise ValueError(f"Target {targets[u]} of row {u} is in its own input; hold it out of the input.")
+        for start in range(0, len(targets), 512):
+            S = self.score_sequences(inputs[start:start + 512]).astype(np.float64)
+            for r, seq in enumerate(inputs[start:start + 512]):
+                S[r, event_items(seq)] = -np.inf
+            t = targets[start:start + 512]
+            # Ties count against the target, as in metrics.sampled.target_ranks.
+            ranks[start:start + len(t)] = (S >= S[np.arange(len(t)), t][:, None]).sum(1) - 1
+        hit = ranks < k
+        return {f"HR@{k}": float(hit.mean()), f"NDCG@{k}": float((hit / np.log2(ranks + 2)).mean())}
+
+    # --- scoring -------------------------------------------------------------------------------
+    def score_encoded(self, tokens: np.ndarray, dense: np.ndarray, lengths: np.ndarray,
+                      items: np.ndarray | None = None, batch_size: int = 2048) -> np.ndarray:
+        """Scores of encoded (possibly edited) inputs from :meth:`encode`: (n, n_items) or (n, len(items))."""
+        net = self._net()
+        idx = None if items is None else torch.as_tensor(np.asarray(items, dtype=np.int64))
+        out = []
+        for start in range(0, len(tokens), batch_size):
+            tk = torch.as_tensor(tokens[start:start + batch_size])
+            dn = torch.as_tensor(dense[start:start + batch_size], dtype=torch.float32)
+            last = torch.as_tensor(lengths[start:start + batch_size])
+            with torch.no_grad():
+                q = net.states(tk, dn)[torch.arange(len(tk)), last]
+                s = net.logits(q) if idx is None else q @ net.embedding.weight[idx].T + net.item_bias[idx]
+            out.append(s.numpy())
+        n_cols = self.n_items if items is None else len(items)
+        return np.concatenate(out) if out else np.zeros((0, n_cols), dtype=np.float32)
+
+    def score_sequences(self, sequences: Sequence, items: np.ndarray | None = None,
+                        batch_size: int = 2048) -> np.ndarray:
+        """Scores (logits) of every item, or of ``items`` only, for a batch of event sequences.
+
+        Taught in 04_shap_sequential. Each sequence is time-ordered (oldest first); only its last
+        ``max_len`` events are read. ``items`` restricts the output columns (much cheaper when an
+        explainer scores thousands of edited sequences).
+        """
+        self._fitted()
         if items is not None:
-            items = self._check_sequence(np.asarray(items))
+            items = self._check_events(np.asarray(items, dtype=np.int64))["item"]
         out = []
         for start in range(0, len(sequences), batch_size):
-            q = self.torch_query(sequences[start:start + batch_size])
-            with torch.no_grad():
-                if items is None:
-                    s = self.net_.logits(q)
-                else:
-                    idx = torch.as_tensor(items)
-                    s = q @ self.net_.embedding.weight[idx].T + self.net_.item_bias[idx]
-            out.append(s.numpy())
+            tokens, dense, lengths = self.encode(sequences[start:start + batch_size])
+            out.append(self.score_encoded(tokens, dense, lengths, items, batch_size))
         n_cols = self.n_items if items is None else len(items)
         return np.concatenate(out) if out else np.zeros((0, n_cols), dtype=np.float32)
 
