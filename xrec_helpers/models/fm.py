@@ -22,6 +22,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from xrec_helpers._ids import check_ids
 from xrec_helpers.data.dataset import GENRES, Dataset
 from xrec_helpers.models._torch import generator, prepare_cpu_training
 from xrec_helpers.models.base import Recommender
@@ -78,13 +79,10 @@ class FMFeatures:
 
     def encode(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(index, value) arrays of shape (n_pairs, 24) for aligned ``users`` and ``items``."""
-        users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+        # integers only: a float id would be truncated to another user or item
+        users, items = check_ids(users, self.n_users, "user"), check_ids(items, self.n_items, "item")
         if users.shape != items.shape:
             raise ValueError(f"users and items must align: {users.shape} vs {items.shape}.")
-        if len(users) and (users.min() < 0 or users.max() >= self.n_users):
-            raise IndexError(f"Unknown user id(s): internal ids run 0..{self.n_users - 1}.")
-        if len(items) and (items.min() < 0 or items.max() >= self.n_items):
-            raise IndexError(f"Unknown item id(s): internal ids run 0..{self.n_items - 1}.")
         o = self.offsets
         n = len(users)
         index = np.empty((n, len(FIELDS)), dtype=np.int64)
