@@ -102,11 +102,13 @@ LOCK_WAIT_S = 300.0  # longest a process waits for another one that is fetching 
 def _lock_path(name: str) -> Path:
     """The lock file: in the cache, or in the temporary folder when the cache is read-only."""
     root = data_dir()
-    lock_path = root / f".{name}.lock"
     try:
-        with open(lock_path, "a"):
-            pass
-        return lock_path
+        # Probe with a throw-away file: creating the lock file itself would leave it behind, which a
+        # soft lock (platforms without fcntl/msvcrt) reads as "held".
+        fd, probe = tempfile.mkstemp(dir=root, prefix=".write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+        return root / f".{name}.lock"
     except OSError:
         # A read-only cache can still be read; a lock outside it keeps processes that might repair it
         # apart (the name is derived from the cache path, so every process picks the same file).

@@ -102,17 +102,27 @@ class Explainer(ABC):
     name: str = "explainer"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        # A subclass that batches overrides explain_many and converts ids with int(), which would
-        # turn 3.7 into 3 or '3' into 3: validate the pairs before its code sees them.
+        # Subclasses convert ids with int() (3.7 -> 3, '3' -> 3, True -> 1) before they index anything:
+        # validate the ids before their code sees them, whichever of explain/explain_many they override.
         super().__init_subclass__(**kwargs)
-        own = cls.__dict__.get("explain_many")
-        if own is not None and not getattr(own, "_validates_pairs", False):
-            @functools.wraps(own)
+        own_many = cls.__dict__.get("explain_many")
+        if own_many is not None and not getattr(own_many, "_validates_ids", False):
+            @functools.wraps(own_many)
             def explain_many(self, pairs, *args, **kwargs):
-                return own(self, self.check_pairs(pairs), *args, **kwargs)
+                return own_many(self, self.check_pairs(pairs), *args, **kwargs)
 
-            explain_many._validates_pairs = True
+            explain_many._validates_ids = True
             cls.explain_many = explain_many
+        own_one = cls.__dict__.get("explain")
+        if own_one is not None and not getattr(own_one, "_validates_ids", False) \
+                and not getattr(own_one, "__isabstractmethod__", False):
+            @functools.wraps(own_one)
+            def explain(self, user, item=None, *args, **kwargs):
+                (user, item), = self.check_pairs([(user, item)])
+                return own_one(self, user, item, *args, **kwargs)
+
+            explain._validates_ids = True
+            cls.explain = explain
 
     def __init__(self, train: sp.csr_matrix, titles: Sequence[str] | np.ndarray | None = None):
         if not sp.issparse(train):
