@@ -75,6 +75,14 @@ def test_a_killed_process_really_leaves_a_part_file_that_the_next_load_removes(t
     assert sorted(p.name for p in cache.iterdir()) == ["big.bin"]
 
 
+def test_a_load_from_the_cache_removes_part_files_of_killed_downloads(private_cache):
+    stale = [private_cache / ".ml-100k.zip.x1.part", private_cache / "ml-100k-recbole" / ".ml-100k.kg.x2.part"]
+    for path in stale:
+        path.write_bytes(b"half")
+    assert len(load_movielens("ml-100k", download_ok=False).ratings) == 100_000
+    assert not any(path.exists() for path in stale)
+
+
 # --- XREC_DATA_DIR -------------------------------------------------------------------------------
 def test_tilde_in_xrec_data_dir_is_the_home_folder(tmp_path, monkeypatch):
     home, work = tmp_path / "home", tmp_path / "work"

@@ -82,6 +82,14 @@ def test_emf_refuses_ratings_outside_the_scale(ratings, bad):
     EMF(iterations=1, k_neighbours=5, rating_range=(-5, 50)).fit(R)  # another scale, declared
 
 
+@pytest.mark.parametrize("bad", [50.0, -3.0])
+def test_fm_refuses_ratings_outside_the_scale(data, ratings, bad):
+    R = ratings.copy()
+    R.data[0] = bad
+    with pytest.raises(ValueError, match=r"outside the scale 1-5.*rating_range"):
+        FactorizationMachine(epochs=1).fit(R, FMFeatures.from_dataset(data))
+
+
 def test_history_models_refuse_negative_training_values(ratings):
     R = ratings.copy()
     R.data[0] = -1.0

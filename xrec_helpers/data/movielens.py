@@ -97,6 +97,9 @@ def _load_ml100k(*, download_ok: bool, with_kg: bool) -> Dataset:
         return dataset
 
     with cache_lock("ml-100k"):
+        # Under the lock no live download owns a .part file: any left is from a killed process.
+        for target in (zip_path, *(recbole_dir / name for name in RECBOLE_SHA256)):
+            remove_stale_parts(target)
         if zip_path.exists():
             verify_or_delete(zip_path, ML100K_MD5, "md5")
             return from_zip(download_ok)
@@ -313,6 +316,7 @@ def _attach_kg(dataset: Dataset, folder: Path) -> None:
 def _load_ml1m(*, download_ok: bool) -> Dataset:
     zip_path = data_dir() / "ml-1m.zip"
     with cache_lock("ml-1m"):
+        remove_stale_parts(zip_path)
         if zip_path.exists():
             verify_or_delete(zip_path, ML1M_MD5, "md5")
         elif download_ok:
