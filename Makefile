@@ -14,7 +14,7 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 # (torch's small-batch training slows down ~10x when threads outnumber cores).
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
-.PHONY: install install-ui lab demo test test-unit test-notebooks test-fast test-ui bench book data paper clean
+.PHONY: install install-ui lab demo test test-unit test-notebooks test-fast test-lowest test-ui bench book data paper clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,16 @@ test-notebooks: install data
 test-fast: install data
 	$(TEST_ENV) $(PY) -m pytest -q -n $(WORKERS) --ignore=tests/ui tests
 	$(TEST_ENV) XREC_SIZE=smoke $(PY) -m pytest -q -n $(WORKERS) --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks/*.ipynb notebooks/solutions/*.ipynb apps/*.ipynb
+
+# The unit tests against the LOWEST versions pyproject.toml allows (uv's lowest-direct resolution: every
+# direct dependency at its floor), in a separate .venv-lowest, so a floor that does not work fails CI.
+LOWEST_VENV := .venv-lowest
+test-lowest: data
+	test -x $(LOWEST_VENV)/bin/python || $(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install -q --disable-pip-version-check 'uv>=0.4'
+	$(LOWEST_VENV)/bin/python -m uv pip install -q --python $(LOWEST_VENV)/bin/python --resolution lowest-direct -e '.[dev]'
+	$(LOWEST_VENV)/bin/python -m uv pip list --python $(LOWEST_VENV)/bin/python 2>/dev/null | grep -E -i '^(torch|numpy|pandas|scipy|scikit-learn|matplotlib|shap|mlxtend|implicit|filelock) '
+	$(TEST_ENV) XREC_SLOW_TESTS=1 $(LOWEST_VENV)/bin/python -m pytest -q -n $(WORKERS) -p no:cacheprovider --ignore=tests/ui tests
 
 test-ui: install-ui data  ## drives the Voila app in headless Debian chromium (apt-get install chromium)
 	$(TEST_ENV) $(PY) -m pytest -q tests/ui

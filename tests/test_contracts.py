@@ -91,7 +91,12 @@ def test_explainers_rank_the_whole_history_and_reject_bad_input(cls):
         explainer.explain(3, 0)
     with pytest.raises(ValueError, match="empty history"):
         explainer.explain(4, 0)
-    assert len(explainer.explain_many([(0, 2), (1, 3)])) == 2
+    many = explainer.explain_many([(0, 2), (1, 3)])
+    one = [explainer.explain(0, 2), explainer.explain(1, 3)]
+    assert [(e.user, e.item) for e in many] == [(0, 2), (1, 3)]
+    if cls is not RandomExplainer:  # deterministic methods: the batch equals the one-by-one path
+        for a, b in zip(many, one, strict=True):
+            assert a.items.tolist() == b.items.tolist() and np.allclose(a.scores, b.scores)
 
 
 def test_explanation_validation_and_rendering():

@@ -26,9 +26,25 @@ def project_root() -> Path:
     return here
 
 
+class CacheDirError(OSError):
+    """Raised when a folder named by ``XREC_*_DIR`` (or its default) cannot be used; says which and why."""
+
+
 def _dir(env: str, default: str) -> Path:
-    path = Path(os.environ[env]) if os.environ.get(env) else project_root() / default
-    path.mkdir(parents=True, exist_ok=True)
+    raw = os.environ.get(env, "").strip()
+    # "~" is expanded here because a shell does not expand it inside quotes or in a .env file,
+    # and a literal "./~" folder would silently become the cache.
+    path = Path(os.path.expandvars(raw)).expanduser() if raw else project_root() / default
+    where = f"{env}={raw!r}" if raw else f"the default folder {path} (set {env} to use another one)"
+    if path.exists() and not path.is_dir():
+        raise CacheDirError(f"{where} is a file, not a folder: point {env} at a folder (it is created if missing).")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CacheDirError(
+            f"{where} cannot be created ({type(err).__name__}: {err.strerror or err}). "
+            f"Point {env} at a folder you can write to, e.g. export {env}=~/xrec-{default}."
+        ) from err
     return path
 
 

@@ -6,17 +6,20 @@ Taught in 00_introduction. Every notebook reads ``SIZE`` in its ``parameters`` c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import random
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 
 from xrec_helpers._paths import results_dir
 
@@ -25,10 +28,18 @@ _current_notebook: str | None = None
 
 
 def get_size(default: str = "workshop") -> str:
-    """The run size from ``XREC_SIZE`` (smoke | workshop | paper), validated."""
-    size = os.environ.get("XREC_SIZE", default).strip().lower()
+    """The run size from ``XREC_SIZE``: ``smoke``, ``workshop`` or ``paper``.
+
+    Taught in 00_introduction. Every notebook's ``parameters`` cell reads its size through this one
+    function, so a notebook and the records agree. Case and surrounding spaces are ignored
+    (``"Workshop "`` is ``"workshop"``); an empty value means ``default``; anything else is an error
+    that names ``XREC_SIZE`` and the allowed values.
+    """
+    raw = os.environ.get("XREC_SIZE")
+    size = (raw if raw is not None and raw.strip() else default).strip().lower()
     if size not in SIZES:
-        raise ValueError(f"XREC_SIZE={size!r} is not one of {SIZES}.")
+        raise ValueError(f"XREC_SIZE={raw!r} is not a size: use one of {', '.join(SIZES)} "
+                         f"(e.g. XREC_SIZE=workshop), or unset it for {default!r}.")
     return size
 
 
@@ -90,7 +101,9 @@ def _cpu_model() -> str:
 
 
 def record(name: str, value: Any, notebook: str | None = None) -> Path:
-    """Store ``value`` under ``name`` in ``results/<notebook>.<size>.json`` (written atomically).
+    """Store ``value`` under ``name`` in ``results/<notebook>.<size>.json`` (atomically, under a lock).
+
+    Taught in 00_introduction. Safe when several processes record into the same file at once.
 
     ``paper``-size records go to ``results/paper/<notebook>.json``, which is committed: their
     ``_meta`` names the date, Python, platform, CPU model and core count of the run.
@@ -105,12 +118,29 @@ def record(name: str, value: Any, notebook: str | None = None) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     else:
         path = results_dir() / f"{notebook}.{size}.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[name] = _jsonable(value)
-    data["_meta"] = {"size": size, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
-                     "python": sys.version.split()[0], "machine": platform.platform(),
-                     "cpu": _cpu_model(), "cores": os.cpu_count()}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    # Read-modify-write under a lock, through a uniquely named temporary file: two processes recording
+    # into the same notebook's file never lose each other's keys or leave a half-written file.
+    # (The lock file sits in results/ itself, which git ignores, also for the committed paper records.)
+    with FileLock(str(results_dir() / f".{notebook}.{size}.json.lock")):
+        data = {}
+        if path.exists():
+            try:
+                data = json.loads(path.read_text())
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} is not valid JSON ({err}); nothing was written. Delete it (it holds only "
+                                 "this notebook's recorded numbers, which the next run writes again).") from None
+        data[name] = _jsonable(value)
+        data["_meta"] = {"size": size, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+                         "python": sys.version.split()[0], "machine": platform.platform(),
+                         "cpu": _cpu_model(), "cores": os.cpu_count()}
+        text = json.dumps(data, indent=2, sort_keys=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
     return path

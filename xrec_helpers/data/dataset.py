@@ -1,7 +1,9 @@
 """The Dataset contract: ratings with contiguous internal ids, side tables, maps to raw ids, titles.
 
 Taught in 01_eda. Internal ids (0-based ``user`` and ``item``) are what models use; learners
-only ever see titles (``Dataset.titles``) and raw ids.
+only ever see titles (``Dataset.titles``) and raw ids. Raw ids enter only through
+``user_index``/``item_index`` (which refuse floats and bools), and every method that takes
+internal ids refuses anything but integers, so ``int(3.7)`` or ``True`` never picks a user silently.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from xrec_helpers._ids import check_ids
 
 GENRES: tuple[str, ...] = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
@@ -67,44 +71,72 @@ class Dataset:
         )
 
     # --- id maps -------------------------------------------------------------------------------
-    def user_index(self, raw_id) -> int:
-        """Internal id of a raw user id; a clear ``KeyError`` if unknown."""
-        try:
-            return self._user_index[raw_id]
-        except KeyError:
-            raise KeyError(f"Unknown user id {raw_id!r} in {self.name}: raw user ids run over "
-                           f"{len(self._user_index):,} users (see Dataset.users.raw_id).") from None
+    def _raw_to_internal(self, raw, index: dict, what: str, table: str):
+        def one(raw_id):
+            # A float or bool is never a raw MovieLens id; True == 1 and 1.0 == 1 would hash to raw id 1.
+            if isinstance(raw_id, (bool, np.bool_, float, np.floating)):
+                raise TypeError(f"Raw {what} ids are the values of Dataset.{table}.raw_id; got {raw_id!r} "
+                                f"({type(raw_id).__name__}). Pass the id itself, e.g. {next(iter(index))!r}.")
+            try:
+                return index[raw_id]
+            except (KeyError, TypeError):
+                raise KeyError(f"Unknown {what} id {raw_id!r} in {self.name}: raw {what} ids run over "
+                               f"{len(index):,} {what}s (see Dataset.{table}.raw_id).") from None
 
-    def item_index(self, raw_id) -> int:
-        """Internal id of a raw item id; a clear ``KeyError`` if unknown."""
-        try:
-            return self._item_index[raw_id]
-        except KeyError:
-            raise KeyError(f"Unknown item id {raw_id!r} in {self.name}: raw item ids run over "
-                           f"{len(self._item_index):,} items (see Dataset.items.raw_id).") from None
+        if isinstance(raw, (list, tuple, np.ndarray, pd.Series, pd.Index)):
+            return np.asarray([one(r.item() if isinstance(r, np.generic) else r) for r in raw], dtype=np.int64)
+        return one(raw.item() if isinstance(raw, np.generic) else raw)
+
+    def user_index(self, raw_id):
+        """Internal id(s) of raw user id(s) (a scalar gives an int, a list an array); a clear error if unknown.
+
+        Taught in 01_eda: this is the one way from a raw MovieLens id to the internal id models take.
+        """
+        return self._raw_to_internal(raw_id, self._user_index, "user", "users")
+
+    def item_index(self, raw_id):
+        """Internal id(s) of raw item id(s) (a scalar gives an int, a list an array); a clear error if unknown.
+
+        Taught in 01_eda: ``data.titles(data.item_index(1))`` is Toy Story; ``data.titles(1)`` is internal item 1.
+        """
+        return self._raw_to_internal(raw_id, self._item_index, "item", "items")
+
+    def raw_user_id(self, users):
+        """Raw id(s) of internal user id(s) (validated: integers in range)."""
+        ids = self.users["raw_id"].to_numpy()[check_ids(users, self.n_users, "user")]
+        return ids[0] if np.isscalar(users) else ids
+
+    def raw_item_id(self, items):
+        """Raw id(s) of internal item id(s) (validated: integers in range)."""
+        ids = self.items["raw_id"].to_numpy()[check_ids(items, self.n_items, "item")]
+        return ids[0] if np.isscalar(items) else ids
 
     def titles(self, items: Iterable[int] | int | None = None) -> np.ndarray | str:
-        """Display titles of internal item ids (all titles when ``items`` is None)."""
+        """Display titles of *internal* item ids (all titles when ``items`` is None).
+
+        Ids must be integers (a float such as 1.7 is refused, not truncated); raw ids go through
+        :meth:`item_index` first.
+        """
         all_titles = self.items["title"].to_numpy()
         if items is None:
             return all_titles
-        if np.isscalar(items):
-            return str(all_titles[self._check_items(np.asarray([items]))[0]])
-        return all_titles[self._check_items(np.asarray(list(items), dtype=int))]
+        if np.isscalar(items):  # ints, and also floats/strings/bools, which check_ids refuses
+            return str(all_titles[check_ids(items, self.n_items, "item")[0]])
+        return all_titles[self._check_items(items)]
 
-    def _check_items(self, items: np.ndarray) -> np.ndarray:
-        bad = items[(items < 0) | (items >= self.n_items)]
-        if len(bad):
-            raise IndexError(f"Internal item id(s) {bad[:5].tolist()} out of range 0..{self.n_items - 1}.")
-        return items
+    def _check_items(self, items) -> np.ndarray:
+        return check_ids(items, self.n_items, "item")
 
     # --- matrices ------------------------------------------------------------------------------
-    def csr(self, ratings: pd.DataFrame | None = None, *, binary: bool = True) -> sp.csr_matrix:
+    def csr(self, ratings: pd.DataFrame | None = None, *, binary: bool = True,
+            duplicates: str = "error") -> sp.csr_matrix:
         """User x item CSR matrix of ``ratings`` (default: all ratings), shape (n_users, n_items).
 
-        ``binary=True`` stores 1 for every observed pair, otherwise the rating value.
+        ``binary=True`` stores 1 for every observed pair, otherwise the rating value; see
+        :func:`to_csr` for the checks and for ``duplicates``.
         """
-        return to_csr(self.ratings if ratings is None else ratings, self.n_users, self.n_items, binary=binary)
+        return to_csr(self.ratings if ratings is None else ratings, self.n_users, self.n_items, binary=binary,
+                      duplicates=duplicates)
 
     def subset_users(self, n_users: int, seed: int = 0) -> Dataset:
         """A smaller dataset: ``n_users`` random users, the items they rated, ids re-indexed.
@@ -135,12 +167,67 @@ class Dataset:
         )
 
 
-def to_csr(ratings: pd.DataFrame, n_users: int, n_items: int, *, binary: bool = True) -> sp.csr_matrix:
-    """CSR matrix from a ratings frame with internal ``user``/``item`` columns (duplicates summed)."""
-    values = np.ones(len(ratings), dtype=np.float32) if binary else ratings["rating"].to_numpy(np.float32)
-    matrix = sp.csr_matrix(
-        (values, (ratings["user"].to_numpy(), ratings["item"].to_numpy())), shape=(n_users, n_items)
-    )
+DUPLICATE_RULES = ("error", "mean", "max", "last", "sum")
+
+
+def _integral(column: pd.Series, what: str) -> np.ndarray:
+    """An id column as integers: a float column is accepted only when every value is a whole number."""
+    values = column.to_numpy()
+    if values.dtype.kind == "f":
+        if not np.isfinite(values).all() or (values != np.round(values)).any():
+            raise TypeError(f"The '{what}' column holds non-integer values (e.g. NaN or 3.7): internal {what} ids "
+                            "are whole numbers. Map raw ids with Dataset.user_index / Dataset.item_index.")
+        return values.astype(np.int64)
+    return values
+
+
+def to_csr(ratings: pd.DataFrame, n_users: int, n_items: int, *, binary: bool = True,
+           duplicates: str = "error") -> sp.csr_matrix:
+    """CSR matrix from a ratings frame with internal ``user``/``item`` columns.
+
+    Taught in 01_eda. Checked at this boundary, so no model sees silently wrong input: ids must be
+    integers in range; ratings must be finite (NaN is not "watched"), and with ``binary=False`` non-zero
+    (a stored 0 reads as "not rated"). A (user, item) pair that occurs twice is an error with
+    ``binary=False`` unless ``duplicates`` says how to combine the ratings (``"mean"``, ``"max"``,
+    ``"last"`` row, or ``"sum"``); with ``binary=True`` a repeated pair is still one 1.
+    """
+    if duplicates not in DUPLICATE_RULES:
+        raise ValueError(f"duplicates={duplicates!r} must be one of {DUPLICATE_RULES}.")
+    missing = [c for c in ("user", "item") + (() if binary else ("rating",)) if c not in ratings.columns]
+    if missing:
+        raise ValueError(f"The ratings frame lacks column(s) {missing}: it needs internal 'user' and 'item' ids"
+                         + ("" if binary else " and a 'rating'") + ".")
+    users = check_ids(_integral(ratings["user"], "user"), n_users, "user")
+    items = check_ids(_integral(ratings["item"], "item"), n_items, "item")
+    if "rating" in ratings.columns:
+        values = pd.to_numeric(ratings["rating"], errors="coerce").to_numpy(np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            first = ratings.index[np.flatnonzero(bad)[0]]
+            raise ValueError(f"{int(bad.sum())} rating(s) are missing or not finite (first at row {first!r}: "
+                             f"{ratings['rating'].iloc[np.flatnonzero(bad)[0]]!r}). Drop or fill those rows first.")
+    if binary:
+        values = np.ones(len(ratings), dtype=np.float32)
+    else:
+        values = ratings["rating"].to_numpy(np.float32)
+        if (values == 0).any():
+            raise ValueError(f"{int((values == 0).sum())} rating(s) are 0: in a sparse matrix a stored 0 reads as "
+                             "'not rated'. Shift the rating scale or drop those rows.")
+        key = users * np.int64(n_items) + items
+        if len(np.unique(key)) != len(key):
+            if duplicates == "error":
+                frame = pd.DataFrame({"user": users, "item": items})
+                dup = frame[frame.duplicated(keep=False)].iloc[0]
+                n_dup = int(frame.duplicated().sum())
+                raise ValueError(
+                    f"{n_dup} (user, item) pair(s) occur more than once (e.g. user {dup['user']}, item {dup['item']}); "
+                    "their ratings would be added up. Deduplicate the frame or pass duplicates='mean', 'max', "
+                    "'last' or 'sum'.")
+            if duplicates != "sum":
+                agg = pd.DataFrame({"key": key, "value": values}).groupby("key", sort=False)["value"].agg(duplicates)
+                key, values = agg.index.to_numpy(np.int64), agg.to_numpy(np.float32)
+                users, items = key // n_items, key % n_items
+    matrix = sp.csr_matrix((values, (users, items)), shape=(n_users, n_items))
     matrix.sum_duplicates()
     if binary:
         matrix.data[:] = 1.0

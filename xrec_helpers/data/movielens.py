@@ -37,6 +37,9 @@ from xrec_helpers.data.cache import (
     atomic_write_bytes,
     cache_lock,
     download,
+    net_timeout,
+    remove_stale_parts,
+    say,
     verify_or_delete,
 )
 from xrec_helpers.data.dataset import GENRES, Dataset
@@ -54,6 +57,7 @@ RECBOLE_SHA256 = {
     "ml-100k.kg": "200a0636fa07c218119a42e5bac7aa3e26e3665a6f919c1b22909bd412b14779",
     "ml-100k.link": "524dca2c3d62619688ab99b3ec53ea2acb9b64d38eafec3e02bdd0dc6bb7d948",
 }
+RECBOLE_CORE = ("ml-100k.inter", "ml-100k.item", "ml-100k.user")  # the ratings; .kg and .link are the graph
 ML1M_OCCUPATIONS = (
     "other", "academic/educator", "artist", "clerical/admin", "college/grad student", "customer service",
     "doctor/health care", "executive/managerial", "farmer", "homemaker", "K-12 student", "lawyer",
@@ -86,54 +90,75 @@ def _load_ml100k(*, download_ok: bool, with_kg: bool) -> Dataset:
 
     def from_zip(kg_download_ok: bool) -> Dataset:
         dataset = parse_grouplens_100k(zip_path)
-        kg_dir = _recbole_files(recbole_dir, download_ok=kg_download_ok, required=False) if with_kg else None
+        kg_dir = (_recbole_files(recbole_dir, download_ok=kg_download_ok, required=False, with_kg=True)
+                  if with_kg else None)
         if kg_dir is not None:
             _attach_kg(dataset, kg_dir)
         return dataset
 
     with cache_lock("ml-100k"):
+        # Under the lock no live download owns a .part file: any left is from a killed process.
+        for target in (zip_path, *(recbole_dir / name for name in RECBOLE_SHA256)):
+            remove_stale_parts(target)
         if zip_path.exists():
             verify_or_delete(zip_path, ML100K_MD5, "md5")
             return from_zip(download_ok)
-        cached = _recbole_files(recbole_dir, download_ok=False, required=False)
+        cached = _recbole_files(recbole_dir, download_ok=False, required=False, with_kg=with_kg)
         if cached is not None:
             return parse_recbole_100k(cached, with_kg=with_kg)
         if not download_ok:
-            raise DataUnavailableError(_missing_message(root))
+            raise DataUnavailableError(_missing_message(root, with_kg=with_kg))
+        say(f"ML-100K is not in the cache {root}: fetching it (two sources are tried, "
+            f"each gives up after {net_timeout():.0f} s without an answer; XREC_NET_TIMEOUT sets that).")
         grouplens_error = None
         try:
-            download(ML100K_URL, zip_path, md5=ML100K_MD5, retries=2, timeout=20)
+            download(ML100K_URL, zip_path, md5=ML100K_MD5, retries=2)
         except DataUnavailableError as err:
             grouplens_error = err
         if grouplens_error is None:
             return from_zip(True)
-        fetched = _recbole_files(recbole_dir, download_ok=True, required=False)
-        if fetched is None:
-            raise DataUnavailableError(_missing_message(root, grouplens_error))
-        return parse_recbole_100k(fetched, with_kg=with_kg)
+        try:
+            _fetch_recbole_wheel(recbole_dir)
+        except DataUnavailableError as recbole_error:
+            raise DataUnavailableError(_missing_message(root, grouplens_error, recbole_error, with_kg=with_kg)) from None
+        return parse_recbole_100k(recbole_dir, with_kg=with_kg)
 
 
-def _missing_message(root: Path, cause: Exception | None = None) -> str:
-    why = f" (last error: {cause})" if cause else ""
+def _missing_message(root: Path, *causes: Exception, with_kg: bool = True) -> str:
+    why = "".join(f"\n  - {cause}" for cause in causes)
+    why = f" Tried:{why}" if why else ""
+    folder = root / "ml-100k-recbole"
+    needed = tuple(RECBOLE_SHA256) if with_kg else RECBOLE_CORE
+    have = [n for n in needed if (folder / n).exists()]
+    missing = [n for n in needed if n not in have]
+    partial = ""
+    if have:
+        partial = f"\n{folder} holds {', '.join(have)} but lacks {', '.join(missing)}."
+        if with_kg and all((folder / n).exists() for n in RECBOLE_CORE):
+            partial += " Pass with_kg=False to load the ratings without the knowledge graph."
     return (
-        f"ML-100K is not in the cache {root} and could not be fetched{why}.\n"
+        f"ML-100K is not in the cache {root} and could not be fetched.{why}{partial}\n"
         "Put ONE of these in place by hand, then run again:\n"
         f"  * the GroupLens zip as {root / 'ml-100k.zip'} (from {ML100K_URL}, MD5 {ML100K_MD5}), or\n"
-        f"  * the five files ml-100k.inter/.item/.user/.kg/.link in {root / 'ml-100k-recbole'}/, taken from\n"
+        f"  * the five files ml-100k.inter/.item/.user/.kg/.link in {folder}/, taken from\n"
         f"    the wheel of `pip download --no-deps {RECBOLE_WHEEL}` (inside it: {RECBOLE_DIR}/).\n"
         "Set XREC_DATA_DIR to use another cache folder."
     )
 
 
-def _recbole_files(folder: Path, *, download_ok: bool, required: bool) -> Path | None:
-    """The verified RecBole ML-100K folder, fetching the wheel if allowed; None if unavailable."""
-    if all((folder / name).exists() for name in RECBOLE_SHA256):
-        for file_name, digest in RECBOLE_SHA256.items():
-            verify_or_delete(folder / file_name, digest)
+def _recbole_files(folder: Path, *, download_ok: bool, required: bool, with_kg: bool = True) -> Path | None:
+    """The verified RecBole ML-100K folder, fetching the wheel if allowed; None if unavailable.
+
+    Without ``with_kg`` only the three ratings files are needed (the graph files are not checked).
+    """
+    needed = tuple(RECBOLE_SHA256) if with_kg else RECBOLE_CORE
+    if all((folder / name).exists() for name in needed):
+        for file_name in needed:
+            verify_or_delete(folder / file_name, RECBOLE_SHA256[file_name])
         return folder
     if not download_ok:
         if required:
-            raise DataUnavailableError(_missing_message(folder.parent))
+            raise DataUnavailableError(_missing_message(folder.parent, with_kg=with_kg))
         return None
     try:
         _fetch_recbole_wheel(folder)
@@ -146,11 +171,25 @@ def _recbole_files(folder: Path, *, download_ok: bool, required: bool) -> Path |
 
 
 def _fetch_recbole_wheel(folder: Path) -> None:
-    """``pip download --no-deps recbole==1.2.1`` into a temp dir; extract and verify the five files."""
+    """``pip download --no-deps recbole==1.2.1`` into a temp dir; extract and verify the five files.
+
+    pip gets the same per-attempt timeout as the downloads (one retry) and the whole command a hard
+    limit, so a registry that accepts connections but never answers fails within a minute.
+    """
+    timeout = net_timeout()
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-q", "-d", tmp, RECBOLE_WHEEL]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+               "--disable-pip-version-check", "-q", "--timeout", f"{timeout:g}", "--retries", "1",
+               "-d", tmp, RECBOLE_WHEEL]
+        limit = 3 * timeout
+        say(f"Trying `pip download --no-deps {RECBOLE_WHEEL}` (the copy of ML-100K inside RecBole's wheel; "
+            f"giving up after {limit:.0f} s)...")
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired:
+            raise DataUnavailableError(
+                f"`pip download --no-deps {RECBOLE_WHEEL}` got no answer from the package index within "
+                f"{limit:.0f} s") from None
         wheels = list(Path(tmp).glob("recbole-*.whl"))
         if proc.returncode != 0 or not wheels:
             raise DataUnavailableError(f"`{' '.join(cmd[2:])}` failed: {proc.stderr.strip()[-500:]}")
@@ -166,6 +205,7 @@ def _fetch_recbole_wheel(folder: Path) -> None:
                 f"{RECBOLE_SHA256[file_name]}; nothing was written to the cache."
             )
     for file_name, data in payload.items():
+        remove_stale_parts(folder / file_name)
         atomic_write_bytes(folder / file_name, data)
 
 
@@ -241,10 +281,13 @@ def parse_recbole_100k(folder: Path | str, *, with_kg: bool = True) -> Dataset:
     raw_items.columns = ["raw_id", "name", "year", "genres"]
     # RecBole's copy misspells ML-100K's placeholder item 267 ("unknown") as "unkonwn".
     raw_items["name"] = raw_items["name"].replace("unkonwn", "unknown")
-    # RecBole stripped only the last bracket of GroupLens titles, so "X (1995) (V)" kept "(1995)";
-    # drop it so both sources give the same name (the year has its own column).
+    # RecBole took the *last* bracket of GroupLens titles as the year, so "X (1995) (V)" (item 1412)
+    # became name "X (1995)", year "V". Move that "(1995)" into the year, as the GroupLens parser
+    # does, so both sources give the same name, year and title.
+    bracketed = raw_items["name"].str.extract(r"\s*\((\d{4})\)$", expand=False)
     raw_items["name"] = raw_items["name"].str.replace(r"\s*\(\d{4}\)$", "", regex=True)
-    year = pd.to_numeric(raw_items["year"], errors="coerce").astype("Int64")
+    year = pd.to_numeric(raw_items["year"], errors="coerce")
+    year = year.fillna(pd.to_numeric(bracketed, errors="coerce")).astype("Int64")
     flags = {g: raw_items["genres"].str.split(" ").apply(lambda gs, g=g: int(g in gs)) for g in GENRES}
     items = pd.DataFrame({"raw_id": raw_items["raw_id"].astype(int), "name": raw_items["name"], "year": year, **flags})
     users = pd.read_csv(folder / "ml-100k.user", sep="\t", dtype={"zip_code:token": str})
@@ -273,11 +316,12 @@ def _attach_kg(dataset: Dataset, folder: Path) -> None:
 def _load_ml1m(*, download_ok: bool) -> Dataset:
     zip_path = data_dir() / "ml-1m.zip"
     with cache_lock("ml-1m"):
+        remove_stale_parts(zip_path)
         if zip_path.exists():
             verify_or_delete(zip_path, ML1M_MD5, "md5")
         elif download_ok:
             try:
-                download(ML1M_URL, zip_path, md5=ML1M_MD5, retries=2, timeout=20)
+                download(ML1M_URL, zip_path, md5=ML1M_MD5, retries=2)
             except DataUnavailableError as err:
                 raise DataUnavailableError(
                     f"ML-1M is not cached and could not be downloaded ({err}). Place the GroupLens zip "

@@ -7,6 +7,7 @@ scores (signed where the method is signed), and optionally a counterfactual set.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from xrec_helpers._ids import check_id
 
 
 @dataclass
@@ -98,6 +101,29 @@ class Explainer(ABC):
 
     name: str = "explainer"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Subclasses convert ids with int() (3.7 -> 3, '3' -> 3, True -> 1) before they index anything:
+        # validate the ids before their code sees them, whichever of explain/explain_many they override.
+        super().__init_subclass__(**kwargs)
+        own_many = cls.__dict__.get("explain_many")
+        if own_many is not None and not getattr(own_many, "_validates_ids", False):
+            @functools.wraps(own_many)
+            def explain_many(self, pairs, *args, **kwargs):
+                return own_many(self, self.check_pairs(pairs), *args, **kwargs)
+
+            explain_many._validates_ids = True
+            cls.explain_many = explain_many
+        own_one = cls.__dict__.get("explain")
+        if own_one is not None and not getattr(own_one, "_validates_ids", False) \
+                and not getattr(own_one, "__isabstractmethod__", False):
+            @functools.wraps(own_one)
+            def explain(self, user, item=None, *args, **kwargs):
+                (user, item), = self.check_pairs([(user, item)])
+                return own_one(self, user, item, *args, **kwargs)
+
+            explain._validates_ids = True
+            cls.explain = explain
+
     def __init__(self, train: sp.csr_matrix, titles: Sequence[str] | np.ndarray | None = None):
         if not sp.issparse(train):
             raise TypeError("train must be a scipy.sparse user x item matrix (Dataset.csr(ratings)).")
@@ -124,8 +150,7 @@ class Explainer(ABC):
 
     def history(self, user: int) -> np.ndarray:
         """The user's history items (sorted internal ids), with a clear error for bad input."""
-        if not isinstance(user, (int, np.integer)) or not 0 <= int(user) < self.n_users:
-            raise IndexError(f"Unknown user id {user!r}: internal ids run 0..{self.n_users - 1}.")
+        user = check_id(user, self.n_users, "user")
         start, end = self.train.indptr[user], self.train.indptr[user + 1]
         hist = np.sort(self.train.indices[start:end])
         if len(hist) == 0:
@@ -135,12 +160,25 @@ class Explainer(ABC):
     def check_pair(self, user: int, item: int) -> np.ndarray:
         """Validate (user, item) and return the user's history."""
         hist = self.history(user)
-        if not isinstance(item, (int, np.integer)) or not 0 <= int(item) < self.n_items:
-            raise IndexError(f"Unknown item id {item!r}: internal ids run 0..{self.n_items - 1}.")
+        item = check_id(item, self.n_items, "item")
         if (hist == item).any():
             raise ValueError(f"Item {item} is already in user {user}'s history: recommendations (and their "
                              "explanations) are for items the user has not seen.")
         return hist
+
+    def check_pairs(self, pairs: Iterable[tuple[int, int]]) -> list[tuple[int, int | None]]:
+        """Validate a batch of (user, item) pairs: integer internal ids in range (an item may be None where
+        the method picks the item itself); returns them as Python ints. Floats, strings and bools are
+        refused rather than truncated."""
+        out = []
+        for pair in pairs:
+            try:
+                user, item = pair
+            except (TypeError, ValueError):
+                raise TypeError(f"explain_many takes (user, item) pairs, got {pair!r}.") from None
+            out.append((check_id(user, self.n_users, "user"),
+                        None if item is None else check_id(item, self.n_items, "item")))
+        return out
 
     def _make(self, user: int, item: int, items: np.ndarray, scores: np.ndarray, **kwargs) -> Explanation:
         """Sort by score (descending, stable) and wrap in an Explanation."""
@@ -155,4 +193,4 @@ class Explainer(ABC):
 
     def explain_many(self, pairs: Iterable[tuple[int, int]]) -> list[Explanation]:
         """Explain many (user, item) pairs; subclasses override this when they can batch."""
-        return [self.explain(int(u), int(i)) for u, i in pairs]
+        return [self.explain(u, i) for u, i in self.check_pairs(pairs)]

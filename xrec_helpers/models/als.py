@@ -47,8 +47,9 @@ class ALS(HistoryRecommender):
 
         if self.alpha <= 0:
             raise ValueError(f"alpha={self.alpha} must be positive (it is the confidence of an observed cell).")
+        # _set_train keeps a binarised copy (preferences are 0/1; confidence comes from alpha): the
+        # caller's rating matrix is never overwritten.
         train = self._set_train(train)
-        train.data[:] = 1.0  # preferences are 0/1; confidence comes from alpha
         # implicit warns (and runs far slower) when BLAS uses a thread pool inside its own threads.
         with threadpool_limits(1, "blas"):
             self.model_ = AlternatingLeastSquares(
@@ -64,13 +65,11 @@ class ALS(HistoryRecommender):
 
     # --- the closed form ------------------------------------------------------------------------
     def _as_sparse(self, histories: np.ndarray | sp.spmatrix) -> sp.csr_matrix:
+        # 0/1 only, like the binarised matrix fit saw: a 1-5 row would silently scale the confidences.
+        self.validate_histories(histories)
         X = sp.csr_matrix(histories if sp.issparse(histories) else np.atleast_2d(np.asarray(histories)),
                           dtype=np.float64)
-        if X.shape[1] != self.n_items:
-            raise ValueError(f"Histories have {X.shape[1]} columns, the model has {self.n_items} items.")
         X.eliminate_zeros()
-        if (X.data < 0).any():
-            raise ValueError("Histories must be non-negative (0/1 or confidences).")
         return X
 
     def normal_equations(self, histories: np.ndarray | sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:

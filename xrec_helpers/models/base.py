@@ -3,6 +3,9 @@
 Taught in 01_eda. ``fit`` returns self; the constructor takes hyperparameters only.
 ``HistoryRecommender.score_histories`` scores *any* 0/1 history, which is what lets an
 explanation be checked by removing items without retraining.
+
+Inputs are checked at this boundary: ``fit`` copies the caller's matrix (a model never writes
+into it) and refuses NaN/inf; user ids must be integers; histories must be finite 2-D 0/1 batches.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from collections.abc import Iterable
 
 import numpy as np
 import scipy.sparse as sp
+
+from xrec_helpers._ids import check_ids
 
 UserIds = int | Iterable[int] | np.ndarray
 
@@ -51,24 +56,25 @@ class Recommender(ABC):
         return self.train_
 
     def _set_train(self, train: sp.csr_matrix) -> sp.csr_matrix:
+        """Validate ``train`` and keep a float32 *copy* as ``train_`` (the caller's matrix is never modified)."""
         if not sp.issparse(train):
             raise TypeError(f"fit expects a scipy.sparse user x item matrix, got {type(train).__name__}; "
                             "build one with Dataset.csr(ratings).")
+        if train.ndim != 2:
+            raise ValueError(f"fit expects a 2-D user x item matrix, got shape {train.shape}.")
         if train.nnz == 0:
             raise ValueError("The training matrix is empty: there is nothing to learn from.")
-        self.train_ = sp.csr_matrix(train, dtype=np.float32)
+        copy = sp.csr_matrix(train, dtype=np.float32, copy=True)
+        copy.sum_duplicates()
+        if not np.isfinite(copy.data).all():
+            raise ValueError(f"The training matrix holds {int((~np.isfinite(copy.data)).sum())} NaN/inf value(s): "
+                             "drop or fill those ratings first (Dataset.csr refuses them).")
+        self.train_ = copy
         return self.train_
 
     def check_users(self, users: UserIds) -> np.ndarray:
-        """Validate internal user ids and return them as an int array."""
-        arr = np.atleast_1d(np.asarray(users if not isinstance(users, range) else list(users)))
-        if arr.dtype.kind not in "iu":
-            raise TypeError(f"User ids must be integers (internal ids), got {arr.dtype}.")
-        bad = arr[(arr < 0) | (arr >= self.n_users)]
-        if len(bad):
-            raise IndexError(f"Unknown user id(s) {bad[:5].tolist()}: internal ids run 0..{self.n_users - 1}. "
-                             "Map raw ids with Dataset.user_index(raw_id).")
-        return arr.astype(np.int64)
+        """Validate internal user ids (integers, not floats, strings or bools) and return them as an int array."""
+        return check_ids(users, self.n_users, "user")
 
     def score(self, users: UserIds) -> np.ndarray:
         """Scores of every item for ``users``, shape (n_users_asked, n_items); higher is better."""
@@ -98,8 +104,21 @@ class HistoryRecommender(Recommender):
     """A recommender whose user representation is a function of the 0/1 history vector.
 
     ``score_histories(X)`` scores arbitrary (edited) histories; ``score(users)`` is
-    ``score_histories(train_[users])``.
+    ``score_histories(train_[users])``. ``fit`` keeps the *binarised* training matrix (every stored
+    rating > 0 becomes 1), so ``score(users)`` scores the same 0/1 rows the model was trained on.
     """
+
+    def _set_train(self, train: sp.csr_matrix) -> sp.csr_matrix:
+        copy = super()._set_train(train)
+        if (copy.data < 0).any():
+            raise ValueError(f"The training matrix holds {int((copy.data < 0).sum())} negative value(s): a history "
+                             "model reads 0/1 'watched' histories. Binarise the ratings first (splits.binarize).")
+        copy.data = (copy.data > 0).astype(np.float32)
+        copy.eliminate_zeros()
+        if copy.nnz == 0:
+            raise ValueError("The training matrix has no positive entry: there is nothing to learn from.")
+        self.train_ = copy
+        return copy
 
     @abstractmethod
     def score_histories(self, histories: np.ndarray | sp.spmatrix) -> np.ndarray:
@@ -117,13 +136,39 @@ class HistoryRecommender(Recommender):
         self._fitted()
         if not sp.issparse(histories) or histories.shape[1] != self.n_items:
             raise ValueError(f"histories must be a sparse matrix with {self.n_items} item columns.")
-        self.train_ = sp.csr_matrix(histories, dtype=np.float32)
+        matrix = sp.csr_matrix(histories, dtype=np.float32, copy=True)
+        self.validate_histories(matrix)
+        self.train_ = matrix
         return self
 
+    def validate_histories(self, histories: np.ndarray | sp.spmatrix) -> None:
+        """Raise unless ``histories`` is one row or a 2-D batch of finite 0/1 values with ``n_items`` columns.
+
+        Refuses, with what to do: more than 2 dimensions, the wrong number of columns, NaN/inf, and
+        values other than 0 and 1 (a rating row 1-5 or a -1 is not a history; binarise it with ``X > 0``).
+        """
+        if sp.issparse(histories):
+            values, shape = histories.data, histories.shape
+        else:
+            values = np.asarray(histories)
+            if values.ndim > 2:
+                raise ValueError(f"Histories must be one row or a 2-D (batch, n_items) batch, got shape {values.shape}; "
+                                 "reshape to (-1, n_items) or loop over the batches.")
+            shape = np.atleast_2d(values).shape
+        if shape[1] != self.n_items:
+            raise ValueError(f"Histories have {shape[1]} columns, the model has {self.n_items} items.")
+        if values.dtype.kind not in "biuf":
+            raise TypeError(f"Histories must be numeric 0/1, got dtype {values.dtype}.")
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise ValueError("Histories hold NaN or inf: a history is 0/1 (1 = the user has the item).")
+        ok = (values == 0) | (values == 1)
+        if not ok.all():
+            odd = np.unique(values[~ok])[:5].tolist()
+            raise ValueError(f"Histories must be 0/1, found {odd}: a rating row or a signed vector is not a history. "
+                             "Binarise it first, e.g. (X > 0).astype(float).")
+
     def check_histories(self, histories: np.ndarray | sp.spmatrix) -> np.ndarray:
-        """Dense float32 (batch, n_items) array from a dense or sparse batch, with a shape check."""
-        arr = histories.toarray() if sp.issparse(histories) else np.asarray(histories)
-        arr = np.atleast_2d(arr).astype(np.float32, copy=False)
-        if arr.shape[1] != self.n_items:
-            raise ValueError(f"Histories have {arr.shape[1]} columns, the model has {self.n_items} items.")
-        return arr
+        """Dense float32 (batch, n_items) array from a dense or sparse batch of 0/1 histories (validated)."""
+        self.validate_histories(histories)
+        arr = histories.toarray() if sp.issparse(histories) else np.atleast_2d(np.asarray(histories))
+        return arr.astype(np.float32, copy=False)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from xrec_helpers._ids import check_ids
 from xrec_helpers.models.base import Recommender
 
 
@@ -148,15 +149,19 @@ class EMF(Recommender):
             items (its ‖q_i‖² part), and on ML-100K that lowers MEP; the variant rewards a high score
             on explainable pairs directly, without that shrinkage.
         target: c, the pseudo-rating of the variant.
+        rating_range: the (lowest, highest) rating of the scale; ``fit`` refuses ratings outside it
+            (a 50 or a -3 is a data error, not a strong opinion).
         random_state: seed for the initial factors.
     """
 
     def __init__(self, factors: int = 20, lam: float = 0.0, beta: float = 0.1, ridge: float = 10.0,
                  iterations: int = 10, k_neighbours: int = 50, theta: float = 1.0, pairs: str = "explainable",
-                 regulariser: str = "distance", target: float = 5.0, random_state: int | None = 0):
+                 regulariser: str = "distance", target: float = 5.0,
+                 rating_range: tuple[float, float] = (1.0, 5.0), random_state: int | None = 0):
         self.factors, self.lam, self.beta, self.ridge = factors, lam, beta, ridge
         self.iterations, self.k_neighbours, self.theta = iterations, k_neighbours, theta
         self.pairs, self.regulariser, self.target, self.random_state = pairs, regulariser, target, random_state
+        self.rating_range = rating_range
 
     def fit(self, train: sp.csr_matrix) -> EMF:
         """Fit on a user x item matrix of *ratings* (``Dataset.csr(ratings, binary=False)``); returns self."""
@@ -171,6 +176,12 @@ class EMF(Recommender):
         train = self._set_train(train)
         if train.data.max() <= 1.0:
             raise ValueError("EMF needs explicit ratings: build the matrix with Dataset.csr(ratings, binary=False).")
+        low, high = self.rating_range
+        outside = (train.data < low) | (train.data > high)
+        if outside.any():
+            odd = np.unique(train.data[outside])[:5].tolist()
+            raise ValueError(f"{int(outside.sum())} rating(s) lie outside the scale {low:g}-{high:g} (e.g. {odd}): "
+                             "fix the data, or set rating_range=(low, high) for another scale.")
         R = sp.csr_matrix(train, dtype=np.float64)
         self.neighbours_ = nearest_neighbours(R, self.k_neighbours)
         self.explainability_ = explainability_matrix(R, self.neighbours_, self.theta)
@@ -193,10 +204,7 @@ class EMF(Recommender):
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Predicted ratings p_u·q_i for aligned arrays of (user, item) pairs."""
         users = self.check_users(users)
-        items = np.atleast_1d(np.asarray(items, dtype=np.int64))
-        bad = items[(items < 0) | (items >= self.n_items)]
-        if len(bad):
-            raise IndexError(f"Unknown item id(s) {bad[:5].tolist()}: internal ids run 0..{self.n_items - 1}.")
+        items = check_ids(items, self.n_items, "item")
         if len(items) != len(users):
             raise ValueError(f"users and items must align: {len(users)} users vs {len(items)} items.")
         return np.einsum("ij,ij->i", self.user_factors_[users], self.item_factors_[items])

@@ -22,6 +22,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from xrec_helpers._ids import check_ids
 from xrec_helpers.data.dataset import GENRES, Dataset
 from xrec_helpers.models._torch import generator, prepare_cpu_training
 from xrec_helpers.models.base import Recommender
@@ -78,13 +79,10 @@ class FMFeatures:
 
     def encode(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(index, value) arrays of shape (n_pairs, 24) for aligned ``users`` and ``items``."""
-        users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+        # integers only: a float id would be truncated to another user or item
+        users, items = check_ids(users, self.n_users, "user"), check_ids(items, self.n_items, "item")
         if users.shape != items.shape:
             raise ValueError(f"users and items must align: {users.shape} vs {items.shape}.")
-        if len(users) and (users.min() < 0 or users.max() >= self.n_users):
-            raise IndexError(f"Unknown user id(s): internal ids run 0..{self.n_users - 1}.")
-        if len(items) and (items.min() < 0 or items.max() >= self.n_items):
-            raise IndexError(f"Unknown item id(s): internal ids run 0..{self.n_items - 1}.")
         o = self.offsets
         n = len(users)
         index = np.empty((n, len(FIELDS)), dtype=np.int64)
@@ -121,11 +119,13 @@ class FactorizationMachine(Recommender):
             watched"). 0 is a pure rating model (best RMSE, poor rankings: it puts obscure movies with a
             few 5-star ratings on top); >= 1 makes the scores rank what a user will watch *and* like.
         threads: torch CPU threads during fit (small batches run fastest on one; restored afterwards).
+        rating_range: the (lowest, highest) rating of the scale; ``fit`` refuses ratings outside it.
     """
 
     def __init__(self, factors: int = 16, epochs: int = 15, lr: float = 0.01, batch_size: int = 1024,
-                 weight_decay: float = 1e-4, random_state: int | None = 0, negatives: int = 0, threads: int | None = 1):
-        self.threads, self.negatives = threads, negatives
+                 weight_decay: float = 1e-4, random_state: int | None = 0, negatives: int = 0, threads: int | None = 1,
+                 rating_range: tuple[float, float] = (1.0, 5.0)):
+        self.threads, self.negatives, self.rating_range = threads, negatives, rating_range
         self.factors, self.epochs, self.lr, self.batch_size = factors, epochs, lr, batch_size
         self.weight_decay, self.random_state = weight_decay, random_state
 
@@ -133,6 +133,12 @@ class FactorizationMachine(Recommender):
         if features is None:
             raise ValueError("FactorizationMachine.fit needs features=FMFeatures.from_dataset(dataset).")
         train = self._set_train(train)
+        low, high = self.rating_range
+        outside = (train.data < low) | (train.data > high)
+        if outside.any():
+            odd = np.unique(train.data[outside])[:5].tolist()
+            raise ValueError(f"{int(outside.sum())} rating(s) lie outside the scale {low:g}-{high:g} (e.g. {odd}): "
+                             "fix the data, or set rating_range=(low, high) for another scale.")
         if train.shape != (features.n_users, features.n_items):
             raise ValueError(f"train is {train.shape} but the features describe "
                              f"({features.n_users}, {features.n_items}) users x items.")

@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from xrec_helpers._ids import check_ids
 from xrec_helpers.models._torch import generator, prepare_cpu_training
 from xrec_helpers.models.base import Recommender
 
@@ -265,7 +266,7 @@ class NCF(Recommender):
         if len(target_users) != len(targets) or any(len(a) != len(b) for a, b in zip(target_users, targets)):
             raise ValueError("target_users must give one user per target item of every retrain.")
         for tu_ in target_users:
-            self.check_users(np.asarray(tu_, dtype=np.int64))
+            self.check_users(list(tu_))
         prepare_cpu_training()
         users, items, ratings = self._rows()
         indptr = self.train_.indptr
@@ -274,6 +275,7 @@ class NCF(Recommender):
             user = int(self.check_users(user)[0])
             cols = self.train_.indices[indptr[user]:indptr[user + 1]]
             where = {int(c): indptr[user] + j for j, c in enumerate(cols)}
+            removed = check_ids(list(removed), self.n_items, "item").tolist()  # no float ids truncated by int()
             missing = [int(i) for i in removed if int(i) not in where]
             if missing:
                 raise ValueError(f"Items {missing[:5]} are not in user {user}'s training ratings: only rated "
