@@ -118,7 +118,12 @@ class Explainer(ABC):
                 and not getattr(own_one, "__isabstractmethod__", False):
             @functools.wraps(own_one)
             def explain(self, user, item=None, *args, **kwargs):
-                (user, item), = self.check_pairs([(user, item)])
+                if isinstance(item, (list, tuple, np.ndarray)):
+                    # a frozen set of items (e.g. the mean score of a top-K list): validate each one
+                    checked = self.check_pairs([(user, it) for it in item])
+                    user, item = (checked[0][0] if checked else user), [it for _, it in checked]
+                else:
+                    (user, item), = self.check_pairs([(user, item)])
                 return own_one(self, user, item, *args, **kwargs)
 
             explain._validates_ids = True
