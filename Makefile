@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 WORKERS ?= 2
 NB_TIMEOUT ?= 600
+DEMO_PORT ?= 8866
 # Extra JupyterLab flags, e.g. LAB_ARGS='--no-browser --port 8899'. Root (containers) needs --allow-root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
@@ -37,8 +38,8 @@ data: install  ## fetch ML-100K into the cache once (all later loads are offline
 lab: install data
 	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
-demo: install-ui data  ## the "Why this recommendation?" panel as a local web app (http://127.0.0.1:8866)
-	$(VENV)/bin/voila apps/why_this_recommendation.ipynb --Voila.ip=127.0.0.1 --port=8866 --no-browser
+demo: install-ui data  ## the demo as a local web app: 127.0.0.1 only, token URL printed (set DEMO_PORT to move it)
+	$(TEST_ENV) $(PY) -m xrec_helpers.app.server --port $(DEMO_PORT)
 
 test: install data test-unit test-notebooks
 
