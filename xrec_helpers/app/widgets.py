@@ -303,13 +303,19 @@ class ReviewPanel:
         self._render()
 
 
-def demo_widget(demo) -> w.Tab:
-    """Both views in tabs, for the Voilà page (``demo`` from :func:`xrec_helpers.app.demo.load_demo`)."""
-    compare = ComparisonPanel(demo.compare, demo.choice)
-    reviews = ReviewPanel(demo.reviews, demo.review_choice)
-    tab = w.Tab(children=[compare.widget, reviews.widget])
-    tab.set_title(0, "Which explanation is true?")
-    tab.set_title(1, "Top reviews for you")
-    tab.add_class("xrec-tabs")
-    tab.panels = (compare, reviews)  # kept for notebook use and tests
-    return tab
+class DemoView:
+    """Both views in tabs, for the Voilà page (``demo`` from :func:`xrec_helpers.app.demo.load_demo`).
+
+    ``view.widget`` is the box to display; ``view.compare`` and ``view.reviews`` are the two panels.
+    """
+
+    def __init__(self, demo):
+        self.compare = ComparisonPanel(demo.compare, demo.choice)
+        self.reviews = ReviewPanel(demo.reviews, demo.review_choice)
+        tab = w.Tab(children=[self.compare.widget, self.reviews.widget])
+        tab.set_title(0, "Which explanation is true?")
+        tab.set_title(1, "Top reviews for you")
+        tab.add_class("xrec-tabs")
+        # Wider tab labels than ipywidgets' default, so both titles are readable on a projector.
+        style = w.HTML("<style>.xrec-tabs { --jp-widgets-horizontal-tab-width: 260px; }</style>")
+        self.widget = w.VBox([style, tab])
