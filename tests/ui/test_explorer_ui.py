@@ -189,7 +189,10 @@ def test_the_demo_in_the_browser(server):
             page.locator(".xrec-user select").select_option(index=5)
             page.wait_for_function("(old) => document.querySelector('ol.xrec-top10').innerText !== old",
                                    arg="\n".join(old_top), timeout=ACTION_MS)
-            assert page.locator(".xrec-rank-after").count() == 0
+            # The widgets update one message at a time: wait until the old results are gone.
+            page.wait_for_function("() => document.querySelectorAll('.xrec-rank-after').length === 0",
+                                   timeout=ACTION_MS)
+            page.wait_for_selector(".xrec-col .xrec-pending", timeout=ACTION_MS)
             page.locator("button.xrec-remove").click()
             page.wait_for_selector(".xrec-rank-after", timeout=ACTION_MS)
             assert len(_ranks(page)) == len(names)
