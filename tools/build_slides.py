@@ -12,7 +12,8 @@ showing the slides, needs no network.
     python tools/build_slides.py --deck 09_attention_reviews --size smoke   # one notebook's deck
 
 Outputs (``_slides/`` by default, git-ignored): ``<deck>.slides.html``, ``assets/``, and ``timings.json``
-with the measured execution time of every executed notebook.
+with the measured execution time of every executed notebook, in total and per section (from the cell
+timestamps nbclient records): the presenter's guide takes its timings from it.
 """
 
 from __future__ import annotations
@@ -74,7 +75,33 @@ def fetch_assets(assets: Path) -> None:
     (assets / "VERSIONS.json").write_text(json.dumps(ASSETS, indent=1))
 
 
-def execute(nb, name: str, size: str, timings: dict[str, float]):
+def _seconds(cell) -> float:
+    """A cell's execution time from the timestamps nbclient records (0 when it did not run)."""
+    from datetime import datetime
+
+    stamps = cell.get("metadata", {}).get("execution", {})
+    start, end = stamps.get("iopub.execute_input"), stamps.get("shell.execute_reply")
+    if not start or not end:
+        return 0.0
+    parse = lambda t: datetime.fromisoformat(t.replace("Z", "+00:00"))  # noqa: E731
+    return (parse(end) - parse(start)).total_seconds()
+
+
+def section_times(nb) -> dict[str, float]:
+    """Seconds of execution per section of an executed notebook ("setup" before the first numbered section)."""
+    out: dict[str, float] = {}
+    current = "setup"
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("## "):
+                    current = line[3:].strip()
+        elif cell.cell_type == "code":
+            out[current] = round(out.get(current, 0.0) + _seconds(cell), 1)
+    return out
+
+
+def execute(nb, name: str, size: str, timings: dict):
     """Run the notebook in ``notebooks/`` at ``size`` (as a learner would) and record how long it took."""
     from nbclient import NotebookClient
 
@@ -82,14 +109,20 @@ def execute(nb, name: str, size: str, timings: dict[str, float]):
     os.environ["XREC_SIZE"] = size
     try:
         started = time.perf_counter()
-        NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-        timings[name] = round(time.perf_counter() - started, 1)
+        client = NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
+        try:
+            client.execute()
+        except Exception as err:  # a failing cell or a dead kernel: name the notebook and the way out
+            sys.exit(f"Executing {name} at {size} size failed ({type(err).__name__}: {str(err)[-600:]}).\n"
+                     "Try `make slides SLIDES_SIZE=smoke`, close other programs (a dead kernel is usually memory), "
+                     "or build the deck from the stripped notebooks with SLIDES_ARGS=--no-execute.")
+        timings[name] = {"total_s": round(time.perf_counter() - started, 1), "sections_s": section_times(nb)}
     finally:
         if env_size is None:
             os.environ.pop("XREC_SIZE", None)
         else:
             os.environ["XREC_SIZE"] = env_size
-    print(f"  executed {name} at {size} size in {timings[name]} s", flush=True)
+    print(f"  executed {name} at {size} size in {timings[name]['total_s']} s", flush=True)
     return nb
 
 
@@ -152,7 +185,7 @@ def mark_slides(cells: list, show_code: bool) -> list:
 
 
 def build_deck(name: str, parts: list[tuple[str, list[int] | None]], out: Path, execute_size: str | None,
-               timings: dict[str, float]) -> Path:
+               timings: dict) -> Path:
     """One deck from ``parts`` (notebook, sections) written to ``out/<name>.slides.html``."""
     from nbconvert import SlidesExporter
 
@@ -237,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     fetch_assets(out / "assets")
-    timings: dict[str, float] = {}
+    timings: dict = {}
     decks = {name: [(name, None)] for name in args.deck} or {"talk": TALK}
     for name, parts in decks.items():
         missing = [nb for nb, _ in parts if not (NOTEBOOKS / f"{nb}.ipynb").exists()]
