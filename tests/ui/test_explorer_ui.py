@@ -216,3 +216,48 @@ def test_the_demo_in_the_browser(server):
             page.screenshot(path=str(figures / "demo_top_reviews.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_the_page_cannot_run_code_in_its_kernel(server):
+    """Voilà forwards only widget and info messages to the kernel: an execute_request sent over the page's own
+    kernel WebSocket (with the token) is dropped, while a kernel_info_request on the same socket is answered."""
+    import asyncio
+    import uuid
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    port, log = server
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/?token={TOKEN}", timeout=APP_READY_MS / 1000) as response:
+        page = response.read().decode()
+    kernel = re.search(r'"kernelId":\s*"([^"]+)"', page).group(1)
+    marker = ROOT / "figures" / f"code-ran-{uuid.uuid4().hex}"
+
+    def message(kind: str, content: dict) -> str:
+        header = {"msg_id": uuid.uuid4().hex, "msg_type": kind, "username": "test", "session": uuid.uuid4().hex,
+                  "date": "", "version": "5.3"}
+        return json.dumps({"header": header, "parent_header": {}, "metadata": {}, "content": content, "channel": "shell"})
+
+    async def talk() -> list[str]:
+        ws = await websocket_connect(HTTPRequest(f"ws://127.0.0.1:{port}/api/kernels/{kernel}/channels?token={TOKEN}"))
+        await ws.write_message(message("execute_request", {
+            "code": f"open({str(marker)!r}, 'w').write('ran')", "silent": False, "store_history": False,
+            "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}))
+        await ws.write_message(message("kernel_info_request", {}))
+        seen: list[str] = []
+        deadline = time.monotonic() + 20
+        while "kernel_info_reply" not in seen and time.monotonic() < deadline:
+            try:
+                raw = await asyncio.wait_for(ws.read_message(), 5)
+            except asyncio.TimeoutError:
+                break
+            if isinstance(raw, str):
+                seen.append(json.loads(raw)["header"]["msg_type"])
+        await asyncio.sleep(2)  # time for an execution, had it been accepted, to write the marker
+        ws.close()
+        return seen
+
+    seen = asyncio.run(talk())
+    assert "kernel_info_reply" in seen, seen  # the socket works ...
+    assert "execute_reply" not in seen and not marker.exists(), seen  # ... and code sent over it does not run
+    assert 'Received message of type "execute_request", which is not allowed' in log.read_text()
