@@ -211,9 +211,13 @@ def test_choose_default_meets_its_criterion(state):
     meets = [m for m in N_CHOICES if choice.shares.loc[m, LEAVE_ONE_OUT] >= 0.75
              and choice.shares.loc[m, LEAVE_ONE_OUT] > choice.shares.loc[m, [POPULARITY, JACCARD]].max()]
     assert n == (meets[0] if meets else int(choice.shares[LEAVE_ONE_OUT].idxmax()))
-    # The chosen user's numbers are what the panel will show.
+    # The chosen user's numbers are what the panel will show, and the sentence about them is true of them.
     checks = state.remove()
     assert {name: c.rank_after for name, c in checks.items()} == choice.contrast
+    plausible = max(checks[POPULARITY].rank_after, checks[JACCARD].rank_after)
+    assert choice.clean == (checks[LEAVE_ONE_OUT].rank_after > 10 >= plausible)
+    intro = ComparisonPanel.choice_html(choice)
+    assert ("only " + html.escape(LEAVE_ONE_OUT) + " takes it out of the top-10" in intro) == choice.clean
 
 
 def test_default_settings_move_the_recommendation_for_a_clear_majority(ml100k):

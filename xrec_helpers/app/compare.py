@@ -315,6 +315,8 @@ class DefaultChoice:
         shares: per removal count and explainer, the share of sampled users whose top pick moved.
         contrast: for the chosen user, rank after removal per explainer.
         n_users: how many users were sampled; target: the share asked for.
+        model_reading: the names of the explainers that read the model; k: the list length.
+        clean: True when only the model-reading explanation takes this user's pick out of the top-k.
     """
 
     n_remove: int
@@ -323,6 +325,9 @@ class DefaultChoice:
     contrast: dict[str, int]
     n_users: int
     target: float
+    model_reading: tuple[str, ...] = ()
+    k: int = 10
+    clean: bool = False
 
 
 def _top_pick_ranks(state: ComparisonState, users: np.ndarray, n_choices: Sequence[int]) -> dict:
@@ -393,4 +398,5 @@ def choose_default(state: ComparisonState, n_users: int = 50, n_choices: Sequenc
     state.user, state.rank = user, 1
     contrast = {name: int(ranks[(n, name)][best]) for name in state.explainers}
     return DefaultChoice(n_remove=n, raw_user=state.raw_user, shares=shares, contrast=contrast,
-                         n_users=len(users), target=target)
+                         n_users=len(users), target=target, model_reading=tuple(model_reading), k=state.k,
+                         clean=bool(clean[best]))

@@ -97,10 +97,15 @@ class ComparisonPanel:
     def choice_html(choice: DefaultChoice) -> str:
         """Why the demo opened where it did, from the numbers computed at start-up."""
         shares = ", ".join(f"{_esc(name)} {choice.shares.loc[choice.n_remove, name]:.0%}" for name in choice.shares)
+        reader = " and ".join(_esc(m) for m in choice.model_reading) or "the model-reading explanation"
+        why = (f"On this user's top pick, only {reader} takes it out of the top-{choice.k}, by the widest margin "
+               "among the sampled users." if choice.clean else
+               f"On this user's top pick, {reader} moves it furthest beyond the data-only explanations among the "
+               "sampled users.")
         return (f'<p class="xrec-choice">Opened on user {_esc(choice.raw_user)} and removal count '
                 f'{choice.n_remove}, chosen at start-up: among {choice.n_users} sampled users, removing each '
-                f"explanation's {choice.n_remove} most blamed movies moved the top pick for: {shares}. This user's "
-                f"top pick is where the explanations disagree most.</p>")
+                f"explanation's {choice.n_remove} most blamed movies moved the top pick for: {shares}. "
+                f"{why}</p>")
 
     # --- rendering ----------------------------------------------------------------------------------
     def _refresh_user(self) -> None:
