@@ -97,8 +97,14 @@ class ReviewViewState:
             readable = personalised.documents(np.zeros(corpus.n_items, dtype=int), np.arange(corpus.n_items))[1]
         self._n_readable = (readable >= 0).sum(axis=1)  # each item's reviews the models can read
         self._by_id = corpus.reviews.set_index("review_id")
-        self.user = 0
-        self.item = int(self.recommendations(0)["item"].iloc[0]) if self.recommendations(0).shape[0] else None
+        self.user, self.item = 0, -1
+        for user in range(corpus.n_users):  # open on the first reviewer who has a recommendation to show
+            if not self.recommendations(user).empty:
+                self.select(user)
+                break
+        else:
+            raise ValueError(f"No item of {corpus.name} has {2 * self.top}+ readable reviews that some reviewer has not "
+                             "reviewed: there is nothing to show. Use a larger corpus.")
 
     def user_label(self, user: int) -> str:
         """A label with the raw id and the number of reviews written (no planted truth)."""
