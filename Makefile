@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 WORKERS ?= 2
 NB_TIMEOUT ?= 600
+DEMO_PORT ?= 8866
+SLIDES_SIZE ?= workshop
 # Extra JupyterLab flags, e.g. LAB_ARGS='--no-browser --port 8899'. Root (containers) needs --allow-root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
@@ -14,7 +16,7 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 # (torch's small-batch training slows down ~10x when threads outnumber cores).
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
-.PHONY: install install-ui lab demo test test-unit test-notebooks test-fast test-lowest test-ui bench book data paper clean
+.PHONY: install install-ui lab demo slides test test-unit test-notebooks test-fast test-lowest test-ui bench book data paper clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,8 +39,11 @@ data: install  ## fetch ML-100K into the cache once (all later loads are offline
 lab: install data
 	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
-demo: install-ui data  ## the "Why this recommendation?" panel as a local web app (http://127.0.0.1:8866)
-	$(VENV)/bin/voila apps/why_this_recommendation.ipynb --Voila.ip=127.0.0.1 --port=8866 --no-browser
+demo: install-ui data  ## the demo as a local web app: 127.0.0.1 only, token URL printed (set DEMO_PORT to move it)
+	$(TEST_ENV) $(PY) -m xrec_helpers.app.server --port $(DEMO_PORT)
+
+slides: install data  ## the 20-minute talk as reveal.js slides in _slides/ (offline; assets from npm once). SLIDES_ARGS='--deck 09_attention_reviews' for one notebook
+	$(TEST_ENV) $(PY) tools/build_slides.py --size $(SLIDES_SIZE) --out _slides $(SLIDES_ARGS)
 
 test: install data test-unit test-notebooks
 
