@@ -89,12 +89,12 @@ lint: install
 	$(PY) tools/colab_cell.py --check
 
 # Colab-like: a fresh venv with Colab's preinstalled versions, the course installed next to them, smoke notebooks.
-colab-check:
-	TORCH_SPEC='$(TORCH_SPEC)' bash tools/colab_like_check.sh
+colab-check: install data
+	PYTHON=$(PY) TORCH_SPEC='$(TORCH_SPEC)' bash tools/colab_like_check.sh
 
 # Binder: the .binder/ files parse and their install steps run in a fresh venv (offline: torch from TORCH_SPEC).
-binder-check:
-	TORCH_SPEC='$(TORCH_SPEC)' bash tools/binder_check.sh
+binder-check: install data
+	PYTHON=$(PY) TORCH_SPEC='$(TORCH_SPEC)' bash tools/binder_check.sh
 
 bench: install data
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
