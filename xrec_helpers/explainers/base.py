@@ -27,7 +27,7 @@ def markdown_escape(text: str) -> str:
     """``text`` with its inline-Markdown characters backslash-escaped, so any Markdown renderer shows it verbatim.
 
     Explanation sentences (``Explanation.text``) are Markdown with titles in ``*…*``; every title goes through
-    this function first. Taught in 01_eda (the first explanation sentence).
+    this function first. Taught in 13_your_own_data (a product name with ``*``).
 
     Examples
     --------
@@ -111,8 +111,9 @@ class Explanation:
     def to_shap(self):
         """This explanation as a one-row ``shap.Explanation``, for shap's own plots.
 
-        Taught in 03_fm_lime and 04_shap_sequential: ``shap.plots.waterfall(expl.to_shap())`` and
-        ``shap.plots.bar(expl.to_shap())``. What becomes a shap "feature" depends on what the method attributes:
+        Taught in 13_your_own_data (``shap.plots.bar``); the README shows ``shap.plots.waterfall`` on the
+        explainers of 03_fm_lime and 04_shap_sequential. What becomes a shap "feature" depends on what the method
+        attributes:
 
         * feature attributions (the FM explainers: ``extra["features"]`` with ``feature``/``value`` columns):
           one feature per active slot, named by its readable label (titles for the movie slot);
