@@ -16,7 +16,7 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 # (torch's small-batch training slows down ~10x when threads outnumber cores).
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
-.PHONY: install install-ui lab demo slides test test-unit test-notebooks test-fast test-lowest test-ui bench book data paper clean
+.PHONY: install install-ui lab demo slides test test-unit test-notebooks test-fast test-lowest test-ui bench book book-site data paper clean lint colab-check binder-check
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -70,8 +70,46 @@ test-lowest: data
 test-ui: install-ui data  ## drives the Voila app in headless Debian chromium (apt-get install chromium)
 	$(TEST_ENV) $(PY) -m pytest -q tests/ui
 
-book: install data  ## execute every notebook at workshop size into an HTML site in _book/ (git-ignored)
-	$(TEST_ENV) $(PY) tools/build_book.py --size workshop --out _book
+# The book: every notebook executed (at BOOK_SIZE) into $(BOOK_DIR)/src/, then MkDocs (Material theme, search,
+# mkdocs-jupyter) renders $(BOOK_DIR)/site/. Make's own timestamps are the execution cache: a notebook is
+# re-executed only when it, or the package, changed since its executed copy. A notebook that fails stops the
+# build (nbconvert names the cell and the error) and leaves no executed copy, so no stale page is published;
+# `make -k book` executes the others anyway.
+BOOK_NOTEBOOKS ?= notebooks
+BOOK_DIR ?= _book
+BOOK_SIZE ?= workshop
+BOOK_SOURCES := $(wildcard $(BOOK_NOTEBOOKS)/*.ipynb $(BOOK_NOTEBOOKS)/solutions/*.ipynb)
+BOOK_EXECUTED := $(patsubst $(BOOK_NOTEBOOKS)/%,$(BOOK_DIR)/src/%,$(BOOK_SOURCES))
+PKG_SOURCES := $(wildcard xrec_helpers/*.py xrec_helpers/*/*.py)
+
+$(BOOK_DIR)/src/%.ipynb: $(BOOK_NOTEBOOKS)/%.ipynb $(PKG_SOURCES)
+	@mkdir -p $(@D)
+	$(TEST_ENV) XREC_SIZE=$(BOOK_SIZE) $(PY) -m jupyter nbconvert --to notebook --execute \
+		--ExecutePreprocessor.timeout=$(NB_TIMEOUT) --output-dir $(@D) $<
+
+book-site: $(BOOK_EXECUTED)  ## render the executed notebooks (no install step: the tests call this)
+	@test -n "$(BOOK_SOURCES)" || (echo "No notebooks in $(BOOK_NOTEBOOKS)/" && exit 2)
+	cp book/index.md $(BOOK_DIR)/src/index.md
+	printf 'INHERIT: %s/book/mkdocs.yml\ndocs_dir: src\nsite_dir: site\n' "$(CURDIR)" > $(BOOK_DIR)/mkdocs.yml
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --quiet --strict --config-file $(BOOK_DIR)/mkdocs.yml
+	@echo "The book: $(BOOK_DIR)/site/index.html ($(words $(BOOK_EXECUTED)) notebooks at XREC_SIZE=$(BOOK_SIZE))"
+
+book: install data  ## execute every notebook at workshop size into an HTML site in _book/site/ (git-ignored)
+	$(MAKE) book-site
+
+# Lint: ruff on the package, tests, tools, benchmarks and the notebooks (tools/lint_notebooks.py fixes them).
+lint: install
+	$(PY) -m ruff check xrec_helpers tests tools benchmarks
+	$(PY) tools/lint_notebooks.py --check notebooks apps
+	$(PY) tools/colab_cell.py --check
+
+# Colab-like: a fresh venv with Colab's preinstalled versions, the course installed next to them, smoke notebooks.
+colab-check: install data
+	PYTHON=$(PY) TORCH_SPEC='$(TORCH_SPEC)' bash tools/colab_like_check.sh
+
+# Binder: the .binder/ files parse and their install steps run in a fresh venv (offline: torch from TORCH_SPEC).
+binder-check: install data
+	PYTHON=$(PY) TORCH_SPEC='$(TORCH_SPEC)' bash tools/binder_check.sh
 
 bench: install data
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

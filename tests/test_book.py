@@ -1,8 +1,11 @@
-"""The executed book (tools/build_book.py), on tiny throwaway notebooks, never the real ones."""
+"""The book (`make book-site`: nbconvert executes, MkDocs renders), on tiny throwaway notebooks, never the real ones."""
 
 from __future__ import annotations
 
-import importlib.util
+import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,15 +13,25 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip("mkdocs", reason="the book tools are in the book extra: pip install -e '.[book]'")
+pytest.importorskip("mkdocs_jupyter")
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="`make book` needs make")
 
-
-@pytest.fixture(scope="module")
-def book():
-    spec = importlib.util.spec_from_file_location("build_book", ROOT / "tools" / "build_book.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["build_book"] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+SHOWCASE = """import os
+import numpy as np
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
+from xrec_helpers.explainers.base import Explanation
+titles = np.array(["M*A*S*H (1970)", "B*A*P*S (1997)", "Toy Story (1995)"], dtype=object)
+e = Explanation(user=0, item=0, method="test", items=np.array([1, 2]), scores=np.array([0.5, 0.2]), titles=titles)
+display(Markdown(e.text))
+print("size is", os.environ["XREC_SIZE"], "answer", 6 * 7)
+fig, ax = plt.subplots()
+ax.plot([0, 1], [1, 0])
+plt.show()
+"""
 
 
 def _write(path: Path, title: str, code: str) -> Path:
@@ -30,49 +43,60 @@ def _write(path: Path, title: str, code: str) -> Path:
     return path
 
 
-GOOD = """import os
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-print("size is", os.environ["XREC_SIZE"], "answer", 6 * 7)
-fig, ax = plt.subplots(); ax.plot([0, 1], [1, 0]); plt.show()
-"""
+def _make(nbs: Path, out: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(["make", "-C", str(ROOT), "book-site", f"PY={sys.executable}", f"BOOK_NOTEBOOKS={nbs}",
+                           f"BOOK_DIR={out}", "BOOK_SIZE=smoke"], capture_output=True, text=True, env=env,
+                          timeout=600)
 
 
-def test_builds_index_and_pages_with_figures(book, tmp_path):
+def test_book_pages_navigation_search_and_star_titles(tmp_path):
     nbs = tmp_path / "notebooks"
     (nbs / "solutions").mkdir(parents=True)
-    _write(nbs / "01_tiny.ipynb", "01 · Tiny *lesson*", GOOD)
+    lesson = _write(nbs / "01_tiny.ipynb", "01 · Tiny *lesson*", SHOWCASE)
     _write(nbs / "solutions" / "01_tiny_solutions.ipynb", "01 · Tiny solutions", "print(1 + 1)")
     out = tmp_path / "_book"
-    code = book.main(["--notebooks-dir", str(nbs), "--out", str(out), "--size", "smoke", "--timeout", "120"])
-    assert code == 0
-    page = (out / "01_tiny.html").read_text()
+    run = _make(nbs, out)
+    assert run.returncode == 0, run.stdout + run.stderr
+    site = out / "site"
+    page = (site / "01_tiny.html").read_text(encoding="utf-8")
     assert "size is smoke answer 42" in page  # executed, at the size asked for
     assert "data:image/png;base64," in page  # the figure is inlined
-    index = (out / "index.html").read_text()
-    assert 'href="01_tiny.html"' in index and 'href="01_tiny_solutions.html"' in index
-    assert "01 · Tiny lesson" in index and "A tiny notebook." in index and "FAILED" not in index
-    # The source notebook stays output-free.
-    assert all(not c.get("outputs") for c in nbformat.read(nbs / "01_tiny.ipynb", 4).cells if c.cell_type == "code")
+    # The two real ML-100K titles with "*" render as themselves, emphasised, through a real Markdown renderer.
+    assert "<em>M*A*S*H (1970)</em>" in page and "<em>B*A*P*S (1997)</em>" in page
+    assert "<em>M</em>" not in page and "<em>B</em>" not in page
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert 'href="01_tiny.html"' in index and 'href="solutions/01_tiny_solutions.html"' in index  # navigation
+    assert "01 · Tiny lesson" in index  # pages are named by their notebook's title
+    search = json.loads((site / "search" / "search_index.json").read_text(encoding="utf-8"))
+    assert any("A tiny notebook" in doc["text"] for doc in search["docs"])  # the search index holds the text
+    # The repository's notebook stays output-free.
+    assert all(not c.get("outputs") for c in nbformat.read(lesson, 4).cells if c.cell_type == "code")
+
+    # Execution cache: nothing changed, nothing is re-executed; a changed notebook is.
+    executed = out / "src" / "01_tiny.ipynb"
+    stamp = executed.stat().st_mtime_ns
+    again = _make(nbs, out)
+    assert again.returncode == 0 and "nbconvert" not in again.stdout and executed.stat().st_mtime_ns == stamp
+    os.utime(lesson, ns=(stamp + 10**9, stamp + 10**9))
+    third = _make(nbs, out)
+    assert third.returncode == 0 and "01_tiny.ipynb" in third.stdout and executed.stat().st_mtime_ns != stamp
 
 
-def test_failing_notebook_is_reported_and_exits_nonzero(book, tmp_path, capsys):
+def test_failing_notebook_stops_the_book_and_says_where(tmp_path):
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
     _write(nbs / "01_ok.ipynb", "01 · Fine", "print('fine')")
     _write(nbs / "02_broken.ipynb", "02 · Broken", "raise ValueError('planted failure')")
     out = tmp_path / "_book"
-    code = book.main(["--notebooks-dir", str(nbs), "--out", str(out), "--no-solutions", "--timeout", "120"])
-    assert code == 1
-    assert "02_broken.ipynb" in capsys.readouterr().err
-    index = (out / "index.html").read_text()
-    assert "FAILED: ValueError: planted failure" in index
-    assert (out / "02_broken.html").exists() and "FAILED" in (out / "02_broken.html").read_text()
-    assert "FAILED" not in index.split("01_ok.html")[1].split("</tr>")[0]
+    run = _make(nbs, out)
+    assert run.returncode != 0
+    assert "planted failure" in run.stderr and "02_broken.ipynb" in run.stderr + run.stdout
+    assert not (out / "src" / "02_broken.ipynb").exists()  # no executed copy, so no stale page
+    assert not (out / "site").exists()
 
 
-def test_bad_arguments(book, tmp_path):
-    assert book.main([str(tmp_path / "missing.ipynb"), "--out", str(tmp_path / "o")]) == 2
-    with pytest.raises(ValueError, match="No notebooks"):
-        book.build([], tmp_path / "o")
+def test_no_notebooks_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    run = _make(tmp_path / "empty", tmp_path / "_book")
+    assert run.returncode != 0 and "No notebooks in" in run.stdout + run.stderr

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.func import hessian, jacrev
 
-from xrec_helpers.explainers.base import Explainer, Explanation
+from xrec_helpers.explainers.base import Explainer, Explanation, markdown_escape
 from xrec_helpers.models.ncf import NCF, ncf_forward
 
 
@@ -235,18 +235,21 @@ class _InfluenceExplainer(Explainer):
     def _title(self, item: int) -> str:
         return str(self.titles[item]) if self.titles is not None else f"item {item}"
 
+    def _md_title(self, item: int) -> str:
+        return f"*{markdown_escape(self._title(item))}*"
+
     def render(self, expl: Explanation, n: int = 4) -> str:
         """"Had you not rated A and B, you would have been recommended C instead of D." """
         if expl.counterfactual_set is None:
             return (f"{self.name} found no set of your ratings that lets another top-{expl.extra['k']} item "
-                    f"replace *{self._title(expl.item)}*.")
-        names = [f"*{self._title(i)}*" for i in expl.counterfactual_set[:n]]
+                    f"replace {self._md_title(expl.item)}.")
+        names = [self._md_title(i) for i in expl.counterfactual_set[:n]]
         more = len(expl.counterfactual_set) - n
         if more > 0:
             names.append(f"{more} more")
         joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
         return (f"Had you not rated {joined}, you would have been recommended "
-                f"*{self._title(expl.replacement)}* instead of *{self._title(expl.item)}*.")
+                f"{self._md_title(expl.replacement)} instead of {self._md_title(expl.item)}.")
 
 
 class PureFIAExplainer(_InfluenceExplainer):

@@ -8,6 +8,7 @@ scores (signed where the method is signed), and optionally a counterfactual set.
 from __future__ import annotations
 
 import functools
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,24 @@ import pandas as pd
 import scipy.sparse as sp
 
 from xrec_helpers._ids import check_id
+# Characters that start inline Markdown (emphasis, code, links, HTML, maths, strike-through, tables) when a title
+# is placed inside a sentence. Real ML-100K titles need it: "M*A*S*H (1970)" and "B*A*P*S (1997)" would
+# otherwise render as <em>M</em>A<em>S</em>H.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>$~|])")
+
+
+def markdown_escape(text: str) -> str:
+    """``text`` with its inline-Markdown characters backslash-escaped, so any Markdown renderer shows it verbatim.
+
+    Explanation sentences (``Explanation.text``) are Markdown with titles in ``*…*``; every title goes through
+    this function first. Taught in 13_your_own_data (a product name with ``*``).
+
+    Examples
+    --------
+    >>> markdown_escape("M*A*S*H (1970)")
+    'M\\\\*A\\\\*S\\\\*H (1970)'
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
 @dataclass
@@ -62,14 +81,21 @@ class Explanation:
     def _title(self, item: int) -> str:
         return str(self.titles[item]) if self.titles is not None else f"item {item}"
 
+    def _md_title(self, item: int) -> str:
+        """The item's title as emphasised Markdown, escaped (``*M\\*A\\*S\\*H (1970)*``)."""
+        return f"*{markdown_escape(self._title(item))}*"
+
     def render(self, n: int = 2) -> str:
-        """One line: "Because you watched A and B, we recommend C." (positive contributors only)."""
+        """One Markdown line: "Because you watched *A* and *B*, we recommend *C*." (positive contributors only).
+
+        Titles are escaped with :func:`markdown_escape`, so a title containing ``*`` or ``_`` renders as itself.
+        """
         if len(self.items) == 0:
-            return f"No history item explains {self._title(self.item)} ({self.method})."
+            return f"No history item explains {self._md_title(self.item)} ({self.method})."
         positive = self.items[self.scores > 0][:n] if (self.scores > 0).any() else self.items[:n]
-        names = [f"*{self._title(i)}*" for i in positive]
+        names = [self._md_title(i) for i in positive]
         joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-        return f"Because you watched {joined}, we recommend *{self._title(self.item)}*."
+        return f"Because you watched {joined}, we recommend {self._md_title(self.item)}."
 
     def top(self, n: int) -> np.ndarray:
         """The ``n`` most explanatory history items."""
@@ -83,6 +109,49 @@ class Explanation:
             "score": self.scores,
             "item": self.items,
         }).set_index("rank")
+
+    def to_shap(self):
+        """This explanation as a one-row ``shap.Explanation``, for shap's own plots.
+
+        Taught in 13_your_own_data (``shap.plots.bar``); the README shows ``shap.plots.waterfall`` on the
+        explainers of 03_fm_lime and 04_shap_sequential. What becomes a shap "feature" depends on what the method
+        attributes:
+
+        * feature attributions (the FM explainers: ``extra["features"]`` with ``feature``/``value`` columns):
+          one feature per active slot, named by its readable label (titles for the movie slot);
+        * event attributions (the sequence explainers: ``extra["event_values"]``): one feature per event of
+          the explained window, named ``"<title> (event -k)"`` (-1 is the most recent), plus one
+          ``"older events (merged)"`` feature when TimeSHAP pruning merged them;
+        * otherwise the ranked history items with their scores, named by title.
+
+        ``base_values`` is ``extra["base_value"]`` when the method is additive (f(x) = base + sum of values,
+        which the waterfall plot draws); methods without one export ``base_values=None`` and only the bar plot
+        makes sense for them. Titles are plain text here (shap's plots do not read Markdown).
+        """
+        import shap  # heavy import, only when asked
+
+        base = self.extra.get("base_value")
+        features = self.extra.get("features")
+        if isinstance(features, pd.DataFrame) and {"feature", "value"} <= set(features.columns):
+            names = [str(f) for f in features["feature"]]
+            values = features["value"].to_numpy(dtype=np.float64)
+        elif "event_values" in self.extra:
+            events = np.asarray(self.extra["events"])
+            phi = np.asarray(self.extra["event_values"], dtype=np.float64)
+            positions = np.asarray(self.extra.get("positions", np.arange(-len(events), 0)))
+            names = [f"{self._title(e)} (event {p})" for e, p in zip(events, positions, strict=True)]
+            values = phi
+            if self.extra.get("kept") is not None and self.extra["kept"] < len(events):
+                # Pruned events carry 0 here; their joint value is one merged player.
+                keep = len(events) - int(self.extra["kept"])
+                names = ["older events (merged)"] + names[keep:]
+                values = np.concatenate([[float(self.extra.get("older_block", 0.0))], phi[keep:]])
+        else:
+            names = [self._title(i) for i in self.items]
+            values = self.scores
+        return shap.Explanation(values=np.asarray(values, dtype=np.float64),
+                                base_values=None if base is None else float(base),
+                                feature_names=names)
 
     def plot(self, n: int = 10, ax=None):
         """Signed horizontal bars of the top ``n`` contributions (never a pie: scores can be negative)."""

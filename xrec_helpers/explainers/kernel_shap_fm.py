@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from xrec_helpers.explainers.base import Explainer, Explanation
+from xrec_helpers.explainers.base import Explainer, Explanation, markdown_escape
 from xrec_helpers.models.fm import FIELDS, FactorizationMachine
 
 
@@ -37,9 +37,15 @@ def kernel_shap_fm(model: FactorizationMachine, user: int, item: int, nsamples: 
         vals[:, active] = value[0, active] * masks
         return model.predict_encoded(np.repeat(index, len(masks), axis=0), vals)
 
-    np.random.seed(seed)  # KernelExplainer draws its coalitions from the global NumPy generator
-    explainer = shap.KernelExplainer(f, np.zeros((1, len(active))))
-    phi = explainer.shap_values(np.ones((1, len(active))), nsamples=nsamples, silent=True)
+    # KernelExplainer draws its coalitions from NumPy's global generator: seed it for a reproducible estimate,
+    # then give the caller's generator back exactly as it was (a library must not reseed its user's RNG).
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        explainer = shap.KernelExplainer(f, np.zeros((1, len(active))))
+        phi = explainer.shap_values(np.ones((1, len(active))), nsamples=nsamples, silent=True)
+    finally:
+        np.random.set_state(state)
     out = np.zeros(len(FIELDS))
     out[active] = np.asarray(phi).reshape(-1)
     return out
@@ -49,7 +55,8 @@ class KernelSHAPFMExplainer(Explainer):
     """:func:`kernel_shap_fm` on the explainer contract (checks the pair first). Taught in 03_fm_lime.
 
     Like LIME-RS it explains with *features*, not history items: ``items`` is empty and the per-slot
-    values are in ``extra["features"]`` (readable labels, largest |value| first) and ``extra["phi"]``.
+    values are in ``extra["features"]`` (readable labels, largest |value| first) and ``extra["phi"]``;
+    ``extra["base_value"]`` is the all-slots-off prediction, so ``explain(...).to_shap()`` feeds shap's plots.
     """
 
     name = "KernelSHAP"
@@ -71,11 +78,16 @@ class KernelSHAPFMExplainer(Explainer):
         labels = self.model.features_.slot_labels(int(user), int(item), self.titles)
         frame = pd.DataFrame({"feature": labels, "value": phi})
         frame = frame[phi != 0].reindex(frame["value"].abs().sort_values(ascending=False).index).dropna()
+        # The "feature absent" reference: every slot switched off. KernelSHAP's values add up from it to the
+        # prediction (f(x) = base + sum phi), which is what shap's waterfall plot draws (``to_shap``).
+        index, value = self.model.features_.encode(np.array([user]), np.array([item]))
+        base = float(self.model.predict_encoded(index, np.zeros_like(value))[0])
         expl = Explanation(user=int(user), item=int(item), method=self.name, items=np.array([], int),
                            scores=np.array([]), titles=self.titles,
-                           extra={"features": frame.reset_index(drop=True), "phi": phi}, text="")
+                           extra={"features": frame.reset_index(drop=True), "phi": phi, "base_value": base},
+                           text="")
         top = frame.head(2)
-        expl.text = (f"KernelSHAP: *{expl._title(item)}* is predicted {phi.sum():+.2f} above the empty-feature "
-                     "baseline, most from " + " and ".join(f"{f} ({v:+.2f})" for f, v in zip(top["feature"], top["value"], strict=False))
+        expl.text = (f"KernelSHAP: {expl._md_title(item)} is predicted {phi.sum():+.2f} above the empty-feature "
+                     "baseline, most from " + " and ".join(f"{markdown_escape(f)} ({v:+.2f})" for f, v in zip(top["feature"], top["value"], strict=False))
                      + ".")
         return expl

@@ -25,7 +25,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from xrec_helpers.data.kg import READABLE, ItemKG
-from xrec_helpers.explainers.base import Explainer, Explanation
+from xrec_helpers.explainers.base import Explainer, Explanation, markdown_escape
 from xrec_helpers.models.base import HistoryRecommender
 
 PATH_COLUMNS = ["history_item", "node", "relation", "in words", "degree", "rarity", "weight", "score", "text"]
@@ -83,11 +83,14 @@ class KGPathExplainer(Explainer):
 
     def path_text(self, history_item: int, relation: str, item: int) -> str:
         """"You watched *A*, which has the same director as *B*." """
-        return (f"You watched *{self._title(history_item)}*, which {READABLE[relation][1]} "
-                f"*{self._title(item)}*.")
+        return (f"You watched {self._md_title(history_item)}, which {READABLE[relation][1]} "
+                f"{self._md_title(item)}.")
 
     def _title(self, item: int) -> str:
         return str(self.titles[item]) if self.titles is not None else f"item {item}"
+
+    def _md_title(self, item: int) -> str:
+        return f"*{markdown_escape(self._title(item))}*"
 
     def paths(self, user: int, item: int) -> pd.DataFrame:
         """Every path from ``user``'s history to ``item``, best first (columns: ``PATH_COLUMNS``)."""
@@ -117,6 +120,6 @@ class KGPathExplainer(Explainer):
         if len(best):
             text = best["text"].iloc[0]
         else:
-            text = f"No knowledge-graph path links this history to *{self._title(item)}*."
+            text = f"No knowledge-graph path links this history to {self._md_title(item)}."
         return self._make(user, item, best["history_item"].to_numpy(np.int64), best["score"].to_numpy(float),
                           text=text, extra={"paths": paths.head(self.max_paths), "n_paths": len(paths)})

@@ -23,7 +23,7 @@ import pandas as pd
 from lime.lime_base import LimeBase
 from sklearn.linear_model import Ridge
 
-from xrec_helpers.explainers.base import Explainer, Explanation
+from xrec_helpers.explainers.base import Explainer, Explanation, markdown_escape
 from xrec_helpers.models.fm import FIELDS, FactorizationMachine
 
 N_ONE_HOT = 5  # user, item, age, gender, occupation slots come first in FIELDS
@@ -142,8 +142,8 @@ class LimeRSExplainer(Explainer):
                            scores=np.array([]), titles=self.titles,
                            extra={"features": frame, "r2": result.r2, "result": result}, text="")
         top = frame.head(2)
-        expl.text = (f"Around *{expl._title(item)}*, the FM's prediction moves most with "
-                     + " and ".join(f"{f} ({w:+.2f})" for f, w in zip(top["feature"], top["weight"], strict=False))
+        expl.text = (f"Around {expl._md_title(item)}, the FM's prediction moves most with "
+                     + " and ".join(f"{markdown_escape(f)} ({w:+.2f})" for f, w in zip(top["feature"], top["weight"], strict=False))
                      + f" (surrogate R² {result.r2:.2f}).")
         return expl
 

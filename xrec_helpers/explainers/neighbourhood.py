@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from xrec_helpers.explainers.base import Explainer, Explanation
+from xrec_helpers.explainers.base import Explainer, Explanation, markdown_escape
 
 
 class NeighbourhoodExplainer(Explainer):
@@ -59,7 +59,7 @@ class NeighbourhoodExplainer(Explainer):
         histogram = {int(v) if float(v).is_integer() else float(v): int(c) for v, c in zip(values, counts)}
         title = str(self.titles[item]) if self.titles is not None else f"item {item}"
         low = int(self.like_threshold) if float(self.like_threshold).is_integer() else self.like_threshold
-        text = f"{len(liked_by)} of your {len(nb)} nearest neighbours rated *{title}* {low} or higher."
+        text = f"{len(liked_by)} of your {len(nb)} nearest neighbours rated *{markdown_escape(title)}* {low} or higher."
         return self._make(user, item, hist, scores, text=text, extra={
             "neighbours": nb, "neighbour_ratings": ratings, "histogram": histogram,
             "n_liked": int(len(liked_by)), "n_rated": int((ratings > 0).sum()), "k": int(len(nb)),

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from xrec_helpers.data.reviews import ReviewCorpus
-from xrec_helpers.explainers.base import Explainer, Explanation
+from xrec_helpers.explainers.base import Explainer, Explanation, markdown_escape
 from xrec_helpers.models.review_attention import ReviewAttentionRecommender
 
 
@@ -73,8 +73,11 @@ class ReviewAttentionExplainer(Explainer):
         own = w["user_reviews"][0] >= 0
         own_items = self.model.review_item_[w["user_reviews"][0][own]]
         table = self.review_table(review_ids, review_weights)
-        named = "; ".join(f"{'*' * int(s)} \"{t}\"" for s, t in zip(table["stars"][:self.top], table["text"][:self.top]))
-        text = f"Top {min(self.top, len(table))} reviews of *{self.titles[item]}* most relevant to you: {named}"
+        # Stars as ★ and the review text escaped: the sentence is Markdown, where "*****" would be emphasis.
+        named = "; ".join(f"{'★' * int(s)} \"{markdown_escape(t)}\""
+                          for s, t in zip(table["stars"][:self.top], table["text"][:self.top]))
+        text = (f"Top {min(self.top, len(table))} reviews of *{markdown_escape(self.titles[item])}* most relevant "
+                f"to you: {named}")
         return self._make(user, item, own_items, w["user_weights"][0][own], text=text,
                           extra={"review_ids": review_ids, "review_weights": review_weights, "reviews": table})
 

@@ -152,11 +152,11 @@ class RuleExplainer(Explainer):
         items, scores, lifts = ante[keep], conf[keep], lift[keep]
         expl = self._make(user, item, items, scores, extra={"lift": lifts})
         if len(items):
-            lead = ", ".join(f"*{expl._title(i)}* ({s:.0%})" for i, s in zip(expl.items[:2], expl.scores[:2]))
-            expl.text = (f"Baskets that contain {lead} also contain *{expl._title(item)}* that often "
+            lead = ", ".join(f"{expl._md_title(i)} ({s:.0%})" for i, s in zip(expl.items[:2], expl.scores[:2]))
+            expl.text = (f"Baskets that contain {lead} also contain {expl._md_title(item)} that often "
                          f"({self.name}): co-occurrence, not the model's reason.")
         else:
-            expl.text = f"No {self.name} rule leads from this user's history to *{expl._title(item)}*."
+            expl.text = f"No {self.name} rule leads from this user's history to {expl._md_title(item)}."
         return expl
 
 
