@@ -146,6 +146,10 @@ class Explanation:
                 keep = len(events) - int(self.extra["kept"])
                 names = ["older events (merged)"] + names[keep:]
                 values = np.concatenate([[float(self.extra.get("older_block", 0.0))], phi[keep:]])
+            elif self.extra.get("has_older_block"):
+                # Events older than the window are one player of the game (TimeSHAP's merged block).
+                names = ["older events (merged)"] + names
+                values = np.concatenate([[float(self.extra["older_block"])], phi])
         else:
             names = [self._title(i) for i in self.items]
             values = self.scores

@@ -722,7 +722,8 @@ class EventSHAPExplainer(_SequenceExplainer):
         has_block = game.keys[0][0] == "pruned"
         phi = values[1:] if has_block else values
         extra |= {"full_value": full, "base_value": base, "gap": full - base, "baseline": game.baseline,
-                  "older_block": float(values[0]) if has_block else 0.0, "targets": targets}
+                  "older_block": float(values[0]) if has_block else 0.0, "has_older_block": bool(has_block),
+                  "targets": targets}
         scale = float(np.std(self.model.score_sequences([game.x])[0]))
         if abs(full - base) < self.small_gap * scale:
             extra["note"] = (f"f(x) - f(baseline) = {full - base:+.3f} is small (under {self.small_gap} standard "
