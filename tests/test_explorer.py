@@ -7,7 +7,6 @@ under test. The panel tests read what the widgets render.
 from __future__ import annotations
 
 import html
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,7 +26,7 @@ from xrec_helpers.app.compare import (
     movement_shares,
 )
 from xrec_helpers.app.demo import SETTINGS
-from xrec_helpers.app.server import APPS, KernelCap, configure, demo_command
+from xrec_helpers.app.server import KernelCap, configure
 from xrec_helpers.app.widgets import ComparisonPanel, ReviewPanel
 from xrec_helpers.explainers.base import Explainer, Explanation
 from xrec_helpers.explainers.baselines import JaccardExplainer, RandomExplainer
@@ -428,17 +427,3 @@ def test_kernel_cap_refuses_the_kernel_past_the_cap():
     with pytest.raises(HTTPError) as err:
         cap(request(2), "nb", ".")
     assert err.value.status_code == 503 and "full" in err.value.reason
-
-
-def test_demo_command_is_what_make_demo_runs():
-    cmd = demo_command(8899, "tok-1")
-    assert "--Voila.ip=127.0.0.1" in cmd and "--token=tok-1" in cmd and f"--Voila.config_file_paths={APPS}" in cmd
-    assert (APPS / "voila.py").read_text().count("configure(c)") == 1
-    for bad in ("", "a b", "x;rm"):
-        with pytest.raises(ValueError, match="token"):
-            demo_command(8899, bad)
-    with pytest.raises(ValueError, match="port"):
-        demo_command(0, "t")
-    dry = subprocess.run(["make", "-n", "-W", "pyproject.toml", "demo"], cwd=ROOT, capture_output=True, text=True)
-    assert "-m xrec_helpers.app.server" in dry.stdout, dry.stdout + dry.stderr
-    assert Path(cmd[1]).name == "why_this_recommendation.ipynb"
