@@ -93,8 +93,9 @@ def plot_level_attribution(attribution, ax=None, n: int = 12):
     for yi, v in zip(y, frame["value"]):
         ax.text(v, yi, f" {v:+.3f} " if v >= 0 else f" {v:+.3f} ", va="center", ha="left" if v >= 0 else "right",
                 fontsize=8)
-    lim = max(float(np.abs(frame["value"]).max()), 1e-12) * 1.35
-    ax.set_xlim(-lim if (frame["value"] < 0).any() else -0.05 * lim, lim)
+    span = max(float(np.abs(frame["value"]).max()), 1e-12)
+    low, high = float(min(frame["value"].min(), 0.0)), float(max(frame["value"].max(), 0.0))
+    ax.set_xlim(low - 0.35 * span if low < 0 else -0.05 * span, high + 0.35 * span if high > 0 else 0.05 * span)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_title(f"{attribution.level.capitalize()}-level Shapley values ({attribution.method})\n"
                  f"sum = f(x) − f(baseline) = {attribution.total:+.3f}", fontsize=10)
