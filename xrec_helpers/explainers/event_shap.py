@@ -5,13 +5,13 @@ user; each event has four features (movie, rating you gave, days since previous,
 the input as a grid of *cells* (event x feature). A **player** is a group of cells; a coalition S
 of players is scored by building the input in which the cells of absent players take their
 **baseline** value, and the value v(S) is the target's score: one item's logit, or the mean logit
-of a frozen set of items (the seed project's "original top-10").
+of a frozen set of items (the "original top-10" of the earlier GRU4Rec + TimeSHAP project, notebook 04 section 9).
 
 Baselines (what "absent" means), stated with every result:
 
 * ``"average"`` (TimeSHAP's *average event*): each absent cell takes the training average of its
   feature: the frequency-weighted mean movie embedding, the mean rating, the mean gap, the mean genres.
-* an item id, or ``"popular"`` / ``"lowest"`` / ``"highest"`` (the seed project's single baseline
+* an item id, or ``"popular"`` / ``"lowest"`` / ``"highest"`` (the earlier project's single baseline
   item): an absent event becomes that movie with its genres and the average rating and gap.
   :func:`resolve_baselines` makes these three distinct by construction.
 * ``"remove"``: an absent event is deleted (event-level players only).
@@ -703,7 +703,7 @@ class EventSHAPExplainer(_SequenceExplainer):
         prune_tol: if set, the window is chosen per explanation by TimeSHAP pruning (at most ``window``).
         small_gap: |f(x) - f(baseline)| below this many standard deviations of the user's item
             scores is reported as a note (never an error: TimeSHAP's hard 0.1 threshold is what broke
-            the seed project on its second user).
+            the earlier GRU4Rec + TimeSHAP project on its second user).
     """
 
     def __init__(self, model: GRU4Rec, sequences: Sequence[np.ndarray] | None = None, window: int = 20,
