@@ -180,7 +180,7 @@ def test_levels_partition_cells_and_share_the_total(fitted):
     # The cell game's players: 2x2 cells, 2 event rests, 2 feature rests, the rest, the pruned block.
     assert len(ce.values) == 4 + 2 + 2 + 1 + 1
     grid = ce.grid()
-    assert grid.shape == (4, 3) and np.isclose(np.nansum(grid.to_numpy()), ce.total)
+    assert grid.shape == (4, 4) and np.isclose(np.nansum(grid.to_numpy()), ce.total)
     masks, _ = cell_players(n, 5, ce.extra["top_events"], ce.extra["top_features"])
     assert np.array_equal(np.sum(masks, axis=0), np.ones((n, len(FEATURES))))
     with pytest.raises(ValueError, match="whole events"):
@@ -326,3 +326,59 @@ def test_sequence_removal_definitions(fitted):
     popular = EventOrderExplainer(model, window=6, order="popular").explain(*pairs[0])
     freq = model.item_frequency_[popular.items]
     assert np.all(np.diff(freq) <= 0)  # most popular first
+
+
+def test_pruning_costs_four_calls_per_t(fitted):
+    _, model, train = fitted
+    pr = SequenceSHAP(model, prune_tol=0.2).prune(train[4], _top_unseen(model, train, 4))
+    assert pr.n_evals == 4 * (pr.n_events + 1)  # the cost notebook 04 states
+
+
+def test_cell_level_both_signs_on_the_model(fitted):
+    _, model, train = fitted
+    item = _top_unseen(model, train, 1)
+    sh = SequenceSHAP(model, baseline="average", method="exact", prune_tol=None)
+    ev = sh.event_level(train[1], item, keep=6)
+    ft = sh.feature_level(train[1], item, keep=6)
+    ce = sh.cell_level(train[1], item, keep=6, top_events=2, top_features=1, events=ev, features=ft, both_signs=True)
+    ev_vals = {k[1]: v for k, v in zip(ev.keys, ev.values) if k[0] == "event"}
+    chosen = ce.extra["top_events"]
+    if min(ev_vals.values()) < 0 < max(ev_vals.values()):  # both signs exist: one of each is chosen
+        assert max(ev_vals, key=ev_vals.get) in chosen and min(ev_vals, key=ev_vals.get) in chosen
+    assert ce.efficiency_gap < 1e-6
+    grid = ce.grid()
+    assert grid.columns[-1].startswith("all features") and np.isfinite(grid.iloc[-1, -1])  # the older block
+    assert grid.iloc[-1, :-1].isna().all()
+
+
+def test_short_title_keeps_the_year():
+    from xrec_helpers.explainers.event_shap import short_title
+
+    long = "When the Cats Away (Chacun cherche son chat) (1996) "
+    out = short_title(long, 30)
+    assert len(out) <= 30 and out.endswith("(1996)") and "…" in out
+    assert short_title("Kolya (1996)", 30) == "Kolya (1996)"
+
+
+def test_occlusion_with_deletion_is_the_first_removal_step(fitted):
+    _, model, train = fitted
+    pairs = [(u, _top_unseen(model, train, u)) for u in range(5)]
+    occl = EventSHAPExplainer(model, train, window=6, method="occlusion", baseline="remove").explain_many(pairs)
+    rand = EventOrderExplainer(model, train, window=6, order="random").explain_many(pairs)
+    a = sequence_removal_curves(model, train, occl, counts=(1,), ks=(10,))
+    b = sequence_removal_curves(model, train, rand, counts=(1,), ks=(10,))
+    for e, row in zip(occl, a.per_user.itertuples()):
+        assert row.DEL == pytest.approx(-e.extra["event_values"].max(), abs=1e-5)
+    assert (a.per_user["DEL"].to_numpy() <= b.per_user["DEL"].to_numpy() + 1e-5).all()
+
+
+def test_column_heatmap_scales_each_column():
+    import pandas as pd
+
+    from xrec_helpers.plotting import plot_column_heatmap
+
+    frame = pd.DataFrame({"small": [0.01, -0.02], "large": [5.0, 1.0]}, index=["a", "b"])
+    ax = plot_column_heatmap(frame, title="t", xlabel="x", ylabel="y")
+    shown = ax.images[0].get_array()
+    np.testing.assert_allclose(shown, [[0.5, 1.0], [-1.0, 0.2]])
+    assert ax.get_xlabel() == "x" and ax.figure.axes[-1].get_ylabel().startswith("value")

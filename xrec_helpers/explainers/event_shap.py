@@ -5,13 +5,13 @@ user; each event has four features (movie, rating you gave, days since previous,
 the input as a grid of *cells* (event x feature). A **player** is a group of cells; a coalition S
 of players is scored by building the input in which the cells of absent players take their
 **baseline** value, and the value v(S) is the target's score: one item's logit, or the mean logit
-of a frozen set of items (the seed project's "original top-10").
+of a frozen set of items (the "original top-10" of the earlier GRU4Rec + TimeSHAP project, notebook 04 section 9).
 
 Baselines (what "absent" means), stated with every result:
 
 * ``"average"`` (TimeSHAP's *average event*): each absent cell takes the training average of its
   feature: the frequency-weighted mean movie embedding, the mean rating, the mean gap, the mean genres.
-* an item id, or ``"popular"`` / ``"lowest"`` / ``"highest"`` (the seed project's single baseline
+* an item id, or ``"popular"`` / ``"lowest"`` / ``"highest"`` (the earlier project's single baseline
   item): an absent event becomes that movie with its genres and the average rating and gap.
   :func:`resolve_baselines` makes these three distinct by construction.
 * ``"remove"``: an absent event is deleted (event-level players only).
@@ -373,7 +373,8 @@ def pruning_curve(game: SequenceGame) -> pd.DataFrame:
     """TimeSHAP pruning: the 2-player game {events older than the last t, the last t events}, t = 0..T.
 
     Taught in 04_shap_sequential. Row t holds the exact Shapley values of the merged older block and
-    of the recent block (they sum to f(x) - f(baseline)); 4 coalitions per t, 2T + 2 distinct calls.
+    of the recent block (they sum to f(x) - f(baseline)); 4 coalitions per t, so 4(T + 1) model calls
+    (only about 2T + 2 of those coalitions are distinct: "none" and "all" recur for every t).
     """
     T = game.T
     cells = []
@@ -473,6 +474,19 @@ class LevelAttribution:
         return plot_level_attribution(self, ax=ax, n=n)
 
 
+def short_title(title: str, n: int = 40) -> str:
+    """``title`` cut to at most ``n`` characters, keeping a trailing "(year)" so labels stay readable.
+
+    Taught in 04_shap_sequential (event and cell labels).
+    """
+    title = str(title).strip()  # MovieLens titles can carry trailing spaces
+    if len(title) <= n:
+        return title
+    year = title[-6:] if len(title) >= 6 and title[-6] == "(" and title[-5:-1].isdigit() and title[-1] == ")" else ""
+    head = max(1, n - len(year) - 2)
+    return f"{title[:head].rstrip()}… {year}".rstrip()
+
+
 def _fmt_event(x: np.ndarray, p: int) -> str:
     r, d = x["rating"][p], x["days"][p]
     rated = "rating ?" if np.isnan(r) else f"rated {int(r)}"
@@ -563,7 +577,7 @@ class SequenceSHAP:
         game = self.game(sequence, target, *event_players(n, keep))
         values, method = self._solve(game)
         labels = [self._pruned_label(game, keep) if k[0] == "pruned" else
-                  f"{k[1] - game.T} · {self._title(game.x['item'][k[1]])[:34]}" for k in game.keys]
+                  f"{k[1] - game.T} · {short_title(self._title(game.x['item'][k[1]]), 40)}" for k in game.keys]
         return self._result("event", game, values, method, labels)
 
     def feature_level(self, sequence, target, keep: int | None = None) -> LevelAttribution:
@@ -576,41 +590,57 @@ class SequenceSHAP:
         return self._result("feature", game, values, method, labels)
 
     def cell_level(self, sequence, target, keep: int | None = None, top_events: int = 3, top_features: int = 2,
-                   events: LevelAttribution | None = None, features: LevelAttribution | None = None
-                   ) -> LevelAttribution:
-        """Top events x top features as cells (chosen by |value| at the event and feature levels)."""
+                   events: LevelAttribution | None = None, features: LevelAttribution | None = None,
+                   both_signs: bool = False) -> LevelAttribution:
+        """Top events x top features as cells (chosen by |value| at the event and feature levels).
+
+        With ``both_signs`` the top events are the ``ceil(top_events / 2)`` largest positive event values
+        and the ``floor(top_events / 2)`` most negative ones (filled up by |value| when one sign runs
+        short), so evidence against the recommendation is split into cells too, not hidden in a group.
+        """
         x = as_events(sequence)[-self.model.max_len:]
         n = len(x)
         keep = n if keep is None else keep
         events = events or self.event_level(sequence, target, keep)
         features = features or self.feature_level(sequence, target, keep)
         ev = [(abs(v), k[1]) for k, v in zip(events.keys, events.values) if k[0] == "event"]
-        te = sorted(p for _, p in sorted(ev, reverse=True)[:top_events])
+        if both_signs:
+            signed = [(v, k[1]) for k, v in zip(events.keys, events.values) if k[0] == "event"]
+            n_pos = -(-top_events // 2)
+            chosen = [p for v, p in sorted(signed, reverse=True)[:n_pos] if v > 0]
+            chosen += [p for v, p in sorted(signed)[:top_events - n_pos] if v < 0 and p not in chosen]
+            chosen += [p for _, p in sorted(ev, reverse=True) if p not in chosen][:top_events - len(chosen)]
+            te = sorted(chosen)
+        else:
+            te = sorted(p for _, p in sorted(ev, reverse=True)[:top_events])
         fv = [(abs(v), k[1]) for k, v in zip(features.keys, features.values) if k[0] == "feature"]
         tf = sorted(f for _, f in sorted(fv, reverse=True)[:top_features])
         game = self.game(sequence, target, *cell_players(n, keep, te, tf))
         values, method = self._solve(game)
         genres = self.model.item_genres_
-        row_labels = [f"{p - n} · {self._title(x['item'][p])[:28]} ({_fmt_event(x, p)})" for p in te] + ["other kept events",
-                                                                                     self._pruned_label(game, keep)]
-        col_labels = [FEATURES[f] for f in tf] + ["other features"]
+        row_labels = [f"{p - n} · {short_title(self._title(x['item'][p]), 32)} ({_fmt_event(x, p)})" for p in te] + [
+            "other kept events", self._pruned_label(game, keep)]
+        rest_col = len(tf)  # "other features" (only when some features are not single cells)
+        col_labels = [FEATURES[f] for f in tf] + (["other features"] if len(tf) < len(FEATURES) else [])
+        col_labels.append("all features (older block)")  # the pruned block is one player over every feature
+        block_col = len(col_labels) - 1
         labels, cells = [], []
         for k in game.keys:
             if k[0] == "cell":
                 r, c = te.index(k[1]), tf.index(k[2])
-                labels.append(f"{k[1] - n} · {self._title(x['item'][k[1]])[:24]} · "
+                labels.append(f"{k[1] - n} · {short_title(self._title(x['item'][k[1]]), 32)} · "
                               f"{_fmt_cell(x, k[1], k[2], self.genre_names, genres)}")
             elif k[0] == "event rest":
-                r, c = te.index(k[1]), len(tf)
-                labels.append(f"{k[1] - n} · {self._title(x['item'][k[1]])[:24]} · other features")
+                r, c = te.index(k[1]), rest_col
+                labels.append(f"{k[1] - n} · {short_title(self._title(x['item'][k[1]]), 32)} · other features")
             elif k[0] == "feature rest":
                 r, c = len(te), tf.index(k[1])
                 labels.append(f"other kept events · {FEATURES[k[1]]}")
             elif k[0] == "rest":
-                r, c = len(te), len(tf)
+                r, c = len(te), rest_col
                 labels.append("other kept events · other features")
             else:
-                r, c = len(te) + 1, len(tf)
+                r, c = len(te) + 1, block_col
                 labels.append(self._pruned_label(game, keep))
             cells.append((r, c))
         return self._result("cell", game, values, method, labels,
@@ -673,7 +703,7 @@ class EventSHAPExplainer(_SequenceExplainer):
         prune_tol: if set, the window is chosen per explanation by TimeSHAP pruning (at most ``window``).
         small_gap: |f(x) - f(baseline)| below this many standard deviations of the user's item
             scores is reported as a note (never an error: TimeSHAP's hard 0.1 threshold is what broke
-            the seed project on its second user).
+            the earlier GRU4Rec + TimeSHAP project on its second user).
     """
 
     def __init__(self, model: GRU4Rec, sequences: Sequence[np.ndarray] | None = None, window: int = 20,
@@ -726,8 +756,9 @@ class EventSHAPExplainer(_SequenceExplainer):
                   "targets": targets}
         scale = float(np.std(self.model.score_sequences([game.x])[0]))
         if abs(full - base) < self.small_gap * scale:
-            extra["note"] = (f"f(x) - f(baseline) = {full - base:+.3f} is small (under {self.small_gap} standard "
-                             f"deviations of this user's item scores, {scale:.2f}): the baseline input already "
+            extra["note"] = (f"f(x) - f(baseline) = {full - base:+.3f} is small: its size is under the threshold "
+                             f"{self.small_gap * scale:.3f} ({self.small_gap} x {scale:.2f}, the standard deviation "
+                             "of this user's item scores). The baseline input already "
                              "scores the item about as high as the real one, so the events jointly add little "
                              "and the values split almost nothing; their signs are fragile. Choose a baseline "
                              "that scores the item lower to see what supports it.")
