@@ -19,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from xrec_helpers._ids import check_id
+
 # Characters that start inline Markdown (emphasis, code, links, HTML, maths, strike-through, tables) when a title
 # is placed inside a sentence. Real ML-100K titles need it: "M*A*S*H (1970)" and "B*A*P*S (1997)" would
 # otherwise render as <em>M</em>A<em>S</em>H.
