@@ -271,8 +271,8 @@ class ClaimChecker:
             said = "(implied) " if claim.implied else ""
             return f"{said}{t(claim.item)} is recommended because you watched {t(claim.cause)}"
         if isinstance(claim, SameEntity):
-            words = READABLE.get(claim.relation, (f"the same {claim.relation}", ""))[0]
-            return f"{t(claim.item_a)} and {t(claim.item_b)} share {words}"
+            words = READABLE.get(claim.relation, ("", f"shares a {claim.relation} with"))[1]
+            return f"{t(claim.item_a)} {words} {t(claim.item_b)}"
         if isinstance(claim, NeighboursLiked):
             return (f"{claim.n_liked} of your {claim.k} nearest neighbours rated {t(claim.item)} "
                     f"{claim.threshold:g} or higher")
