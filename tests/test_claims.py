@@ -18,6 +18,7 @@ from xrec_helpers.metrics.claims import (
     Watched,
     aspect_statements,
     check_aspect_statements,
+    grouped_share_ci,
 )
 from xrec_helpers.models.base import HistoryRecommender
 
@@ -125,15 +126,35 @@ def test_kg_and_neighbour_claims_and_title_parsing():
     checker = ClaimChecker(hist, titles=titles, kg=_tiny_kg(), ratings=ratings, neighbours=neighbours)
     s = "You watched *Usual Suspects, The (1995)*, which has the same director as *Fargo (1996)*."
     claims = checker.parse(s, 0, 1)
-    assert SameEntity(0, 1, "director") in claims and Watched(0, 0) in claims and Because(0, 1, 0) in claims
+    # The sentence states a watch and a shared director, nothing about why Fargo is recommended: no causal claim.
+    assert claims == [Watched(0, 0), SameEntity(0, 1, "director")]
+    # Shown as the reason for the recommendation, it implies one, labelled as implied.
+    implied = checker.parse(s, 0, 1, implied_reason=True)
+    assert implied == [Watched(0, 0), SameEntity(0, 1, "director"), Because(0, 1, 0, implied=True)]
+    assert checker.check(implied)["claim"].iloc[2].startswith("(implied)")
+    # A stated "because" is not duplicated as an implied one.
+    stated = checker.parse("Because you watched *Usual Suspects, The (1995)*, which has the same director as "
+                           "*Fargo (1996)*, we recommend it.", 0, 1, implied_reason=True)
+    assert [c for c in stated if isinstance(c, Because)] == [Because(0, 1, 0)]
     table = checker.check([SameEntity(0, 1, "director"), SameEntity(0, 2, "director"), SameEntity(0, 2, "genre")])
     assert table["verdict"].tolist() == [True, False, True]
+    # The evidence names the shared entity as the graph has it (its Freebase id) and how many films it links.
+    assert "director m.d (2 films)" in table["evidence"].iloc[0]
+    assert "genre m.g (2 films)" in table["evidence"].iloc[1]
     # user 0's neighbours 1, 2, 3 rated Fargo 5, 2, 4: two of three rated it 4 or higher
     assert checker.check_sentence("2 of your 3 nearest neighbours rated it 4 or higher.", 0, 1)["verdict"].tolist() == [True]
     assert checker.check([NeighboursLiked(0, 1, 3, 3)])["verdict"].tolist() == [False]
     assert checker.find_item("fargo") == 1  # the year may be left out
     with pytest.raises(ValueError, match="several films"):
         ClaimChecker(hist, titles=["Heat (1995)", "Heat (1972)", "X"]).find_item("Heat")
+    # "You watched" reads every rating, not only the liked films the model reads: user 2 rated Fargo 2 stars.
+    liked = sp.csr_matrix(np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=np.float32))
+    full = ClaimChecker(liked, titles=titles, ratings=ratings, neighbours=neighbours)
+    watched = full.check([Watched(2, 1), Watched(0, 1)])
+    assert watched["verdict"].tolist() == [True, False]
+    assert watched["evidence"].tolist() == ["rated it 2 stars", "never rated it"]
+    # Without ratings only the model's histories are known, and the evidence says so.
+    assert ClaimChecker(liked).check([Watched(2, 1)])["evidence"].iloc[0] == "not in the history the model reads"
     # without a graph the KG claim has no verdict
     assert ClaimChecker(hist, titles=titles).check([SameEntity(0, 1, "director")])["verdict"].iloc[0] is None
 
@@ -158,8 +179,40 @@ def test_aspect_statements_against_planted_truth_and_an_intervention():
     table = check_aspect_statements(stmts, quality, top, aspects, predict=predict)
     assert table["true_of_item"].tolist() == [True, True, False]
     assert table["relevant"].tolist() == [top[u] == good, top[u] == bad, top[u] == good]
-    # faithful exactly when the cited aspect is the one the rating reads
-    assert table["faithful"].tolist() == table["relevant"].tolist()
+    # the cited aspect drives the prediction exactly when it is the one the rating reads ...
+    assert table["drives"].tolist() == table["relevant"].tolist()
+    # ... and the claim is faithful only if it also points the way the aspect moves the rating: the lie says
+    # "terrible" about an aspect whose (positive) quality raises the prediction, so it is never faithful.
+    assert table["faithful"].tolist() == [top[u] == good and quality[i, good] > 0, top[u] == bad and quality[i, bad] < 0,
+                                          False]
     assert (table.loc[~table["relevant"], "delta_cited"] == 0).all()
+    # Faithfulness respects the claim's sign: if the user's aspect *lowers* the rating when present, "great" about
+    # it is not faithful although it drives the prediction, and "poor" about it is.
+    def predict_neg(users, items, hide):
+        hide = np.asarray(hide)
+        return np.where(hide == top[users], 1.0, 0.0)  # the aspect, when shown, lowers the rating by one star
+
+    a_top = aspects[top[u]]
+    signed = check_aspect_statements(sum(aspect_statements([f"the {a_top} is great", f"the {a_top} is poor",
+                                                            a_top], [u] * 3, [i] * 3), []),
+                                     quality, top, aspects, predict=predict_neg)
+    assert signed["polarity"].tolist()[:2] == [1, -1] and pd.isna(signed["polarity"].iloc[2])
+    assert signed["drives"].all() and (signed["effect_cited"] == -1.0).all()
+    assert signed["faithful"].tolist() == [False, True, True]
     with pytest.raises(ValueError, match="not among"):
         check_aspect_statements([AspectStatement(0, 0, "colour", 1)], quality, top, aspects)
+
+
+def test_grouped_interval_resamples_sentences_not_claims():
+    # 40 sentences of 5 claims each, all true or all false: claims within a sentence are perfectly correlated,
+    # so the interval over sentences must be wider than the naive one over 200 independent claims.
+    values = np.repeat(np.arange(40) % 2, 5).astype(float)
+    groups = np.repeat(np.arange(40), 5)
+    share, low, high, n = grouped_share_ci(values, groups, n_resamples=4000, random_state=0)
+    assert share == 0.5 and n == 40 and low < 0.5 < high
+    _, low1, high1, n1 = grouped_share_ci(values, np.arange(200), n_resamples=4000, random_state=0)
+    assert n1 == 200 and (high - low) > 1.8 * (high1 - low1)
+    with pytest.raises(ValueError, match="two groups"):
+        grouped_share_ci([1.0, 0.0], [0, 0])
+    with pytest.raises(ValueError, match="One group per value"):
+        grouped_share_ci([1.0, 0.0], [0, 1, 2])

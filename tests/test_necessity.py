@@ -55,3 +55,32 @@ def test_pn_ps_edge_cases_and_errors(planted):
         necessity_sufficiency(model, [bad])
     empty = necessity_sufficiency(model, [e], k=1).assign(eligible=False)
     assert np.isnan(pn_ps(empty)["PN"]) and pn_ps(empty)["eligible"] == 0
+
+
+def test_pn_ps_at_another_k_and_intervals_over_users(planted):
+    data, train_ratings, _ = planted
+    model, X = planted_model(data, train_ratings)
+    rng = np.random.default_rng(0)
+    random = []
+    for u, _cause, effect, row in _pairs(data, X):
+        perm = rng.permutation(row)
+        random.append(Explanation(u, effect, "random", perm, np.linspace(1, 0, len(perm))))
+    out = necessity_sufficiency(model, random, k=5)
+    # Re-reading the same ranks at k=5 gives the numbers computed at k=5; a larger k is easier to stay in
+    # (PS up) and harder to leave (PN down), for the same explanations.
+    assert pn_ps(out, k=5) == pn_ps(out)
+    small, large = pn_ps(out, k=2), pn_ps(out, k=50)
+    ok = out[(out["rank"] <= 2)]
+    assert small["eligible"] == len(ok) and small["PN"] == (ok["rank without"] > 2).mean()
+    big = out[out["rank"] <= 50]
+    assert large["eligible"] == len(big) >= small["eligible"]
+    assert large["PS"] == (big["rank only"] <= 50).mean() and large["PN"] == (big["rank without"] > 50).mean()
+    # Intervals over users bracket the estimate; FNS's bounds stay in [0, 1].
+    ci = pn_ps(out, n_resamples=500, random_state=0)
+    for name in ("PN", "PS", "FNS"):
+        assert ci[f"{name} low"] <= ci[name] <= ci[f"{name} high"] and 0 <= ci[f"{name} low"] <= ci[f"{name} high"] <= 1
+    assert ci["PN high"] > ci["PN low"] or ci["PN"] in (0.0, 1.0)
+    table = pn_ps_table(model, {"random": random}, k=5, n_resamples=200)
+    assert {"PN low", "PS high", "FNS low"} <= set(table.columns)
+    with pytest.raises(ValueError, match="k="):
+        pn_ps(out, k=0)

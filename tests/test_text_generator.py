@@ -67,5 +67,17 @@ def test_training_learns_text_and_rating():
     assert last["train rating MSE"] < first["train rating MSE"]
     words = " ".join(model.generate(valid.reviews["user"].to_numpy(), valid.reviews["item"].to_numpy())).split()
     assert set(words) <= set(model.vocab_) and words  # it writes words of the corpus
+    # Top-k sampling: reproducible under a seed, different under another, and more varied than greedy decoding.
+    u, i = valid.reviews["user"].to_numpy(), valid.reviews["item"].to_numpy()
+    greedy = model.generate(u, i)
+    sampled = model.generate(u, i, top_k=5, random_state=1)
+    assert sampled == model.generate(u, i, top_k=5, random_state=1)
+    assert sampled != model.generate(u, i, top_k=5, random_state=2)
+    assert len(set(sampled)) > len(set(greedy))
+    assert model.generate(u[:5], i[:5], top_k=1) == greedy[:5]  # top-1 sampling is greedy decoding
+    with pytest.raises(ValueError, match="top_k"):
+        model.generate(u, i, top_k=0)
+    with pytest.raises(ValueError, match="temperature"):
+        model.generate(u, i, top_k=3, temperature=0)
     with pytest.raises(RuntimeError, match="not fitted"):
         ReviewTextGenerator().predict([0], [0])

@@ -3,18 +3,28 @@
 Taught in 12_generated_explanations. A sentence such as "Because you watched *Fargo (1996)*, which has the
 same director as *Raising Arizona (1987)*, we recommend it" bundles several **atomic claims**:
 
-* factual, about the data: "you watched *Fargo*" (:class:`Watched`), "7 of your 10 nearest neighbours
-  rated it 4 or higher" (:class:`NeighboursLiked`);
+* factual, about the data: "you watched *Fargo*" (:class:`Watched`, checked against every film the user
+  rated, at any star level, when the star ratings are given), "7 of your 10 nearest neighbours rated it 4 or
+  higher" (:class:`NeighboursLiked`);
 * factual, about side data: "*Fargo* has the same director as *Raising Arizona*" (:class:`SameEntity`,
   checked against the knowledge graph);
 * causal, about the model: "because you watched *Fargo*" (:class:`Because`), checked by removing the film
   from the history and re-scoring (``score_histories``): the claim holds when the removal lowers the
   recommended item's score, and lowers it at least as much as removing a typical film of the history
-  does (the median leave-one-out drop); a film the model ignores fails;
+  does (the median leave-one-out drop); a film the model ignores fails. By construction about half of a
+  history's films pass this rule, so a method that blames films at random holds about 50 % of the time:
+  that is the chance level;
 * about a review-corpus item: "the build is great" (:class:`AspectStatement`), true when the item's planted
   quality on that aspect has that sign, relevant when the aspect is the one the user cares about, and
   faithful when hiding what the item's reviews say about that aspect moves the model's predicted rating for
-  this user more than hiding any other aspect.
+  this user more than hiding any other aspect does, *and* (for a polar claim) in the claim's direction: "the
+  build is great" is faithful only if what the reviews say about the build raises the prediction (hiding it
+  lowers the rating); "the build is poor" only if it lowers it.
+
+The parser adds only the claims a sentence states. A knowledge-graph sentence "You watched A, which has the
+same director as B" says nothing about *why* B is recommended; when such a sentence is shown as the reason
+for the recommendation, pass ``implied_reason=True`` and the checker also tests the implied causal claim,
+labelled as implied.
 
 :class:`ClaimChecker` turns a sentence written by anything (a course explainer, a template, an LLM you
 run yourself) into claims with :meth:`ClaimChecker.parse` and returns one verdict per claim with its
@@ -54,6 +64,7 @@ class Because:
     user: int
     item: int
     cause: int
+    implied: bool = False  # True: not stated in words, implied by showing the sentence as the reason
     check: str = "removal and re-scoring"
 
 
@@ -126,11 +137,14 @@ def check_aspect_statements(
             aspect index per pair or -1 for none (``ReviewTextGenerator.predict``).
 
     Columns: ``user``, ``item``, ``aspect``, ``polarity``, ``true_of_item`` (None when the statement names
-    the aspect without a verdict), ``relevant``; with ``predict``: ``delta_cited`` (|change of the predicted
-    rating| when the cited aspect is hidden), ``delta_random`` (the same for one other aspect drawn at
-    random, seeded), ``delta_max_other`` (the largest over the other aspects) and ``faithful``
-    (``delta_cited`` > ``delta_max_other``: the cited aspect is the one that drives this prediction).
-    Taught in 12_generated_explanations.
+    the aspect without a verdict), ``relevant``; with ``predict``: ``effect_cited`` (predicted rating minus
+    the prediction with the cited aspect hidden: what the aspect adds to the rating, signed),
+    ``delta_cited`` (its absolute value), ``delta_random`` (the same for one other aspect drawn at random,
+    seeded: a paired comparison for plots, not part of the rule), ``delta_max_other`` (the largest over all
+    the other aspects), ``drives`` (``delta_cited`` > ``delta_max_other``: the cited aspect moves this
+    prediction more than any other) and ``faithful``: ``drives`` and, for a polar claim, ``effect_cited``
+    has the claim's sign ("great" must raise the rating, "poor" lower it); a claim with no polarity needs
+    ``drives`` only. Taught in 12_generated_explanations.
     """
     index = {a: k for k, a in enumerate(aspects)}
     quality = np.asarray(quality, dtype=float)
@@ -152,18 +166,50 @@ def check_aspect_statements(
     if predict is not None and len(statements):
         n_aspects = len(index)
         base = np.asarray(predict(users, items, np.full(len(users), -1)), dtype=float)
-        deltas = np.stack([np.abs(np.asarray(predict(users, items, np.full(len(users), a)), dtype=float) - base)
-                           for a in range(n_aspects)], axis=1)
+        effects = np.stack([base - np.asarray(predict(users, items, np.full(len(users), a)), dtype=float)
+                            for a in range(n_aspects)], axis=1)
+        deltas = np.abs(effects)
         rng = np.random.default_rng(random_state)
         other = (cited + rng.integers(1, n_aspects, len(cited))) % n_aspects  # uniform over the other aspects
         rows = np.arange(len(cited))
         masked = deltas.copy()
         masked[rows, cited] = -np.inf
+        frame["effect_cited"] = effects[rows, cited]
         frame["delta_cited"] = deltas[rows, cited]
         frame["delta_random"] = deltas[rows, other]
         frame["delta_max_other"] = masked.max(1)
-        frame["faithful"] = frame["delta_cited"] > frame["delta_max_other"]
+        frame["drives"] = frame["delta_cited"] > frame["delta_max_other"]
+        # a polar claim must also point the right way: "great" is faithful only if the aspect raises the rating
+        want = np.array([0 if p is None else p for p in pol], dtype=float)
+        right_way = (want == 0) | (np.sign(frame["effect_cited"].to_numpy()) == want)
+        frame["faithful"] = frame["drives"].to_numpy() & right_way
     return frame
+
+
+def grouped_share_ci(values: Sequence[float], groups: Sequence, level: float = 0.95, n_resamples: int = 2000,
+                     random_state: int = 0) -> tuple[float, float, float, int]:
+    """(share, low, high, n_groups): the share of true ``values`` with a bootstrap interval that resamples groups.
+
+    Claims come in clusters (two claims of one sentence, the sentences of one user) that are not independent,
+    so resampling single claims gives too narrow an interval. This resamples whole groups (pass a sentence
+    or user id per claim) and recomputes the share over all claims of the drawn groups (percentile interval).
+    Taught in 12_generated_explanations.
+    """
+    v = np.asarray(values, dtype=float)
+    codes, uniques = pd.factorize(pd.Series(list(groups)))
+    if len(v) != len(codes):
+        raise ValueError(f"One group per value: {len(v)} values, {len(codes)} groups.")
+    if len(uniques) < 2:
+        raise ValueError(f"Need at least two groups for a bootstrap interval, got {len(uniques)}.")
+    if not 0 < level < 1:
+        raise ValueError(f"level={level} must be between 0 and 1 (e.g. 0.95).")
+    sums = np.bincount(codes, weights=v, minlength=len(uniques))
+    counts = np.bincount(codes, minlength=len(uniques)).astype(float)
+    rng = np.random.default_rng(random_state)
+    draws = rng.integers(0, len(uniques), size=(n_resamples, len(uniques)))
+    shares = sums[draws].sum(1) / counts[draws].sum(1)
+    low, high = np.percentile(shares, [50 * (1 - level), 50 * (1 + level)])
+    return float(v.mean()), float(low), float(high), int(len(uniques))
 
 
 # ---- the checker for MovieLens-style explanations ----------------------------------------------------
@@ -183,7 +229,8 @@ class ClaimChecker:
         titles: display titles by internal item id (the parser finds them in the sentence).
         kg: the item–entity graph (:func:`xrec_helpers.data.kg.build_item_kg`), for :class:`SameEntity`.
         ratings: user x item star ratings and ``neighbours`` ((n_users, k) ids, nearest first), for
-            :class:`NeighboursLiked`.
+            :class:`NeighboursLiked`. The ratings are also the full watch history for :class:`Watched`: a film
+            rated 1 star was watched even when the model reads only liked films.
         min_drop: a removal must lower the score by more than this to count as an effect (float noise).
     """
 
@@ -221,10 +268,11 @@ class ClaimChecker:
         if isinstance(claim, Watched):
             return f"you watched {t(claim.item)}"
         if isinstance(claim, Because):
-            return f"{t(claim.item)} is recommended because you watched {t(claim.cause)}"
+            said = "(implied) " if claim.implied else ""
+            return f"{said}{t(claim.item)} is recommended because you watched {t(claim.cause)}"
         if isinstance(claim, SameEntity):
-            words = READABLE.get(claim.relation, (f"the same {claim.relation}", ""))[0]
-            return f"{t(claim.item_a)} and {t(claim.item_b)} share {words}"
+            words = READABLE.get(claim.relation, ("", f"shares a {claim.relation} with"))[1]
+            return f"{t(claim.item_a)} {words} {t(claim.item_b)}"
         if isinstance(claim, NeighboursLiked):
             return (f"{claim.n_liked} of your {claim.k} nearest neighbours rated {t(claim.item)} "
                     f"{claim.threshold:g} or higher")
@@ -241,15 +289,26 @@ class ClaimChecker:
 
     def _check_one(self, claim: Claim) -> tuple[bool | None, str]:
         if isinstance(claim, Watched):
+            if self.ratings is not None:  # the full watch history: every film rated, at any star level
+                self._history(claim.user)  # validates the id
+                stars = float(self.ratings[claim.user, claim.item])
+                return stars > 0, (f"rated it {stars:g} stars" if stars > 0 else "never rated it")
             held = bool(np.isin(claim.item, self._history(claim.user)))
-            return held, "in the history" if held else "not in the history"
+            return held, "in the history the model reads" if held else "not in the history the model reads"
         if isinstance(claim, SameEntity):
             if self.kg is None:
                 return None, "no knowledge graph given"
             shared = self.kg.shared_entities(claim.item_a, claim.item_b)
-            rels = sorted(set(shared["relation"]))
-            held = claim.relation in rels
-            return held, (f"they share {', '.join(rels)}" if rels else "they share no entity in the graph")
+            held = bool((shared["relation"] == claim.relation).any())
+            if shared.empty:
+                return held, "they share no entity in the graph"
+            # name the shared entities (Freebase ids: the graph has no names) and how many films each links
+            ordered = pd.concat([shared[shared["relation"] == claim.relation], shared[shared["relation"] != claim.relation]])
+            degree = self.kg.node_degree()
+            parts = [f"{r} {self.kg.node_entity[n]} ({degree[n]} films)"
+                     for n, r in zip(ordered["node"].head(3), ordered["relation"].head(3))]
+            more = f" and {len(ordered) - 3} more" if len(ordered) > 3 else ""
+            return held, "shared in the graph: " + "; ".join(parts) + more
         if isinstance(claim, NeighboursLiked):
             if self.ratings is None:
                 return None, "no ratings / neighbours given"
@@ -266,7 +325,7 @@ class ClaimChecker:
     def _check_because(self, claim: Because) -> tuple[bool | None, str]:
         history = self._history(claim.user)
         if claim.cause not in set(history.tolist()):
-            return False, "the film is not in the history, so removing it cannot matter"
+            return False, "the film is not in the history the model reads, so removing it cannot matter"
         if self.recommender is None:
             return None, "no model given to re-score"
         others = history[history != claim.cause]
@@ -339,7 +398,7 @@ class ClaimChecker:
         parts = starred if starred else re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", listing.strip())
         return [self.find_item(p, prefer) for p in parts if p.strip()]
 
-    def parse(self, sentence: str, user: int, item: int) -> list[Claim]:
+    def parse(self, sentence: str, user: int, item: int, implied_reason: bool = False) -> list[Claim]:
         """Atomic claims of an explanation ``sentence`` of ``item`` for ``user``.
 
         Titles may be *starred* (as the course's explanations write them; then titles with commas are
@@ -347,8 +406,9 @@ class ClaimChecker:
 
         * "because you watched|liked|loved|rated|saw|enjoyed A, B and C" -> Watched and Because, per film;
         * "you watched A, which <KG connective> B" (the connectives of 10's paths, e.g. "has the same director
-          as") -> Watched(A), SameEntity(A, B, relation), and Because(A) when B is the recommended item (the
-          path is offered as the reason);
+          as") -> Watched(A), SameEntity(A, B, relation); with ``implied_reason=True`` (the sentence is shown
+          as the reason for recommending B) also an implied Because(A), labelled as implied. Without it the
+          checker adds no claim the sentence does not state;
         * "N of your K (nearest) neighbours rated [it|B] T or higher" -> NeighboursLiked.
 
         A sentence with none of them raises a ValueError that lists what can be checked.
@@ -378,8 +438,8 @@ class ClaimChecker:
                     a, b = self.find_item(m.group("a"), prefer), self.find_item(m.group("b"), prefer)
                     add(Watched(user, a))
                     add(SameEntity(a, b, rel))
-                    if b == item:
-                        add(Because(user, item, a))
+                    if implied_reason and b == item and Because(user, item, a) not in claims:
+                        add(Because(user, item, a, implied=True))
                 if found:
                     break
         m = re.search(r"(?P<n>\d+|\w+) of your (?P<k>\d+|\w+) (?:nearest )?neighbou?rs rated (?:it|.+?) "
@@ -393,6 +453,6 @@ class ClaimChecker:
                              "knowledge graph) and 'N of your K nearest neighbours rated it 4 or higher'.")
         return claims
 
-    def check_sentence(self, sentence: str, user: int, item: int) -> pd.DataFrame:
+    def check_sentence(self, sentence: str, user: int, item: int, implied_reason: bool = False) -> pd.DataFrame:
         """:meth:`parse` then :meth:`check`: the verdict table of one sentence."""
-        return self.check(self.parse(sentence, user, item))
+        return self.check(self.parse(sentence, user, item, implied_reason=implied_reason))

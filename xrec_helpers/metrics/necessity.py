@@ -8,6 +8,13 @@ grades an explanation by two counterfactual questions about a recommended item y
 * **sufficiency**: keep *only* the explanation. Is y still in the top-K? PS = share for which it is;
 * **FNS** = 2 PN PS / (PN + PS), their harmonic mean (0 when both are 0).
 
+PN and PS answer different questions and are read differently. Both grow with the size of the explanation
+(remove more films: the item leaves more often; keep more: it stays more often), and both depend on K: with
+a large K "leaving the top-K" is hard (PN low) and "staying in it" easy (PS high, even for a random choice of
+films). So compare explainers at the same size and K, against Random at that size and K, and read a PS near
+Random's as "the setup makes sufficiency easy", not as a good explanation. The ranks before and after do not
+depend on K, so :func:`pn_ps` can re-read one run at several K.
+
 On the course's perturbation protocol (``metrics.counterfactual``) the input is the user's history and an
 explanation is a ranking of it; "the explanation" is its top ``fraction`` of the history (the same count as
 the perturbation curve's point at that fraction, at least one film), or its counterfactual set when
@@ -86,28 +93,62 @@ def necessity_sufficiency(recommender: HistoryRecommender, explanations: Sequenc
     return pd.DataFrame(rows)
 
 
-def pn_ps(outcomes: pd.DataFrame) -> dict[str, float]:
+def _fns(pn: np.ndarray, ps: np.ndarray) -> np.ndarray:
+    total = pn + ps
+    return np.divide(2 * pn * ps, total, out=np.zeros_like(total, dtype=float), where=total > 0)
+
+
+def pn_ps(outcomes: pd.DataFrame, k: int | None = None, n_resamples: int = 0, level: float = 0.95,
+          random_state: int = 0) -> dict[str, float]:
     """PN, PS and FNS (their harmonic mean) over the eligible rows of :func:`necessity_sufficiency`.
+
+    Args:
+        outcomes: the rows of :func:`necessity_sufficiency` (one per user and recommended item).
+        k: re-read the same ranks at another cut-off (None: the ``k`` the outcomes were computed with).
+        n_resamples: > 0 adds ``PN low``/``PN high`` (and PS, FNS): a percentile-bootstrap interval that
+            resamples the eligible rows, i.e. users (FNS recomputed from each resample's PN and PS).
 
     Taught in 11_comparing_explainers. NaN when no explanation is eligible.
     """
+    if k is not None:
+        if k < 1:
+            raise ValueError(f"k={k} must be >= 1.")
+        outcomes = outcomes.assign(eligible=outcomes["rank"] <= k, necessary=outcomes["rank without"] > k,
+                                   sufficient=outcomes["rank only"] <= k)
     ok = outcomes[outcomes["eligible"]]
+    names = ["PN", "PS", "FNS"]
     if len(ok) == 0:
-        return {"PN": float("nan"), "PS": float("nan"), "FNS": float("nan"), "eligible": 0}
-    pn, ps = float(ok["necessary"].mean()), float(ok["sufficient"].mean())
-    fns = 2 * pn * ps / (pn + ps) if pn + ps > 0 else 0.0
-    return {"PN": pn, "PS": ps, "FNS": fns, "eligible": int(len(ok))}
+        out = {n: float("nan") for n in names} | {"eligible": 0}
+        if n_resamples:
+            out |= {f"{n} {b}": float("nan") for n in names for b in ("low", "high")}
+        return out
+    nec, suf = ok["necessary"].to_numpy(float), ok["sufficient"].to_numpy(float)
+    pn, ps = float(nec.mean()), float(suf.mean())
+    out = {"PN": pn, "PS": ps, "FNS": float(_fns(np.array(pn), np.array(ps))), "eligible": int(len(ok))}
+    if n_resamples:
+        if not 0 < level < 1:
+            raise ValueError(f"level={level} must be between 0 and 1 (e.g. 0.95).")
+        draws = np.random.default_rng(random_state).integers(0, len(ok), size=(n_resamples, len(ok)))
+        boot = {"PN": nec[draws].mean(1), "PS": suf[draws].mean(1)}
+        boot["FNS"] = _fns(boot["PN"], boot["PS"])
+        for n in names:
+            low, high = np.percentile(boot[n], [50 * (1 - level), 50 * (1 + level)])
+            out[f"{n} low"], out[f"{n} high"] = float(low), float(high)
+    return out
 
 
 def pn_ps_table(recommender: HistoryRecommender, explanations: dict[str, Sequence[Explanation]], k: int = 20,
-                fraction: float = 0.2, random_state: int = 0) -> pd.DataFrame:
+                fraction: float = 0.2, random_state: int = 0, n_resamples: int = 0) -> pd.DataFrame:
     """One row per explainer: ``PN ↑``, ``PS ↑``, ``FNS ↑`` and the number of ``eligible`` explanations.
 
-    Taught in 11_comparing_explainers.
+    With ``n_resamples`` > 0, also each one's bootstrap interval over users (``PN low``, ``PN high``, ...).
+    "↑" means more necessary / more sufficient, not a better explainer on its own: read PN and PS against
+    Random's row at the same ``k`` and ``fraction`` (see the module docstring). Taught in 11_comparing_explainers.
     """
     if not explanations:
         raise ValueError("No explainers given: pass a dict of name -> explanations.")
-    rows = {name: pn_ps(necessity_sufficiency(recommender, ex, k=k, fraction=fraction, random_state=random_state))
+    rows = {name: pn_ps(necessity_sufficiency(recommender, ex, k=k, fraction=fraction, random_state=random_state),
+                        n_resamples=n_resamples, random_state=random_state)
             for name, ex in explanations.items()}
     table = pd.DataFrame(rows).T.rename(columns={"PN": "PN ↑", "PS": "PS ↑", "FNS": "FNS ↑"})
     table["eligible"] = table["eligible"].astype(int)

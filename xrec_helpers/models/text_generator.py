@@ -273,8 +273,21 @@ class ReviewTextGenerator:
                                      torch.as_tensor(items), words)
         return self.mean_rating_ + rating.numpy().astype(np.float64)
 
-    def generate(self, users, items, max_words: int | None = None, batch: int = 1024) -> list[str]:
-        """Greedy decoding of one explanation per (user, item) pair (PETER decodes greedily too)."""
+    def generate(self, users, items, max_words: int | None = None, batch: int = 1024, top_k: int | None = None,
+                 temperature: float = 1.0, random_state: int | None = 0) -> list[str]:
+        """One explanation per (user, item) pair: greedy decoding (the default; PETER decodes greedily), or
+        sampling from the ``top_k`` most likely next words at ``temperature`` (seeded by ``random_state``).
+
+        Greedy decoding of a small model tends to write nearly the same sentence for everyone; sampling trades
+        some likelihood for variety. Taught in 12_generated_explanations.
+        """
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k={top_k} must be >= 1 (or None for greedy decoding).")
+        if not temperature > 0:
+            raise ValueError(f"temperature={temperature} must be > 0.")
+        generator = None
+        if top_k is not None:
+            generator = torch.Generator().manual_seed(0 if random_state is None else int(random_state))
         users, items = self._pairs(users, items)
         max_words = max_words or self.max_len
         banned = torch.tensor([PAD, 1, self.bos_])  # padding, unknown word and <bos> are never written
@@ -288,7 +301,13 @@ class ReviewTextGenerator:
                 for _ in range(max_words):
                     logits = self.net_(u, prof, i, words)[2][:, -1]
                     logits[:, banned] = -torch.inf
-                    nxt = torch.where(done, torch.full_like(done, self.eos_, dtype=torch.long), logits.argmax(-1))
+                    if top_k is None:
+                        choice = logits.argmax(-1)
+                    else:
+                        best, idx = torch.topk(logits / temperature, min(top_k, logits.shape[1]), dim=-1)
+                        pick = torch.multinomial(torch.softmax(best, -1), 1, generator=generator)
+                        choice = idx.gather(1, pick)[:, 0]
+                    nxt = torch.where(done, torch.full_like(done, self.eos_, dtype=torch.long), choice)
                     words = torch.cat([words, nxt[:, None]], dim=1)
                     done |= nxt == self.eos_
                     if done.all():
