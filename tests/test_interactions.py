@@ -63,32 +63,46 @@ def test_parquet(tmp_path):
 
 
 def test_missing_columns_are_named_with_the_fix(csv):
-    with pytest.raises(InteractionsError, match=r"Missing column\(s\) \['user', 'item'\].*customer.*keyword"):
+    with pytest.raises(InteractionsError, match=r"Missing column\(s\) \['user', 'item'\]: its header \(line 1\) "
+                                                 r"has .*customer.*keyword"):
         load_interactions(csv)
-    with pytest.raises(InteractionsError, match=r"\['score'\]"):
+    with pytest.raises(InteractionsError, match=r"\['score'\].*rating=None"):
         load_interactions(csv, user="customer", item="sku", rating="score")
+    with pytest.raises(InteractionsError, match=r"\['sku'\]: its columns has"):
+        load_interactions(pd.DataFrame({"customer": ["a"], "item": ["x"]}), user="customer", item="sku")
 
 
+# Every message names the line(s) and says what to do (the part after the lines).
 @pytest.mark.parametrize(("row", "message"), [
-    (",A-1,5,2024-01-02,T", r"'customer' is empty in lines 3"),
-    ("u3,,5,2024-01-02,T", r"'sku' is empty in lines 3"),
-    ("u3,A-1,five,2024-01-02,T", r"'stars' must hold numbers: lines 3 have 'five'"),
-    ("u3,A-1,,2024-01-02,T", r"'stars' must hold numbers: lines 3"),
-    ("u3,A-1,inf,2024-01-02,T", r"'stars' must hold numbers: lines 3"),
-    ("u3,A-1,5,31/02/2024 25:00,T", r"'date' has values that are neither Unix seconds nor dates \(lines 3"),
-    ("u3,A-1,5,2024-01-02,other title", r"more than one title, e.g. item 'A-1'"),
+    (",A-1,5,2024-01-02,T", r"'customer' is empty in line 3: .*Remove or complete them"),
+    ("u3,,5,2024-01-02,T", r"'sku' is empty in line 3: .*Remove or complete them"),
+    ("u3,A-1,five,2024-01-02,T", r"'stars' must hold numbers \(line 3, e.g. 'five'\)\. Fix them, or pass rating=None"),
+    ("u3,A-1,,2024-01-02,T", r"'stars' must hold numbers \(line 3"),
+    ("u3,A-1,inf,2024-01-02,T", r"'stars' must hold numbers \(line 3"),
+    ("u3,A-1,5,31/02/2024 25:00,T", r"'date' has values that are neither Unix seconds nor dates \(line 3, "
+                                    r"e.g. '31/02/2024 25:00'\)\. Fix them: write real dates as year-month-day.*"
+                                    r"timestamp=None"),
+    ("u3,A-1,5,2024-01-02,other title", r"more than one title, e.g. item 'A-1': \['T', 'other title'\] "
+                                        r"\(lines 2, 3\)\. Give each item one title .*title=None"),
 ])
-def test_malformed_rows_are_refused_with_their_line(tmp_path, row, message):
+def test_malformed_rows_are_refused_with_their_line_and_the_fix(tmp_path, row, message):
     path = tmp_path / "bad.csv"
     path.write_text("customer,sku,stars,date,product\nu1,A-1,4,2024-01-01,T\n" + row + "\n")
     with pytest.raises(InteractionsError, match=message):
         load_interactions(path, **COLUMNS)
 
 
+def test_several_bad_lines_are_counted(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("user,item,rating\n" + "".join(f"u{i},x,?\n" for i in range(8)))
+    with pytest.raises(InteractionsError, match=r"\(lines 2, 3, 4, 5, 6 and 3 more, e.g. '\?'\)"):
+        load_interactions(path)
+
+
 def test_mixed_timestamps_and_ragged_rows(tmp_path):
     path = tmp_path / "mixed.csv"
     path.write_text("user,item,timestamp\na,x,1700000000\nb,y,2024-01-01\n")
-    with pytest.raises(InteractionsError, match="mixes numbers and other values"):
+    with pytest.raises(InteractionsError, match=r"mixes numbers and other values \(line 3, .*timestamp=None"):
         load_interactions(path)
     path.write_text("user,item\na,x\nb,y,extra,fields\n")
     with pytest.raises(InteractionsError, match="not a well-formed CSV"):
@@ -144,3 +158,10 @@ def test_explainers_and_models_run_on_own_data(csv):
     d = load_interactions(csv, **COLUMNS)
     e = JaccardExplainer(d.csr(), d.titles()).explain(d.user_index("u2"), d.item_index("B-2"))
     assert "*M\\*A\\*S\\*H (1970)*" in e.text and np.isfinite(e.scores).all()
+    assert e.text.startswith("Because you watched ")  # the default verb
+    assert e.render(verb="bought").startswith("Because you bought *M\\*A\\*S\\*H (1970)*")
+    e = JaccardExplainer(d.csr(), d.titles()).explain(d.user_index("u2"), d.item_index("B-2"))
+    e.extra["verb"] = "bought"  # a domain verb kept with the explanation
+    assert e.render().startswith("Because you bought")
+    snake = JaccardExplainer(d.csr(), d.titles()).explain(d.user_index("u2"), d.item_index("B-2"))
+    assert "*Snake\\_Eyes*" in snake.render(), "an underscore is escaped too"

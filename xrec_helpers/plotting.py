@@ -38,17 +38,52 @@ def save_fig(fig, name: str) -> str:
     return str(path)
 
 
-def plot_explanation(explanation, n: int = 10, ax=None):
-    """Signed horizontal bars of an explanation's top ``n`` history items, with titles."""
-    frame = explanation.to_frame().head(n).iloc[::-1]
+def _both_signs(scores: np.ndarray, n: int) -> np.ndarray:
+    """Positions of at most ``n`` entries: the strongest supporting AND the strongest opposing ones.
+
+    Half the bars go to each sign; a sign with fewer entries than its half leaves the rest to the other.
+    Taking the head of a list sorted by signed score would cut off the most negative entries, the strongest
+    evidence *against* the recommendation.
+    """
+    order = np.argsort(-scores, kind="stable")
+    positive = order[scores[order] >= 0]
+    negative = order[scores[order] < 0][::-1]  # most negative first
+    n_neg = min(len(negative), n // 2)
+    n_pos = min(len(positive), n - n_neg)
+    n_neg = min(len(negative), n - n_pos)
+    keep = np.concatenate([positive[:n_pos], negative[:n_neg]])
+    return keep[np.argsort(-scores[keep], kind="stable")]
+
+
+def plot_explanation(explanation, n: int = 10, ax=None, xlabel: str | None = None):
+    """Signed horizontal bars of an explanation, with titles: its strongest supporting and opposing entries.
+
+    Taught in 01_eda. At most ``n`` bars: the top ``n // 2`` by value and the bottom ``n // 2`` (a sign with
+    fewer entries leaves its share to the other), so the strongest evidence against the recommendation is never
+    cut off. For an additive method (``extra["base_value"]``: f(x) = base + sum of values) the title adds the base
+    value, the sum of the bars shown and the total. ``xlabel`` names what the score is (e.g. "score drop when the
+    item is removed"); by default the method's score.
+    """
+    frame = explanation.to_frame()
+    scores = frame["score"].to_numpy(dtype=np.float64)
+    shown = frame.iloc[_both_signs(scores, n)].iloc[::-1]  # barh draws bottom-up: largest value on top
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 0.35 * len(frame) + 1.2))
-    colours = [POSITIVE if s >= 0 else NEGATIVE for s in frame["score"]]
-    ax.barh(frame["title"].str.slice(0, 45), frame["score"], color=colours)
+        _, ax = plt.subplots(figsize=(7, 0.35 * len(shown) + 1.4))
+    colours = [POSITIVE if s > 0 else NEGATIVE if s < 0 else NEUTRAL for s in shown["score"]]
+    ax.barh(np.arange(len(shown)), shown["score"], color=colours)
+    ax.set_yticks(np.arange(len(shown)), shown["title"].astype(str).str.slice(0, 45))
     ax.axvline(0, color="black", lw=0.8)
     target = explanation._title(explanation.item)
-    ax.set_title(f"{explanation.method}: why {target[:50]}?")
-    ax.set_xlabel("score (green supports, red opposes)")
+    title = f"{explanation.method}: why {target[:50]}?"
+    if len(shown) < len(frame):
+        title += f"\n{len(shown)} of {len(frame)} entries: strongest for and against"
+    base = explanation.extra.get("base_value") if isinstance(explanation.extra, dict) else None
+    if base is not None:
+        title += (f"\nbase {float(base):+.3f} + shown {shown['score'].sum():+.3f}"
+                  + (f" + not shown {scores.sum() - shown['score'].sum():+.3f}" if len(shown) < len(frame) else "")
+                  + f" = total {float(base) + scores.sum():+.3f}")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel or f"{explanation.method} score (green supports, red opposes)")
     return ax
 
 

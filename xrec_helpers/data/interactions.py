@@ -62,7 +62,7 @@ def _read(source: str | Path | pd.DataFrame, text_columns: list[str]) -> tuple[p
 def _where(index: pd.Index, numbering: str, limit: int = 5) -> str:
     rows = [int(i) + 2 if numbering == "line" else int(i) for i in index[:limit]]
     more = f" and {len(index) - limit} more" if len(index) > limit else ""
-    return f"{numbering}s {', '.join(map(str, rows))}{more}"
+    return f"{numbering}{'s' if len(index) > 1 else ''} {', '.join(map(str, rows))}{more}"
 
 
 def _timestamps(values: pd.Series, column: str, numbering: str) -> np.ndarray:
@@ -73,12 +73,16 @@ def _timestamps(values: pd.Series, column: str, numbering: str) -> np.ndarray:
     if numeric.notna().any():
         bad = values.index[numeric.isna()]
         raise InteractionsError(f"Column {column!r} mixes numbers and other values ({_where(bad, numbering)}, "
-                                f"e.g. {values.loc[bad[0]]!r}). Use Unix seconds or dates throughout.")
+                                f"e.g. {values.loc[bad[0]]!r}). Fix them so the column holds Unix "
+                                "seconds throughout or dates throughout (e.g. '2024-01-31 14:05:00'), or pass "
+                                "timestamp=None to use the row order instead.")
     parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
     bad = values.index[parsed.isna()]
     if len(bad):
         raise InteractionsError(f"Column {column!r} has values that are neither Unix seconds nor dates "
-                                f"({_where(bad, numbering)}, e.g. {values.loc[bad[0]]!r}).")
+                                f"({_where(bad, numbering)}, e.g. {values.loc[bad[0]]!r}). Fix them: "
+                                f"write real dates as year-month-day, e.g. '2024-01-31 14:05:00' "
+                                f"(or Unix seconds), or pass timestamp=None to use the row order instead.")
     return ((parsed - pd.Timestamp("1970-01-01", tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
 
 
@@ -133,9 +137,11 @@ def load_interactions(source: str | Path | pd.DataFrame, *, user: str = "user", 
         if option not in (None, _AUTO) and option not in columns:
             missing.append(option)
     if missing:
-        raise InteractionsError(f"Missing column(s) {missing}; the table has {columns}. Name yours with the "
+        where = "its header (line 1)" if numbering == "line" else "its columns"
+        raise InteractionsError(f"Missing column(s) {missing}: {where} has {columns}. Name yours with the "
                                 "keyword arguments, e.g. load_interactions(path, user='customer_id', "
-                                "item='product_id', rating='stars').")
+                                "item='product_id', rating='stars'), or pass rating=None / timestamp=None / "
+                                "title=None for an optional column the table does not have.")
     rating = ("rating" if "rating" in columns else None) if rating == _AUTO else rating
     timestamp = ("timestamp" if "timestamp" in columns else None) if timestamp == _AUTO else timestamp
     title = ("title" if "title" in columns else None) if title == _AUTO else title
@@ -147,7 +153,7 @@ def load_interactions(source: str | Path | pd.DataFrame, *, user: str = "user", 
         blank = ids.isna() | (ids.astype("string").str.strip() == "")
         if blank.any():
             raise InteractionsError(f"Column {column!r} is empty in {_where(frame.index[blank], numbering)}: every "
-                                    "interaction needs a user and an item. Remove or complete those rows.")
+                                    "interaction needs a user and an item. Remove or complete them.")
         if ids.dtype == "string":
             frame[column] = ids.str.strip()
 
@@ -155,8 +161,8 @@ def load_interactions(source: str | Path | pd.DataFrame, *, user: str = "user", 
         values = pd.to_numeric(frame[rating], errors="coerce")
         bad = frame.index[values.isna() | ~np.isfinite(values.astype("float64").fillna(np.nan))]
         if len(bad):
-            raise InteractionsError(f"Column {rating!r} must hold numbers: {_where(bad, numbering)} have "
-                                    f"{frame.loc[bad[0], rating]!r}. Fix those rows, or pass rating=None to treat "
+            raise InteractionsError(f"Column {rating!r} must hold numbers ({_where(bad, numbering)}, e.g. "
+                                    f"{frame.loc[bad[0], rating]!r}). Fix them, or pass rating=None to treat "
                                     "every interaction as 1.0.")
         frame["_rating"] = values.astype("float64")
     else:
@@ -190,9 +196,10 @@ def load_interactions(source: str | Path | pd.DataFrame, *, user: str = "user", 
         clash = clash[clash > 1]
         if len(clash):
             example = clash.index[0]
-            seen = sorted(named.loc[named[item] == example, title].astype(str).unique())[:3]
-            raise InteractionsError(f"{len(clash)} item(s) have more than one title, e.g. item {example!r}: {seen}. "
-                                    "Give each item one title.")
+            rows = named.index[named[item] == example]
+            seen = sorted(named.loc[rows, title].astype(str).unique())[:3]
+            raise InteractionsError(f"{len(clash)} item(s) have more than one title, e.g. item {example!r}: {seen} "
+                                    f"({_where(rows, numbering)}). Give each item one title (correct them), or pass title=None to show items by their ids.")
         titles = named.drop_duplicates(item).set_index(item)[title].astype(str)
 
     user_codes, user_ids = pd.factorize(frame[user], sort=True)

@@ -86,17 +86,20 @@ class Explanation:
         """The item's title as emphasised Markdown, escaped (``*M\\*A\\*S\\*H (1970)*``)."""
         return f"*{markdown_escape(self._title(item))}*"
 
-    def render(self, n: int = 2) -> str:
+    def render(self, n: int = 2, verb: str | None = None) -> str:
         """One Markdown line: "Because you watched *A* and *B*, we recommend *C*." (positive contributors only).
 
         Titles are escaped with :func:`markdown_escape`, so a title containing ``*`` or ``_`` renders as itself.
+        ``verb`` fits the sentence to the domain (``"bought"`` for a shop; taught in 13_your_own_data); default
+        ``extra["verb"]`` when set, else ``"watched"``.
         """
+        verb = verb or self.extra.get("verb", "watched")
         if len(self.items) == 0:
             return f"No history item explains {self._md_title(self.item)} ({self.method})."
         positive = self.items[self.scores > 0][:n] if (self.scores > 0).any() else self.items[:n]
         names = [self._md_title(i) for i in positive]
         joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-        return f"Because you watched {joined}, we recommend {self._md_title(self.item)}."
+        return f"Because you {verb} {joined}, we recommend {self._md_title(self.item)}."
 
     def top(self, n: int) -> np.ndarray:
         """The ``n`` most explanatory history items."""
