@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from xrec_helpers.explainers.base import Explanation
 from xrec_helpers.models.base import HistoryRecommender
@@ -86,6 +87,19 @@ def _cumulative_counts(n: int, steps: int) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(sizes)]).astype(int)
 
 
+def explained_history(train: sp.csr_matrix, expl: Explanation) -> np.ndarray:
+    """The explained user's history (item ids) from ``train``, checked: non-empty, and without the explained item.
+
+    Shared by every protocol that edits histories (perturbation curves, PN/PS). Taught in 05_lxr.
+    """
+    history = train.indices[train.indptr[expl.user]:train.indptr[expl.user + 1]]
+    if len(history) == 0:
+        raise ValueError(f"User {expl.user} has an empty history.")
+    if expl.item in set(history.tolist()):
+        raise ValueError(f"Item {expl.item} is in user {expl.user}'s history; explain unseen items only.")
+    return history
+
+
 def perturbation_curves(
     recommender: HistoryRecommender,
     explanations: Sequence[Explanation],
@@ -116,11 +130,7 @@ def perturbation_curves(
     rows_per = 3 * n_points + 2 * len(fixed) + 1
     jobs = []  # (explanation, original history, ranking, counts)
     for expl in explanations:
-        history = train.indices[train.indptr[expl.user]:train.indptr[expl.user + 1]]
-        if len(history) == 0:
-            raise ValueError(f"User {expl.user} has an empty history.")
-        if expl.item in set(history.tolist()):
-            raise ValueError(f"Item {expl.item} is in user {expl.user}'s history; explain unseen items only.")
+        history = explained_history(train, expl)
         jobs.append((expl, history, _ranking(expl, history, rng), _cumulative_counts(len(history), steps)))
 
     per_user_rows, curve_sum, fixed_rows = [], None, []

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from xrec_helpers.explainers.base import Explanation
-from xrec_helpers.metrics.counterfactual import _cumulative_counts, _ranking
+from xrec_helpers.metrics.counterfactual import _cumulative_counts, _ranking, explained_history
 from xrec_helpers.models.base import HistoryRecommender
 
 
@@ -59,11 +59,7 @@ def necessity_sufficiency(recommender: HistoryRecommender, explanations: Sequenc
     train = recommender.train_
     jobs = []
     for expl in explanations:
-        history = train.indices[train.indptr[expl.user]:train.indptr[expl.user + 1]]
-        if len(history) == 0:
-            raise ValueError(f"User {expl.user} has an empty history.")
-        if expl.item in set(history.tolist()):
-            raise ValueError(f"Item {expl.item} is in user {expl.user}'s history; explain unseen items only.")
+        history = explained_history(train, expl)
         pi = _ranking(expl, history, rng)
         if use_counterfactual_set and expl.counterfactual_set is not None and len(expl.counterfactual_set):
             chosen = np.asarray(expl.counterfactual_set, dtype=np.int64)

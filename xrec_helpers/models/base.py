@@ -25,6 +25,19 @@ class NotFittedError(RuntimeError):
     """Raised when a model is used before ``fit``."""
 
 
+def check_rating_range(train: sp.csr_matrix, rating_range: tuple[float, float]) -> None:
+    """Refuse explicit ratings outside ``rating_range`` (e.g. 50 or -3 on a 1-5 scale), with the fix in the message.
+
+    Used by the rating models (EMF, FM). Taught in 07_neighbourhood_mf.
+    """
+    low, high = rating_range
+    outside = (train.data < low) | (train.data > high)
+    if outside.any():
+        odd = np.unique(train.data[outside])[:5].tolist()
+        raise ValueError(f"{int(outside.sum())} rating(s) lie outside the scale {low:g}-{high:g} (e.g. {odd}): "
+                         "fix the data, or set rating_range=(low, high) for another scale.")
+
+
 class Recommender(ABC):
     """Base class: ``fit(train)``, ``score(users)``, ``recommend(users, k)``.
 

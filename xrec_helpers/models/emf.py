@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from xrec_helpers._ids import check_ids
-from xrec_helpers.models.base import Recommender
+from xrec_helpers.models.base import Recommender, check_rating_range
 
 
 def nearest_neighbours(ratings: sp.csr_matrix, k: int = 50) -> np.ndarray:
@@ -176,12 +176,7 @@ class EMF(Recommender):
         train = self._set_train(train)
         if train.data.max() <= 1.0:
             raise ValueError("EMF needs explicit ratings: build the matrix with Dataset.csr(ratings, binary=False).")
-        low, high = self.rating_range
-        outside = (train.data < low) | (train.data > high)
-        if outside.any():
-            odd = np.unique(train.data[outside])[:5].tolist()
-            raise ValueError(f"{int(outside.sum())} rating(s) lie outside the scale {low:g}-{high:g} (e.g. {odd}): "
-                             "fix the data, or set rating_range=(low, high) for another scale.")
+        check_rating_range(train, self.rating_range)
         R = sp.csr_matrix(train, dtype=np.float64)
         self.neighbours_ = nearest_neighbours(R, self.k_neighbours)
         self.explainability_ = explainability_matrix(R, self.neighbours_, self.theta)

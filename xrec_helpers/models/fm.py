@@ -25,7 +25,7 @@ import torch
 from xrec_helpers._ids import check_ids
 from xrec_helpers.data.dataset import GENRES, Dataset
 from xrec_helpers.models._torch import generator, prepare_cpu_training
-from xrec_helpers.models.base import Recommender
+from xrec_helpers.models.base import Recommender, check_rating_range
 
 AGE_BINS = (0, 18, 25, 35, 45, 50, 56, 200)
 AGE_LABELS = ("under 18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+")
@@ -133,12 +133,7 @@ class FactorizationMachine(Recommender):
         if features is None:
             raise ValueError("FactorizationMachine.fit needs features=FMFeatures.from_dataset(dataset).")
         train = self._set_train(train)
-        low, high = self.rating_range
-        outside = (train.data < low) | (train.data > high)
-        if outside.any():
-            odd = np.unique(train.data[outside])[:5].tolist()
-            raise ValueError(f"{int(outside.sum())} rating(s) lie outside the scale {low:g}-{high:g} (e.g. {odd}): "
-                             "fix the data, or set rating_range=(low, high) for another scale.")
+        check_rating_range(train, self.rating_range)
         if train.shape != (features.n_users, features.n_items):
             raise ValueError(f"train is {train.shape} but the features describe "
                              f"({features.n_users}, {features.n_items}) users x items.")
