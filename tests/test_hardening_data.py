@@ -285,8 +285,8 @@ def test_a_silent_host_fails_with_both_fixes_and_progress_lines(tmp_path, monkey
         out, elapsed = _load_against_silent_host(cache, port, net_timeout="2")
         assert accepted, "the load never reached the silent host"
     _check_silent_host_failure(out, cache, port)
-    # two 2 s GroupLens attempts + 1 s back-off, then pip's hard limit of 3 x 2 s, plus start-up
-    assert elapsed < 30, f"took {elapsed:.0f} s"
+    # two 2 s GroupLens attempts + 1 s back-off, then pip's hard limit of 3 x 2 s, plus start-up (~15 s idle; 45 s still fails a hang)
+    assert elapsed < 45, f"took {elapsed:.0f} s"
 
 
 @pytest.mark.skipif(os.environ.get("XREC_SLOW_TESTS") != "1", reason="takes ~45 s; make test-lowest (in CI) sets XREC_SLOW_TESTS=1")
