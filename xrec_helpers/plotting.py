@@ -12,9 +12,9 @@ import matplotlib
 
 if not matplotlib.get_backend().lower().startswith(("module://", "nbagg", "widget", "ipympl", "qt", "tk", "macosx")):
     matplotlib.use("Agg")  # headless test runs: never try to open a window
-from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 
 from xrec_helpers._paths import figures_dir  # noqa: E402
 
