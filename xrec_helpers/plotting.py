@@ -144,7 +144,8 @@ def plot_level_attribution(attribution, ax=None, n: int = 12):
     shown = f"all {len(full)} players" if not len(rest) else f"top {len(frame)} of {len(full)} players + the rest"
     ax.set_title(f"{attribution.level.capitalize()}-level Shapley values ({attribution.method}), {shown}\n"
                  f"bars sum to f(x) − f(baseline) = {attribution.total:+.3f}", fontsize=10)
-    ax.set_xlabel("contribution to the score (green raises it, red lowers it, grey: players not drawn)")
+    ax.set_xlabel("contribution to the score (green raises it, red lowers it"
+                  + (", grey: the players not drawn)" if len(rest) else ")"))
     ax.set_ylabel(f"player ({attribution.level})")
     return ax
 
