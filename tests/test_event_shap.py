@@ -183,6 +183,12 @@ def test_levels_partition_cells_and_share_the_total(fitted):
     assert grid.shape == (4, 4) and np.isclose(np.nansum(grid.to_numpy()), ce.total)
     masks, _ = cell_players(n, 5, ce.extra["top_events"], ce.extra["top_features"])
     assert np.array_equal(np.sum(masks, axis=0), np.ones((n, len(FEATURES))))
+    # The bar chart draws the top n players plus one "others" bar, so its bars add up to the total.
+    ax = ev.plot(n=3)
+    heights = np.array([p.get_width() for p in ax.patches])
+    assert len(heights) == 4 and "other players" in ax.get_yticklabels()[0].get_text()
+    assert heights.sum() == pytest.approx(ev.total, abs=1e-6)
+    assert len(ft.plot(n=12).patches) == len(ft.values)  # all players fit: no "others" bar
     with pytest.raises(ValueError, match="whole events"):
         SequenceGame(model, train[1], item, baseline="remove", players=feature_players(n, 5)[0])
     with pytest.raises(ValueError, match="partition"):

@@ -14,6 +14,7 @@ if not matplotlib.get_backend().lower().startswith(("module://", "nbagg", "widge
     matplotlib.use("Agg")  # headless test runs: never try to open a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 
 from xrec_helpers._paths import figures_dir  # noqa: E402
 
@@ -115,28 +116,42 @@ def plot_level_attribution(attribution, ax=None, n: int = 12):
     """Signed bars of an event-, feature- or cell-level attribution (both signs, labels as given).
 
     Taught in 04_shap_sequential. The ``n`` largest |values| are drawn, largest at the top, each with
-    its value printed; the title states the level, the estimator and f(x) - f(baseline), which the
-    values sum to.
+    its value printed; when more players exist, one grey bar "k others" holds the sum of the rest, so
+    the drawn bars add up to the title's total, f(x) - f(baseline). Green raises the score, red lowers it.
     """
-    frame = attribution.to_frame().head(n).iloc[::-1]
+    full = attribution.to_frame()
+    frame = full.head(n)
+    rest = full.iloc[n:]
+    labels = [str(p) for p in frame["player"]]
+    values = frame["value"].to_numpy(dtype=float)
+    colours = [POSITIVE if v >= 0 else NEGATIVE for v in values]
+    if len(rest):  # the players left out, as one bar, so the drawn bars still sum to the total
+        labels.append(f"{len(rest)} other players (sum)")
+        values = np.append(values, float(rest["value"].sum()))
+        colours.append("#9e9e9e")
+    labels, values, colours = labels[::-1], values[::-1], colours[::-1]
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 0.33 * len(frame) + 1.4))
-    colours = [POSITIVE if v >= 0 else NEGATIVE for v in frame["value"]]
-    y = np.arange(len(frame))
-    ax.barh(y, frame["value"], color=colours)
-    ax.set_yticks(y, [str(p) for p in frame["player"]], fontsize=9)
-    for yi, v in zip(y, frame["value"]):
-        ax.text(v, yi, f" {v:+.3f} " if v >= 0 else f" {v:+.3f} ", va="center", ha="left" if v >= 0 else "right",
-                fontsize=8)
-    span = max(float(np.abs(frame["value"]).max()), 1e-12)
-    low, high = float(min(frame["value"].min(), 0.0)), float(max(frame["value"].max(), 0.0))
+        _, ax = plt.subplots(figsize=(8, 0.33 * len(values) + 1.4))
+    y = np.arange(len(values))
+    ax.barh(y, values, color=colours)
+    ax.set_yticks(y, labels, fontsize=9)
+    for yi, v in zip(y, values):
+        ax.text(v, yi, f" {v:+.3f} ", va="center", ha="left" if v >= 0 else "right", fontsize=8)
+    span = max(float(np.abs(values).max()), 1e-12)
+    low, high = float(min(values.min(), 0.0)), float(max(values.max(), 0.0))
     ax.set_xlim(low - 0.35 * span if low < 0 else -0.05 * span, high + 0.35 * span if high > 0 else 0.05 * span)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_title(f"{attribution.level.capitalize()}-level Shapley values ({attribution.method})\n"
-                 f"sum = f(x) − f(baseline) = {attribution.total:+.3f}", fontsize=10)
-    ax.set_xlabel("contribution to the score (green raises it, red lowers it)")
+    shown = f"all {len(full)} players" if not len(rest) else f"top {len(frame)} of {len(full)} players + the rest"
+    ax.set_title(f"{attribution.level.capitalize()}-level Shapley values ({attribution.method}), {shown}\n"
+                 f"bars sum to f(x) − f(baseline) = {attribution.total:+.3f}", fontsize=10)
+    ax.set_xlabel("contribution to the score (green raises it, red lowers it"
+                  + (", grey: the players not drawn)" if len(rest) else ")"))
     ax.set_ylabel(f"player ({attribution.level})")
     return ax
+
+
+# One colour convention for every signed figure of 04: green raises the score, red lowers it, white is 0.
+SIGNED_CMAP = LinearSegmentedColormap.from_list("lowers_raises", [NEGATIVE, "#ffffff", POSITIVE])
 
 
 def _annotate(ax, values: np.ndarray, colour_values: np.ndarray, fmt: str = "{:+.2f}", fontsize: int = 8) -> None:
@@ -151,7 +166,8 @@ def _annotate(ax, values: np.ndarray, colour_values: np.ndarray, fmt: str = "{:+
 def plot_cell_grid(attribution, ax=None):
     """Heatmap of a cell-level attribution: rows are event groups, columns feature groups, both signs.
 
-    Taught in 04_shap_sequential. Red raises the score, blue lowers it; blank cells are not players.
+    Taught in 04_shap_sequential. Green raises the score, red lowers it (as in the bar charts); blank
+    cells are not players.
     The older (pruned) events are one player over all their features, drawn in their own column.
     """
     grid = attribution.grid()
@@ -159,14 +175,14 @@ def plot_cell_grid(attribution, ax=None):
         _, ax = plt.subplots(figsize=(1.5 * grid.shape[1] + 6.0, 0.55 * grid.shape[0] + 2.0))
     values = grid.to_numpy(dtype=float)
     lim = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
-    im = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    im = ax.imshow(np.ma.masked_invalid(values), cmap=SIGNED_CMAP, vmin=-lim, vmax=lim, aspect="auto")
     ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=20, ha="right", fontsize=9)
     ax.set_yticks(range(grid.shape[0]), grid.index, fontsize=9)
     _annotate(ax, values, values / lim)
     ax.grid(False)
     ax.set_xlabel("feature of the event (column group)")
     ax.set_ylabel("event (−k = k-th most recent) or group of events")
-    ax.set_title(f"Cell-level Shapley values ({attribution.method}); red raises, blue lowers the score\n"
+    ax.set_title(f"Cell-level Shapley values ({attribution.method}); green raises, red lowers the score\n"
                  "blank: not a player of its own (its cells belong to a group in the same row or column)", fontsize=10)
     ax.figure.colorbar(im, ax=ax, shrink=0.7, label="Shapley value (change of the score)")
     return ax
@@ -178,6 +194,7 @@ def plot_column_heatmap(frame, ax=None, title: str = "", xlabel: str = "", ylabe
     Taught in 04_shap_sequential (event values under five baselines). Columns whose totals differ a
     lot (one baseline's values are ten times another's) stay readable: the colour is the value
     divided by its column's largest |value|, so -1 .. +1 in every column; the numbers are the values.
+    Green raises the score, red lowers it (as in :func:`plot_level_attribution`).
     """
     values = frame.to_numpy(dtype=float)
     scale = np.nanmax(np.abs(values), axis=0)
@@ -185,12 +202,12 @@ def plot_column_heatmap(frame, ax=None, title: str = "", xlabel: str = "", ylabe
     rel = values / scale
     if ax is None:
         _, ax = plt.subplots(figsize=(1.3 * frame.shape[1] + 5.0, 0.32 * frame.shape[0] + 1.8))
-    im = ax.imshow(rel, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    im = ax.imshow(rel, cmap=SIGNED_CMAP, vmin=-1, vmax=1, aspect="auto")
     ax.set_xticks(range(frame.shape[1]), [str(c) for c in frame.columns], fontsize=9)
     ax.set_yticks(range(frame.shape[0]), [str(i) for i in frame.index], fontsize=9)
     _annotate(ax, values, rel, fontsize=7)
     ax.grid(False)
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.set_title(title, fontsize=10)
-    ax.figure.colorbar(im, ax=ax, shrink=0.6, label="value ÷ largest |value| in its column\n(red raises, blue lowers)")
+    ax.figure.colorbar(im, ax=ax, shrink=0.6, label="value ÷ largest |value| in its column\n(green raises, red lowers)")
     return ax
