@@ -33,11 +33,11 @@ _SERIAL = (None, "serial", 1)
 
 def describe_engine(engine: Engine) -> str:
     """A short human-readable name of ``engine`` (for printed benchmark tables and records)."""
-    if engine is None or engine == "serial" or (isinstance(engine, int) and engine == 1):
-        return "serial"
     if isinstance(engine, bool):
         raise TypeError("engine=True/False is ambiguous: pass None (serial), a number of processes, "
                         "a joblib backend name, a joblib.Parallel or an executor.")
+    if engine is None or engine == "serial" or (isinstance(engine, int) and engine == 1):
+        return "serial"
     if isinstance(engine, int):
         return f"{engine} loky processes"
     if isinstance(engine, str):
