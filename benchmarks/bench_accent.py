@@ -3,7 +3,8 @@
 Run: .venv/bin/python benchmarks/bench_accent.py  (about a minute on 2 cores). Everything is timed in
 one process and reported as ratios against a reference measured in the same run (machines are noisy).
 Reference for retraining: one warm-start retrain at a time (M = 1). Compared: the same retrains
-stacked into one batched model (M = 8, 24), and stacks of 8 spread over 2 forked worker processes.
+stacked into one batched model (M = 8, 24), and stacks of 8 spread over 2 local worker processes
+(``engine=2``: joblib's loky backend; ``bench_scaling.py`` compares engines in more detail).
 """
 
 from __future__ import annotations
@@ -57,12 +58,13 @@ def main() -> None:
     for M, rate in results.items():
         print(f"retraining, {M:>2} stacked: {rate:.1f} model-epochs/s = {rate / epochs:.2f} retrains/s "
               f"(+{epochs} epochs); {rate / ref:.2f}x one at a time")
-    # the same 32 retrains in stacks of 8, in one process and in two forked worker processes
+    # the same 32 retrains in stacks of 8, in one process and in two local worker processes (loky)
     removals = [(int(u), train[int(u)].indices[:3]) for u in range(32)]
     per_process = {}
+    model.retrain_scores([(0, [])] * 2, [0, 0], 0, [[0, 1]] * 2, max_models=1, engine=2)  # start the workers once
     for processes in (1, 2):
         t = time.perf_counter()
-        model.retrain_scores(removals, [0] * 32, epochs, [[0, 1]] * 32, max_models=8, processes=processes)
+        model.retrain_scores(removals, [0] * 32, epochs, [[0, 1]] * 32, max_models=8, engine=processes)
         per_process[processes] = 32 * epochs / (time.perf_counter() - t)
     print(f"retraining, stacks of 8 in 2 processes: {per_process[2]:.1f} model-epochs/s; "
           f"{per_process[2] / per_process[1]:.2f}x one process, {per_process[2] / ref:.2f}x one at a time")

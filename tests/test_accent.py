@@ -104,15 +104,15 @@ def test_retrain_uses_the_rate_the_model_finished_at(small):
 
 
 def test_retrain_blocks_in_worker_processes_match_one_process(small):
-    """processes=2 runs the stacked blocks in forked workers: same scores as one process."""
+    """engine=2 runs the stacked blocks in two loky worker processes: same scores as one process."""
     _, X, model = small
     removals = [(u, X[u].indices[:2]) for u in range(5)] + [(0, [])]
     seeds, targets = [0, 1, 0, 1, 0, 1], [[0, 1, 2]] * 6
     one = model.retrain_scores(removals, seeds, 1, targets, max_models=2)
-    two = model.retrain_scores(removals, seeds, 1, targets, max_models=2, processes=2)
-    np.testing.assert_allclose(np.array(one), np.array(two), atol=1e-6)
-    with pytest.raises(ValueError, match="processes"):
-        model.retrain_scores(removals, seeds, 1, targets, processes=0)
+    two = model.retrain_scores(removals, seeds, 1, targets, max_models=2, engine=2)
+    np.testing.assert_array_equal(np.array(one), np.array(two))
+    with pytest.raises(ValueError, match="worker processes must be >= 1"):
+        model.retrain_scores(removals, seeds, 1, targets, engine=0)
 
 
 def _full_fia(model: NCF, user: int, target: int, damping: float = 1e-6) -> np.ndarray:

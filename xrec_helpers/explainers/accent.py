@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.func import hessian, jacrev
 
+from xrec_helpers.engines import Engine
 from xrec_helpers.explainers.base import Explainer, Explanation, markdown_escape
 from xrec_helpers.models.ncf import NCF, ncf_forward
 
@@ -304,12 +305,12 @@ class AccentResumeExplainer(AccentExplainer):
 
     def __init__(self, model: NCF, k: int = 5, influence: FastInfluence | None = None,
                  titles: Sequence[str] | np.ndarray | None = None, epochs: int = 10, seeds: int = 1,
-                 rounds: int = 2, seed_offset: int = 1000, lr: float | None = None, processes: int = 1):
+                 rounds: int = 2, seed_offset: int = 1000, lr: float | None = None, engine: Engine = None):
         super().__init__(model, k, influence, titles)
         if rounds < 1 or seeds < 1 or epochs < 0:
             raise ValueError(f"rounds and seeds must be >= 1 and epochs >= 0 (got {rounds}, {seeds}, {epochs}).")
         self.epochs, self.seeds, self.rounds, self.seed_offset, self.lr = epochs, seeds, rounds, seed_offset, lr
-        self.processes = processes
+        self.engine = engine  # where the batched retrains run (see xrec_helpers.engines)
 
     def explain_ks(self, user: int, ks: Iterable[int] = (5, 10, 20), item: int | None = None) -> dict[int, Explanation]:
         base = AccentExplainer.explain_ks(self, user, ks, item=item)
@@ -347,7 +348,7 @@ class AccentResumeExplainer(AccentExplainer):
                     targets.append([int(info.topk[0]), int(info.topk[j])])
                     owner.append(n)
             new = self.model.retrain_scores(removals, seeds, self.epochs, targets, lr=self.lr,
-                                            processes=self.processes)
+                                            engine=self.engine)
             still = []
             for n in active:
                 rows = np.mean([new[r] for r in np.flatnonzero(np.asarray(owner) == n)], axis=0)

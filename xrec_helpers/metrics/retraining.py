@@ -23,13 +23,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from xrec_helpers.engines import Engine
 from xrec_helpers.explainers.base import Explanation
 from xrec_helpers.models.ncf import NCF
 
 
 def verify_by_retraining(model: NCF, explanations: Sequence[Explanation], epochs: int, seeds: Sequence[int] = (0,),
                          controls: bool = True, max_models: int = 128, lr: float | None = None,
-                         processes: int = 1) -> pd.DataFrame:
+                         engine: Engine = None, device: str | None = None) -> pd.DataFrame:
     """Verify counterfactual explanations of ``model``'s recommendations by retraining.
 
     Args:
@@ -40,7 +41,11 @@ def verify_by_retraining(model: NCF, explanations: Sequence[Explanation], epochs
         controls: also retrain with nothing removed (one run per seed, shared by all users).
         max_models: retrains per stacked model.
         lr: learning rate of the retrains (default: the model's).
-        processes: worker processes for the stacked retrains (same scores; see ``NCF.retrain_scores``).
+        engine: where the stacked retrains run: ``None`` in this process (default), ``2`` for two local
+            processes, a ``dask.distributed.Client`` for a cluster (see :mod:`xrec_helpers.engines`).
+            Retrains are seeded, so every engine gives the same verdicts and numbers.
+        device: where each retrain trains (default: the model's ``device``; ``"auto"``: a GPU when the
+            worker has one).
 
     Returns:
         one row per explanation: method, k, user, rec, replacement, size, predicted_gap,
@@ -82,7 +87,7 @@ def verify_by_retraining(model: NCF, explanations: Sequence[Explanation], epochs
             run_seeds.append(int(s))
             owner.append(-1)
     new = model.retrain_scores(removals, run_seeds, epochs, targets, max_models=max_models, lr=lr,
-                               target_users=target_users, processes=processes)
+                               target_users=target_users, engine=engine, device=device)
     owner = np.asarray(owner)
     mean_of = {}  # job -> {item: mean new score over seeds}
     for n, key in enumerate(jobs):

@@ -1,9 +1,38 @@
-"""Shared torch plumbing for the course's models: CPU speed settings and seeded generators."""
+"""Shared torch plumbing for the course's models: devices, CPU speed settings and seeded generators."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+
+def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
+    """The torch device a model trains and scores on.
+
+    ``"cpu"`` (the default everywhere, and ``None``) keeps the laptop path; ``"auto"`` picks the first
+    CUDA GPU when one is present and the CPU otherwise (the paper-size settings pass ``"auto"``);
+    ``"cuda"``/``"cuda:1"`` ask for a GPU and fail clearly without one. Taught in 06_accent.
+    """
+    if device is None:
+        return torch.device("cpu")
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is not a torch device: use 'cpu', 'cuda', 'cuda:N' or 'auto'.") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} asks for a GPU, but torch sees no CUDA device here "
+                         f"(torch {torch.__version__}): use device='cpu', or device='auto' to take a GPU "
+                         "only when one is present.")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r}: the course's models run on 'cpu' or 'cuda' only.")
+    return dev
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A tensor's values as a NumPy array, from any device (no copy for a CPU tensor)."""
+    return t.detach().cpu().numpy()
 
 
 def prepare_cpu_training(threads: int | None = None) -> None:
@@ -14,7 +43,11 @@ def prepare_cpu_training(threads: int | None = None) -> None:
 
 
 def generator(seed: int | None) -> torch.Generator:
-    """A torch generator seeded from ``seed`` (fresh entropy when None)."""
+    """A torch generator seeded from ``seed`` (fresh entropy when None).
+
+    Always a CPU generator: random draws are made on the CPU and moved to the model's device, so a
+    seed gives the same minibatch order, masks and initial weights on every device.
+    """
     g = torch.Generator()
     g.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**63)))
     return g

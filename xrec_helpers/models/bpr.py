@@ -11,7 +11,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import trange
 
-from xrec_helpers.models._torch import generator, prepare_cpu_training
+from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
 from xrec_helpers.models.base import Recommender
 
 
@@ -25,32 +25,37 @@ class BPRMF(Recommender):
         reg: L2 penalty on the embeddings used in each batch.
         batch_size: interactions per step.
         random_state: seed for initialisation and sampling.
+        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
+            initial weights and random draws on every device.
     """
 
     def __init__(self, factors: int = 64, epochs: int = 30, lr: float = 0.01, reg: float = 1e-4,
-                 batch_size: int = 4096, random_state: int | None = 0, progress: bool = False):
+                 batch_size: int = 4096, random_state: int | None = 0, progress: bool = False, device: str = "cpu"):
         self.factors, self.epochs, self.lr, self.reg = factors, epochs, lr, reg
+        self.device = device
         self.batch_size, self.random_state, self.progress = batch_size, random_state, progress
 
     def fit(self, train: sp.csr_matrix) -> BPRMF:
         train = self._set_train(train)
+        dev = resolve_device(self.device)
         prepare_cpu_training()
         g = generator(self.random_state)
         n_users, n_items = train.shape
-        self.user_factors_ = torch.nn.Parameter(torch.randn(n_users, self.factors, generator=g) * 0.1)
-        self.item_factors_ = torch.nn.Parameter(torch.randn(n_items, self.factors, generator=g) * 0.1)
-        self.item_bias_ = torch.nn.Parameter(torch.zeros(n_items))
+        # drawn on the CPU from the seed, then moved once (a no-op on the CPU)
+        self.user_factors_ = torch.nn.Parameter((torch.randn(n_users, self.factors, generator=g) * 0.1).to(dev))
+        self.item_factors_ = torch.nn.Parameter((torch.randn(n_items, self.factors, generator=g) * 0.1).to(dev))
+        self.item_bias_ = torch.nn.Parameter(torch.zeros(n_items, device=dev))
         params = [self.user_factors_, self.item_factors_, self.item_bias_]
         optimiser = torch.optim.Adam(params, lr=self.lr)
         coo = train.tocoo()
-        users = torch.as_tensor(coo.row, dtype=torch.long)
-        items = torch.as_tensor(coo.col, dtype=torch.long)
+        users = torch.as_tensor(coo.row, dtype=torch.long, device=dev)
+        items = torch.as_tensor(coo.col, dtype=torch.long, device=dev)
         # A sampled negative may occasionally be a positive; with ~6% density that noise is harmless
         # and avoids a slow rejection loop.
         self.loss_history_ = []
         for _ in trange(self.epochs, desc="BPR-MF", disable=not self.progress):
-            perm = torch.randperm(len(users), generator=g)
-            negatives = torch.randint(0, n_items, (len(users),), generator=g)
+            perm = torch.randperm(len(users), generator=g).to(dev)
+            negatives = torch.randint(0, n_items, (len(users),), generator=g).to(dev)
             total = 0.0
             for start in range(0, len(users), self.batch_size):
                 idx = perm[start:start + self.batch_size]
@@ -68,5 +73,5 @@ class BPRMF(Recommender):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            p = self.user_factors_[torch.as_tensor(users)]
-            return (p @ self.item_factors_.T + self.item_bias_).numpy()
+            p = self.user_factors_[torch.as_tensor(users, device=self.user_factors_.device)]
+            return to_numpy(p @ self.item_factors_.T + self.item_bias_)

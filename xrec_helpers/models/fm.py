@@ -24,7 +24,7 @@ import torch
 
 from xrec_helpers._ids import check_ids
 from xrec_helpers.data.dataset import GENRES, Dataset
-from xrec_helpers.models._torch import generator, prepare_cpu_training
+from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
 from xrec_helpers.models.base import Recommender, check_rating_range
 
 AGE_BINS = (0, 18, 25, 35, 45, 50, 56, 200)
@@ -120,11 +120,14 @@ class FactorizationMachine(Recommender):
             few 5-star ratings on top); >= 1 makes the scores rank what a user will watch *and* like.
         threads: torch CPU threads during fit (small batches run fastest on one; restored afterwards).
         rating_range: the (lowest, highest) rating of the scale; ``fit`` refuses ratings outside it.
+        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
+            initial weights, negatives and minibatch order on every device.
     """
 
     def __init__(self, factors: int = 16, epochs: int = 15, lr: float = 0.01, batch_size: int = 1024,
                  weight_decay: float = 1e-4, random_state: int | None = 0, negatives: int = 0, threads: int | None = 1,
-                 rating_range: tuple[float, float] = (1.0, 5.0)):
+                 rating_range: tuple[float, float] = (1.0, 5.0), device: str = "cpu"):
+        self.device = device
         self.threads, self.negatives, self.rating_range = threads, negatives, rating_range
         self.factors, self.epochs, self.lr, self.batch_size = factors, epochs, lr, batch_size
         self.weight_decay, self.random_state = weight_decay, random_state
@@ -137,26 +140,27 @@ class FactorizationMachine(Recommender):
         if train.shape != (features.n_users, features.n_items):
             raise ValueError(f"train is {train.shape} but the features describe "
                              f"({features.n_users}, {features.n_items}) users x items.")
+        dev = resolve_device(self.device)
         self.features_ = features
         previous_threads = torch.get_num_threads()
         prepare_cpu_training(self.threads)
         try:
-            self._train(train, features)
+            self._train(train, features, dev)
         finally:
             torch.set_num_threads(previous_threads)
         return self
 
-    def _train(self, train: sp.csr_matrix, features: FMFeatures) -> None:
+    def _train(self, train: sp.csr_matrix, features: FMFeatures, dev: torch.device) -> None:
         g = generator(self.random_state)
         coo = train.tocoo()
         seen = set(zip(coo.row.tolist(), coo.col.tolist(), strict=False))
         pos_users, pos_items = coo.row.astype(np.int64), coo.col.astype(np.int64)
-        y_pos = torch.as_tensor(coo.data, dtype=torch.float32)
+        y_pos = torch.as_tensor(coo.data, dtype=torch.float32, device=dev)
         rng = np.random.default_rng(self.random_state)
         n_features = features.offsets["total"]
-        self.w0_ = torch.nn.Parameter(torch.tensor(float(y_pos.mean())))
-        self.w_ = torch.nn.Parameter(torch.zeros(n_features))
-        self.v_ = torch.nn.Parameter(torch.randn(n_features, self.factors, generator=g) * 0.01)
+        self.w0_ = torch.nn.Parameter(torch.tensor(float(y_pos.mean()), device=dev))
+        self.w_ = torch.nn.Parameter(torch.zeros(n_features, device=dev))
+        self.v_ = torch.nn.Parameter((torch.randn(n_features, self.factors, generator=g) * 0.01).to(dev))
         # Decoupled L2 on every weight each step: rarely seen items and users shrink most, so an obscure
         # movie with two 5-star ratings does not top everyone's list.
         optimiser = torch.optim.AdamW([self.w0_, self.w_, self.v_], lr=self.lr, weight_decay=self.weight_decay)
@@ -168,10 +172,10 @@ class FactorizationMachine(Recommender):
                 neg_i = rng.integers(0, features.n_items, len(neg_u))
                 ok = np.fromiter(((u, i) not in seen for u, i in zip(neg_u.tolist(), neg_i.tolist(), strict=False)), bool, len(neg_u))
                 users, items = np.concatenate([users, neg_u[ok]]), np.concatenate([items, neg_i[ok]])
-                y = torch.cat([y_pos, torch.zeros(int(ok.sum()))])
+                y = torch.cat([y_pos, torch.zeros(int(ok.sum()), device=dev)])
             index, value = features.encode(users, items)
-            idx_t, val_t = torch.as_tensor(index), torch.as_tensor(value)
-            perm = torch.randperm(len(y), generator=g)
+            idx_t, val_t = torch.as_tensor(index, device=dev), torch.as_tensor(value, device=dev)
+            perm = torch.randperm(len(y), generator=g).to(dev)
             total = 0.0
             for start in range(0, len(y), self.batch_size):
                 b = perm[start:start + self.batch_size]
@@ -196,7 +200,9 @@ class FactorizationMachine(Recommender):
         """Predictions for already encoded rows (slots may be switched off by setting value 0)."""
         self._check_fitted()
         with torch.no_grad():
-            return self._forward(torch.as_tensor(index), torch.as_tensor(value, dtype=torch.float32)).numpy()
+            dev = self.v_.device
+            return to_numpy(self._forward(torch.as_tensor(index, device=dev),
+                                          torch.as_tensor(value, dtype=torch.float32, device=dev)))
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Predicted ratings for aligned (user, item) pairs."""
@@ -213,7 +219,7 @@ class FactorizationMachine(Recommender):
         item_slots = [1] + list(range(5, len(FIELDS)))
         with torch.no_grad():
             def side(idx, val):
-                idx, val = torch.as_tensor(idx), torch.as_tensor(val)
+                idx, val = torch.as_tensor(idx, device=self.v_.device), torch.as_tensor(val, device=self.v_.device)
                 emb = self.v_[idx] * val[..., None]
                 linear = (self.w_[idx] * val).sum(1)
                 within = 0.5 * (emb.sum(1) ** 2 - (emb ** 2).sum(1)).sum(1)
@@ -221,7 +227,7 @@ class FactorizationMachine(Recommender):
             u_const, u_sum = side(u_idx[:, user_slots], u_val[:, user_slots])
             i_const, i_sum = side(i_idx[:, item_slots], i_val[:, item_slots])
             scores = self.w0_ + u_const[:, None] + i_const[None, :] + u_sum @ i_sum.T
-        return scores.numpy()
+        return to_numpy(scores)
 
     @property
     def base_value(self) -> float:
@@ -233,12 +239,13 @@ class FactorizationMachine(Recommender):
         """Exact Shapley value of every slot (reference: feature absent), shape like ``index``."""
         self._check_fitted()
         with torch.no_grad():
-            idx, val = torch.as_tensor(index), torch.as_tensor(value, dtype=torch.float32)
+            dev = self.v_.device
+            idx, val = torch.as_tensor(index, device=dev), torch.as_tensor(value, dtype=torch.float32, device=dev)
             emb = self.v_[idx] * val[..., None]
             total = emb.sum(1, keepdim=True)
             # Half of each pairwise term <e_j, e_k> goes to j: 1/2 <e_j, sum_k e_k - e_j>.
             half_pairs = 0.5 * (emb * (total - emb)).sum(-1)
-            return (self.w_[idx] * val + half_pairs).numpy().astype(np.float64)
+            return to_numpy(self.w_[idx] * val + half_pairs).astype(np.float64)
 
     def shapley(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Exact Shapley values (n_pairs, 24 slots of ``FIELDS``); rows sum to predict - base_value."""

@@ -48,7 +48,7 @@ from xrec_helpers.data.sequences import (  # noqa: F401  (re-exported: notebooks
     user_event_sequences,
     user_sequences,
 )
-from xrec_helpers.models._torch import generator, prepare_cpu_training
+from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
 from xrec_helpers.models.base import Recommender
 
 N_RATINGS = 5
@@ -114,11 +114,15 @@ class GRU4Rec(Recommender):
             identical weights).
         threads: torch CPU threads while fitting and scoring (a GRU step is a small matrix product: on
             a few shared cores one thread is fastest); None leaves torch's setting.
+        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
+            initial weights, window order and dropout masks on every device.
     """
 
     def __init__(self, max_len: int = 20, emb_size: int = 64, hidden_size: int = 64, epochs: int = 10,
                  lr: float = 3e-3, weight_decay: float = 0.0, batch_size: int = 128, dropout: float = 0.2,
-                 patience: int = 3, random_state: int | None = 0, threads: int | None = 1, progress: bool = False):
+                 patience: int = 3, random_state: int | None = 0, threads: int | None = 1, progress: bool = False,
+                 device: str = "cpu"):
+        self.device = device
         self.max_len, self.emb_size, self.hidden_size, self.epochs = max_len, emb_size, hidden_size, epochs
         self.lr, self.weight_decay, self.batch_size, self.dropout = lr, weight_decay, batch_size, dropout
         self.patience, self.random_state, self.threads, self.progress = patience, random_state, threads, progress
@@ -225,6 +229,7 @@ class GRU4Rec(Recommender):
         if hasattr(self, "baseline_dense_"):
             del self.baseline_dense_
         self.sequences_ = [self._check_events(s) for s in sequences]
+        dev = resolve_device(self.device)
         prepare_cpu_training(self.threads)
         g = generator(self.random_state)
         events = np.concatenate([s for s in self.sequences_ if len(s)]) if any(len(s) for s in self.sequences_) \
@@ -246,18 +251,19 @@ class GRU4Rec(Recommender):
         with torch.no_grad():
             logf = np.log1p(self.item_frequency_)
             self.net_.item_bias.copy_(torch.as_tensor(logf - logf.mean(), dtype=torch.float32))
+        self.net_.to(dev)  # initialised on the CPU from the seed, then moved once
         optimiser = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        X, Xd, Y = self._windows([s for s in self.sequences_ if len(s)])
+        X, Xd, Y = (t.to(dev) for t in self._windows([s for s in self.sequences_ if len(s)]))
         rows, best, best_state, waited = [], -np.inf, None, 0
         for epoch in trange(self.epochs, desc="GRU4Rec", disable=not self.progress):
             self.net_.train()
-            perm = torch.randperm(len(X), generator=g)
+            perm = torch.randperm(len(X), generator=g).to(dev)
             total, count = 0.0, 0
             for start in range(0, len(X), self.batch_size):
                 idx = perm[start:start + self.batch_size]
                 emb = self.net_.inputs(X[idx], Xd[idx])
                 if self.dropout:
-                    keep = (torch.rand(emb.shape[:2], generator=g) >= self.dropout).unsqueeze(-1)
+                    keep = (torch.rand(emb.shape[:2], generator=g).to(dev) >= self.dropout).unsqueeze(-1)
                     emb = emb * keep / (1 - self.dropout)
                 out, _ = self.net_.gru(emb)
                 y = Y[idx]
@@ -294,7 +300,8 @@ class GRU4Rec(Recommender):
 
     def _set_average_token(self) -> None:
         """The "average movie": training-frequency weighted mean of the item embeddings."""
-        w = torch.as_tensor(self.item_frequency_ / self.item_frequency_.sum(), dtype=torch.float32)
+        w = torch.as_tensor(self.item_frequency_ / self.item_frequency_.sum(), dtype=torch.float32,
+                            device=self.net_.embedding.weight.device)
         with torch.no_grad():
             self.net_.embedding.weight[self.net_.avg] = w @ self.net_.embedding.weight[: self.n_items]
 
@@ -327,16 +334,17 @@ class GRU4Rec(Recommender):
                       items: np.ndarray | None = None, batch_size: int = 2048) -> np.ndarray:
         """Scores of encoded (possibly edited) inputs from :meth:`encode`: (n, n_items) or (n, len(items))."""
         net = self._net()
-        idx = None if items is None else torch.as_tensor(np.asarray(items, dtype=np.int64))
+        dev = net.embedding.weight.device
+        idx = None if items is None else torch.as_tensor(np.asarray(items, dtype=np.int64), device=dev)
         out = []
         for start in range(0, len(tokens), batch_size):
-            tk = torch.as_tensor(tokens[start:start + batch_size])
-            dn = torch.as_tensor(dense[start:start + batch_size], dtype=torch.float32)
-            last = torch.as_tensor(lengths[start:start + batch_size])
+            tk = torch.as_tensor(tokens[start:start + batch_size], device=dev)
+            dn = torch.as_tensor(dense[start:start + batch_size], dtype=torch.float32, device=dev)
+            last = torch.as_tensor(lengths[start:start + batch_size], device=dev)
             with torch.no_grad():
-                q = net.states(tk, dn)[torch.arange(len(tk)), last]
+                q = net.states(tk, dn)[torch.arange(len(tk), device=dev), last]
                 s = net.logits(q) if idx is None else q @ net.embedding.weight[idx].T + net.item_bias[idx]
-            out.append(s.numpy())
+            out.append(to_numpy(s))
         n_cols = self.n_items if items is None else len(items)
         return np.concatenate(out) if out else np.zeros((0, n_cols), dtype=np.float32)
 

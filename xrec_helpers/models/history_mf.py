@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import trange
 
-from xrec_helpers.models._torch import generator, prepare_cpu_training
+from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
 from xrec_helpers.models.base import HistoryRecommender
 
 
@@ -28,20 +28,24 @@ class HistoryMF(HistoryRecommender):
         lr, weight_decay: Adam settings.
         batch_size: users per step.
         random_state: seed for initialisation and the hidden-item draws.
+        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
+            initial weights and random draws on every device.
     """
 
     def __init__(self, factors: int = 64, epochs: int = 40, hide: float = 0.25, lr: float = 0.01,
                  weight_decay: float = 1e-5, batch_size: int = 128, random_state: int | None = 0,
-                 progress: bool = False):
+                 progress: bool = False, device: str = "cpu"):
         self.factors, self.epochs, self.hide, self.lr = factors, epochs, hide, lr
+        self.device = device
         self.weight_decay, self.batch_size = weight_decay, batch_size
         self.random_state, self.progress = random_state, progress
 
-    def _build(self, n_items: int, g: torch.Generator) -> None:
-        self.in_factors_ = torch.nn.Parameter(torch.randn(n_items, self.factors, generator=g) * 0.05)
-        self.out_factors_ = torch.nn.Parameter(torch.randn(n_items, self.factors, generator=g) * 0.05)
-        self.user_offset_ = torch.nn.Parameter(torch.zeros(self.factors))
-        self.item_bias_ = torch.nn.Parameter(torch.zeros(n_items))
+    def _build(self, n_items: int, g: torch.Generator, dev: torch.device) -> None:
+        # drawn on the CPU from the seed, then moved once (a no-op on the CPU)
+        self.in_factors_ = torch.nn.Parameter((torch.randn(n_items, self.factors, generator=g) * 0.05).to(dev))
+        self.out_factors_ = torch.nn.Parameter((torch.randn(n_items, self.factors, generator=g) * 0.05).to(dev))
+        self.user_offset_ = torch.nn.Parameter(torch.zeros(self.factors, device=dev))
+        self.item_bias_ = torch.nn.Parameter(torch.zeros(n_items, device=dev))
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         norm = x.sum(1, keepdim=True).clamp(min=1.0).sqrt()
@@ -50,20 +54,21 @@ class HistoryMF(HistoryRecommender):
 
     def fit(self, train: sp.csr_matrix) -> HistoryMF:
         train = self._set_train(train)
+        dev = resolve_device(self.device)
         prepare_cpu_training()
         g = generator(self.random_state)
-        self._build(train.shape[1], g)
+        self._build(train.shape[1], g, dev)
         params = [self.in_factors_, self.out_factors_, self.user_offset_, self.item_bias_]
         optimiser = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
-        dense = torch.as_tensor((train > 0).toarray(), dtype=torch.float32)
+        dense = torch.as_tensor((train > 0).toarray(), dtype=torch.float32, device=dev)  # moved once
         active = torch.nonzero(dense.sum(1) > 0).flatten()
         self.loss_history_ = []
         for _ in trange(self.epochs, desc="HistoryMF", disable=not self.progress):
-            perm = active[torch.randperm(len(active), generator=g)]
+            perm = active[torch.randperm(len(active), generator=g).to(dev)]
             total = 0.0
             for start in range(0, len(perm), self.batch_size):
                 x = dense[perm[start:start + self.batch_size]]
-                hidden = (torch.rand(x.shape, generator=g) < self.hide) & (x > 0)
+                hidden = (torch.rand(x.shape, generator=g).to(dev) < self.hide) & (x > 0)
                 visible = x * (~hidden)
                 logits = self._logits(visible)
                 target = hidden.float()
@@ -85,12 +90,14 @@ class HistoryMF(HistoryRecommender):
     def torch_scores(self, histories: torch.Tensor) -> torch.Tensor:
         """Differentiable scores of a (batch, n_items) float tensor of (soft) histories.
 
-        Explainers that learn masks over the history (05_lxr) back-propagate through this.
+        Explainers that learn masks over the history (05_lxr) back-propagate through this. The scores
+        come back on the device of ``histories`` (the model's own device is used in between).
         """
         self._fitted()
-        return torch.sigmoid(self._logits(histories))
+        dev = self.in_factors_.device
+        return torch.sigmoid(self._logits(histories.to(dev))).to(histories.device)
 
     def score_histories(self, histories: np.ndarray | sp.spmatrix) -> np.ndarray:
-        x = torch.as_tensor(self.check_histories(histories))
+        x = torch.as_tensor(self.check_histories(histories), device=self.in_factors_.device)
         with torch.no_grad():
-            return torch.sigmoid(self._logits(x)).numpy()
+            return to_numpy(torch.sigmoid(self._logits(x)))

@@ -10,12 +10,13 @@ Adam with a constant learning rate.
 Every parameter is stored with a leading "model" axis, so the same code trains one model
 (``NCF.fit``) or ``M`` warm-started copies with their own removed rows and their own minibatch
 order (:class:`NCFStack`): the verification protocol stacks all its retrains into one batched
-model instead of looping over them.
+model instead of looping over them. Stacks are independent jobs, so ``retrain_scores`` hands them
+to an engine (:func:`xrec_helpers.engines.map_jobs`: serial, local processes, a Dask cluster), and
+each stack trains on the model's ``device`` (the CPU, or a GPU with ``device="cuda"``/``"auto"``).
 """
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,7 +24,8 @@ import scipy.sparse as sp
 import torch
 
 from xrec_helpers._ids import check_ids
-from xrec_helpers.models._torch import generator, prepare_cpu_training
+from xrec_helpers.engines import Engine, check_engine, map_jobs
+from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
 from xrec_helpers.models.base import Recommender
 
 _DECAYED = ("P_gmf", "Q_gmf", "P_mlp", "Q_mlp", "W1", "W2", "Wo")
@@ -57,6 +59,7 @@ class NCFStack:
     def __init__(self, params: dict[str, torch.Tensor], adam_state: dict[str, tuple] | None,
                  lr: float, weight_decay: float, batch_size: int):
         self.params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+        self.device = self.params["bo"].device  # every tensor of a stack lives where its parameters do
         self.lr, self.weight_decay, self.batch_size = lr, weight_decay, batch_size
         self.opt = torch.optim.Adam([self.params[k] for k in _ORDER], lr=lr, fused=True)
         if adam_state is not None:  # warm start restores Adam's moments too, as the original retrains do
@@ -64,9 +67,10 @@ class NCFStack:
                 step, m, v = adam_state[k]
                 M = self.params[k].shape[0]
                 self.opt.state[self.params[k]] = {
-                    "step": torch.tensor(float(step)),
-                    "exp_avg": m.expand(M, *m.shape[1:]).clone(),
-                    "exp_avg_sq": v.expand(M, *v.shape[1:]).clone(),
+                    # fused Adam keeps its step count on the parameters' device
+                    "step": torch.tensor(float(step), device=self.device),
+                    "exp_avg": m.to(self.device).expand(M, *m.shape[1:]).clone(),
+                    "exp_avg_sq": v.to(self.device).expand(M, *v.shape[1:]).clone(),
                 }
 
     @property
@@ -82,7 +86,7 @@ class NCFStack:
             # gather from the flattened (M * n, d) table: index_select (and index_add_ backward) is
             # several times faster than advanced indexing with a broadcast model index.
             n, d = table.shape[1:]
-            flat = (idx + torch.arange(M).unsqueeze(1) * n).reshape(-1)
+            flat = (idx + torch.arange(M, device=idx.device).unsqueeze(1) * n).reshape(-1)
             return table.reshape(M * n, d).index_select(0, flat).reshape(M, B, d)
 
         return ncf_forward(rows(p["P_gmf"], users), rows(p["Q_gmf"], items), rows(p["P_mlp"], users),
@@ -95,7 +99,8 @@ class NCFStack:
         ``keep`` (M, n) is 1 for rows a model trains on and 0 for removed rows; a removed row keeps
         its slot in the minibatch order but carries no weight, so the batch mean is over kept rows.
         Models with the same seed share the minibatch order (seeds only change the order, as in the
-        original retrains).
+        original retrains). The row tensors must be on the stack's device; the minibatch orders are
+        drawn on the CPU (the same order on every device) and moved there.
         """
         M, n = keep.shape
         if len(seeds) != M:
@@ -103,11 +108,11 @@ class NCFStack:
         uniq, which = np.unique(np.asarray(seeds), return_inverse=True)
         gens = [generator(int(s)) for s in uniq]
         which = torch.as_tensor(which)
-        m_idx = torch.arange(M).unsqueeze(1)
+        m_idx = torch.arange(M, device=keep.device).unsqueeze(1)
         decayed = [self.params[k] for k in _DECAYED]
         history = []
         for _ in range(epochs):
-            perms = torch.stack([torch.randperm(n, generator=g) for g in gens])[which]  # (M, n)
+            perms = torch.stack([torch.randperm(n, generator=g) for g in gens])[which].to(keep.device)  # (M, n)
             total, weight = 0.0, 0.0
             for start in range(0, n, self.batch_size):
                 idx = perms[:, start:start + self.batch_size]
@@ -130,7 +135,7 @@ class NCFStack:
     @torch.no_grad()
     def score_pairs(self, users: torch.Tensor, items: torch.Tensor) -> np.ndarray:
         """Scores of (M, B) user/item pairs, one row per model."""
-        return self.predict(users, items).numpy()
+        return to_numpy(self.predict(users, items))
 
 
 class NCF(Recommender):
@@ -144,14 +149,19 @@ class NCF(Recommender):
         batch_size: rows per step (1,246 = 1/49 of the paper's 61,054 ratings).
         epochs: training epochs (the paper: 120,000 steps ~ 2,449 epochs).
         random_state: seed of initialisation and minibatch order.
+        device: where training, scoring and the stacked retrains run: ``"cpu"`` (default), ``"cuda"``,
+            or ``"auto"`` (a GPU when present: what the paper-size settings use). A seed gives the same
+            initial weights and minibatch order on every device.
 
     ``fit`` expects a CSR matrix holding explicit ratings (``Dataset.csr(train, binary=False)``).
     """
 
     def __init__(self, factors: int = 16, hidden: tuple[int, int] = (16, 8), weight_decay: float = 1e-3,
-                 lr: float = 1e-3, batch_size: int = 1246, epochs: int = 100, random_state: int | None = 0):
+                 lr: float = 1e-3, batch_size: int = 1246, epochs: int = 100, random_state: int | None = 0,
+                 device: str = "cpu"):
         self.factors, self.hidden, self.weight_decay, self.lr = factors, hidden, weight_decay, lr
         self.batch_size, self.epochs, self.random_state = batch_size, epochs, random_state
+        self.device = device
 
     # --- training ------------------------------------------------------------------------------
     def _init_params(self, n_users: int, n_items: int) -> dict[str, torch.Tensor]:
@@ -173,8 +183,10 @@ class NCF(Recommender):
 
     def _rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         coo = self.train_.tocoo()
-        return (torch.as_tensor(coo.row, dtype=torch.long), torch.as_tensor(coo.col, dtype=torch.long),
-                torch.as_tensor(coo.data, dtype=torch.float32))
+        dev = self._stack.device
+        return (torch.as_tensor(coo.row, dtype=torch.long, device=dev),
+                torch.as_tensor(coo.col, dtype=torch.long, device=dev),
+                torch.as_tensor(coo.data, dtype=torch.float32, device=dev))
 
     def fit(self, train: sp.csr_matrix) -> NCF:
         """Train from scratch on explicit ratings; returns self."""
@@ -182,8 +194,11 @@ class NCF(Recommender):
         if train.data.min() < 1 or train.data.max() > 5 or np.all(train.data == 1):
             raise ValueError("NCF regresses explicit ratings 1-5: build the matrix with "
                              "Dataset.csr(train, binary=False), not a binary one.")
+        dev = resolve_device(self.device)
         prepare_cpu_training()
-        self._stack = NCFStack(self._init_params(*train.shape), None, self.lr, self.weight_decay, self.batch_size)
+        # initialised on the CPU from the seed, then moved once: the same start on every device
+        params = {k: v.to(dev) for k, v in self._init_params(*train.shape).items()}
+        self._stack = NCFStack(params, None, self.lr, self.weight_decay, self.batch_size)
         self.loss_history_ = []
         self.continue_training(self.epochs)
         return self
@@ -196,7 +211,7 @@ class NCF(Recommender):
                 group["lr"] = lr
             self._stack.lr = lr
         users, items, ratings = self._rows()
-        keep = torch.ones(1, len(users))
+        keep = torch.ones(1, len(users), device=users.device)
         seed = 0 if self.random_state is None else int(self.random_state)
         self.loss_history_ += self._stack.train_epochs(users, items, ratings, keep,
                                                        [seed + len(self.loss_history_)], epochs)
@@ -205,17 +220,20 @@ class NCF(Recommender):
     # --- scoring -------------------------------------------------------------------------------
     @property
     def params_(self) -> dict[str, torch.Tensor]:
-        """The trained parameters of the single model (leading model axis of size 1)."""
+        """The trained parameters of the single model (leading model axis of size 1), on the CPU.
+
+        Influence functions (06_accent) work on these; for a CPU model they are the model's own tensors.
+        """
         self._fitted()
-        return {k: v.detach() for k, v in self._stack.params.items()}
+        return {k: v.detach().cpu() for k, v in self._stack.params.items()}
 
     @torch.no_grad()
     def _score(self, users: np.ndarray) -> np.ndarray:
-        n_items = self.n_items
-        u = torch.as_tensor(users).repeat_interleave(n_items).unsqueeze(0)
-        i = torch.arange(n_items).repeat(len(users)).unsqueeze(0)
+        n_items, dev = self.n_items, self._stack.device
+        u = torch.as_tensor(users, device=dev).repeat_interleave(n_items).unsqueeze(0)
+        i = torch.arange(n_items, device=dev).repeat(len(users)).unsqueeze(0)
         out = self._stack.predict(u, i)
-        return out.reshape(len(users), n_items).numpy()
+        return to_numpy(out.reshape(len(users), n_items))
 
     def train_rmse(self) -> float:
         """Root mean squared error on the training ratings (the plateau the schedules are compared on)."""
@@ -229,7 +247,7 @@ class NCF(Recommender):
                        targets: Sequence[Sequence[int]], max_models: int = 128,
                        lr: float | None = None,
                        target_users: Sequence[Sequence[int]] | None = None,
-                       processes: int = 1) -> list[np.ndarray]:
+                       engine: Engine = None, device: str | None = None) -> list[np.ndarray]:
         """Warm-start retrains with rows removed, stacked into batched models; returns new scores.
 
         Args:
@@ -238,15 +256,18 @@ class NCF(Recommender):
             seeds: one minibatch-order seed per retrain.
             epochs: extra epochs from the trained checkpoint (parameters and Adam moments restored).
             targets: per retrain, the items of ``user`` to score afterwards.
-            max_models: how many retrains one stacked model holds (memory/speed trade-off).
+            max_models: how many retrains one stacked model holds (memory/speed trade-off; on a GPU,
+                larger stacks use it better).
             lr: learning rate of the retrains (default: the rate the model last trained at, so a
                 base finished at a lower rate by ``continue_training(lr=...)`` is retrained at that rate).
             target_users: per retrain, the user of each target (default: the retrain's own user).
                 A no-removal control is the same model for every user with the same seed, so one
                 control per seed can score every user's targets.
-            processes: run the stacked blocks in this many forked worker processes, one thread each
-                (blocks are independent, so the scores are the same; on 2 cores, 2 processes roughly
-                halve the wall time, while 2 threads in one process gain nothing).
+            engine: where the stacks run (:func:`xrec_helpers.engines.map_jobs`): ``None`` in this
+                process (default), ``2`` for two local loky processes, a ``dask.distributed.Client``
+                for a cluster. Stacks are independent and seeded, so every engine gives the same scores.
+            device: where each stack trains (default: the model's ``device``). Resolved by the worker
+                that runs the stack, so ``"auto"`` uses a worker's GPU when it has one.
 
         Returns:
             one array per retrain: the predicted ratings of its targets after retraining.
@@ -256,6 +277,11 @@ class NCF(Recommender):
             raise ValueError(f"removals, seeds and targets must align: {len(removals)}, {len(seeds)}, {len(targets)}.")
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, not {epochs}.")
+        if max_models < 1:
+            raise ValueError(f"max_models must be >= 1, not {max_models}.")
+        check_engine(engine)
+        device = self.device if device is None else device
+        resolve_device(device)  # a bad or unavailable device fails here, before any work is sent out
         if len(removals) == 0:
             return []
         width = max(len(t) for t in targets)
@@ -267,8 +293,6 @@ class NCF(Recommender):
             raise ValueError("target_users must give one user per target item of every retrain.")
         for tu_ in target_users:
             self.check_users(list(tu_))
-        prepare_cpu_training()
-        users, items, ratings = self._rows()
         indptr = self.train_.indptr
         row_of = {}
         for m, (user, removed) in enumerate(removals):
@@ -282,12 +306,15 @@ class NCF(Recommender):
                                  "items can be removed.")
             row_of[m] = [where[int(i)] for i in removed]
         # coo of a CSR is in row order, so row positions equal CSR data positions.
-        base = {k: v.detach() for k, v in self._stack.params.items()}
-        adam = {k: (self._stack.opt.state[self._stack.params[k]]["step"],
-                    self._stack.opt.state[self._stack.params[k]]["exp_avg"],
-                    self._stack.opt.state[self._stack.params[k]]["exp_avg_sq"]) for k in _ORDER}
-        if processes < 1:
-            raise ValueError(f"processes must be >= 1, not {processes}.")
+        serial = engine is None or engine == "serial" or (isinstance(engine, int) and engine == 1)
+        # Jobs sent to other processes carry CPU tensors (a worker without the model's GPU can read them);
+        # in this process they stay where they are (no copy on the CPU, no round trip on a GPU).
+        here = (lambda t: t) if serial else (lambda t: t.cpu())
+        users, items, ratings = (here(t) for t in self._rows())
+        opt_state = self._stack.opt.state
+        base = {k: here(v.detach()) for k, v in self._stack.params.items()}
+        adam = {k: (float(opt_state[self._stack.params[k]]["step"]), here(opt_state[self._stack.params[k]]["exp_avg"]),
+                    here(opt_state[self._stack.params[k]]["exp_avg_sq"])) for k in _ORDER}
         jobs = []
         for start in range(0, len(removals), max_models):
             block = range(start, min(start + max_models, len(removals)))
@@ -298,26 +325,26 @@ class NCF(Recommender):
                                  dtype=torch.long)
             jobs.append(([row_of[m] for m in block], [seeds[m] for m in block], tu, ti))
         shared = (base, adam, self._stack.lr if lr is None else lr, self.weight_decay, self.batch_size,
-                  users, items, ratings, epochs)
-        if processes == 1 or len(jobs) == 1:
-            blocks = [_retrain_block(shared, job) for job in jobs]
-        else:
-            # fork: workers inherit the data instead of unpickling it; each runs one thread
-            ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(min(processes, len(jobs)), initializer=prepare_cpu_training, initargs=(1,)) as pool:
-                blocks = pool.starmap(_retrain_block, [(shared, job) for job in jobs])
-        out = np.concatenate(blocks, axis=0)
+                  users, items, ratings, epochs, device)
+        out = np.concatenate(map_jobs(_retrain_block, jobs, shared=shared, engine=engine), axis=0)
         return [out[m, :len(targets[m])] for m in range(len(removals))]
 
 
 def _retrain_block(shared: tuple, job: tuple) -> np.ndarray:
-    """Warm-start-train one stack of retrains and score its targets (a worker's unit of work)."""
-    base, adam, lr, weight_decay, batch_size, users, items, ratings, epochs = shared
+    """Warm-start-train one stack of retrains and score its targets (one engine job).
+
+    Runs in whichever process the engine chooses, so it sets that process's torch up itself.
+    """
+    base, adam, lr, weight_decay, batch_size, users, items, ratings, epochs, device = shared
     removed_rows, seeds, tu, ti = job
+    dev = resolve_device(device)
+    prepare_cpu_training()  # per process (and per thread): workers start without denormal flushing
     M = len(seeds)
-    stack = NCFStack({k: v.expand(M, *v.shape[1:]) for k, v in base.items()}, adam, lr, weight_decay, batch_size)
-    keep = torch.ones(M, len(users))
+    users, items, ratings = users.to(dev), items.to(dev), ratings.to(dev)
+    stack = NCFStack({k: v.to(dev).expand(M, *v.shape[1:]) for k, v in base.items()}, adam, lr, weight_decay,
+                     batch_size)
+    keep = torch.ones(M, len(users), device=dev)
     for b, rows in enumerate(removed_rows):
         keep[b, rows] = 0.0
     stack.train_epochs(users, items, ratings, keep, seeds, epochs)
-    return stack.score_pairs(tu, ti).astype(np.float64)
+    return stack.score_pairs(tu.to(dev), ti.to(dev)).astype(np.float64)

@@ -34,7 +34,7 @@ from torch import nn
 from tqdm.auto import trange
 
 from xrec_helpers.data.reviews import ReviewCorpus
-from xrec_helpers.models._torch import generator, prepare_cpu_training
+from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
 from xrec_helpers.models.base import Recommender
 
 ATTENTIONS = ("personalised", "narre")
@@ -65,32 +65,37 @@ class BiasedMF(Recommender):
     """Rating baseline without text: ``r = mu + b_u + b_i + p_u . q_i`` fitted by MSE with Adam.
 
     Taught in 09_attention_reviews (does text help?). ``fit`` takes a ReviewCorpus and ignores its text.
+    ``device``: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
+    initial weights and batch order on every device.
     """
 
     def __init__(self, factors: int = 16, epochs: int = 30, lr: float = 0.01, weight_decay: float = 1e-4,
-                 batch_size: int = 512, random_state: int | None = 0):
+                 batch_size: int = 512, random_state: int | None = 0, device: str = "cpu"):
+        self.device = device
         self.factors, self.epochs, self.lr, self.weight_decay = factors, epochs, lr, weight_decay
         self.batch_size, self.random_state = batch_size, random_state
 
     def fit(self, corpus: ReviewCorpus) -> BiasedMF:
         _check_corpus(corpus)
         self._set_train(corpus.csr())
+        dev = resolve_device(self.device)
         prepare_cpu_training()
         g = generator(self.random_state)
         n_users, n_items = corpus.n_users, corpus.n_items
         self.mu_ = float(corpus.reviews["rating"].mean())
-        self.P_ = nn.Parameter(torch.randn(n_users, self.factors, generator=g) * 0.05)
-        self.Q_ = nn.Parameter(torch.randn(n_items, self.factors, generator=g) * 0.05)
-        self.bu_ = nn.Parameter(torch.zeros(n_users))
-        self.bi_ = nn.Parameter(torch.zeros(n_items))
+        # drawn on the CPU from the seed, then moved once (a no-op on the CPU)
+        self.P_ = nn.Parameter((torch.randn(n_users, self.factors, generator=g) * 0.05).to(dev))
+        self.Q_ = nn.Parameter((torch.randn(n_items, self.factors, generator=g) * 0.05).to(dev))
+        self.bu_ = nn.Parameter(torch.zeros(n_users, device=dev))
+        self.bi_ = nn.Parameter(torch.zeros(n_items, device=dev))
         params = [self.P_, self.Q_, self.bu_, self.bi_]
         opt = torch.optim.Adam(params, lr=self.lr)
-        u = torch.as_tensor(corpus.reviews["user"].to_numpy().copy(), dtype=torch.long)
-        i = torch.as_tensor(corpus.reviews["item"].to_numpy().copy(), dtype=torch.long)
-        r = torch.as_tensor(corpus.reviews["rating"].to_numpy().copy(), dtype=torch.float32)
+        u = torch.as_tensor(corpus.reviews["user"].to_numpy().copy(), dtype=torch.long, device=dev)
+        i = torch.as_tensor(corpus.reviews["item"].to_numpy().copy(), dtype=torch.long, device=dev)
+        r = torch.as_tensor(corpus.reviews["rating"].to_numpy().copy(), dtype=torch.float32, device=dev)
         self.loss_history_ = []
         for _ in range(self.epochs):
-            perm = torch.randperm(len(r), generator=g)
+            perm = torch.randperm(len(r), generator=g).to(dev)
             total = 0.0
             for start in range(0, len(r), self.batch_size):
                 b = perm[start:start + self.batch_size]
@@ -109,13 +114,13 @@ class BiasedMF(Recommender):
     def predict(self, users: Sequence[int] | np.ndarray, items: Sequence[int] | np.ndarray) -> np.ndarray:
         """Predicted stars for aligned (user, item) pairs."""
         users, items = _pairs(self, users, items)
-        u, i = torch.as_tensor(users), torch.as_tensor(items)
-        return (self.mu_ + self.bu_[u] + self.bi_[i] + (self.P_[u] * self.Q_[i]).sum(1)).numpy()
+        u, i = torch.as_tensor(users, device=self.P_.device), torch.as_tensor(items, device=self.P_.device)
+        return to_numpy(self.mu_ + self.bu_[u] + self.bi_[i] + (self.P_[u] * self.Q_[i]).sum(1))
 
     @torch.no_grad()
     def _score(self, users: np.ndarray) -> np.ndarray:
-        u = torch.as_tensor(users)
-        return (self.mu_ + self.bu_[u, None] + self.bi_[None] + self.P_[u] @ self.Q_.T).numpy()
+        u = torch.as_tensor(users, device=self.P_.device)
+        return to_numpy(self.mu_ + self.bu_[u, None] + self.bi_[None] + self.P_[u] @ self.Q_.T)
 
 
 class _Encoder(nn.Module):
@@ -210,6 +215,9 @@ class ReviewAttentionRecommender(Recommender):
             queries the user-side attention over the user's own reviews.)
         dropout, epochs, lr, weight_decay, batch_size: training settings (MSE, Adam).
         random_state: seed for initialisation, document sampling and batch order.
+        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present). Initial weights,
+            documents and batch order come from the seed on every device; dropout masks on a GPU come
+            from its own seeded generator.
 
     ``fit(train, valid=...)`` records the validation RMSE after each epoch (``valid_rmse_``) and keeps
     the weights of the best epoch (``best_epoch_``).
@@ -220,7 +228,8 @@ class ReviewAttentionRecommender(Recommender):
                  dropout: float = 0.1, epochs: int = 8, lr: float = 0.004, weight_decay: float = 1e-6,
                  batch_size: int = 256, item_ids: bool = True, value_dim: int | None = None,
                  threads: int | None = 1,
-                 random_state: int | None = 0, progress: bool = False):
+                 random_state: int | None = 0, progress: bool = False, device: str = "cpu"):
+        self.device = device
         if attention not in ATTENTIONS:
             raise ValueError(f"attention={attention!r} must be one of {ATTENTIONS}.")
         self.attention, self.embed_dim, self.filters, self.window = attention, embed_dim, filters, window
@@ -286,7 +295,7 @@ class ReviewAttentionRecommender(Recommender):
         mask = doc >= 0
         if cache is not None:
             return cache[doc.clamp(min=0)] * mask[..., None]
-        out = torch.zeros(*doc.shape, self.filters)
+        out = torch.zeros(*doc.shape, self.filters, device=doc.device)
         # Encode each distinct review of the batch once (items share many reviews across pairs).
         unique, inverse = torch.unique(doc[mask], return_inverse=True)
         out[mask] = encoder(self.tokens_[unique])[inverse]
@@ -295,13 +304,14 @@ class ReviewAttentionRecommender(Recommender):
     def _forward(self, users: np.ndarray, items: np.ndarray, u_doc: np.ndarray, i_doc: np.ndarray,
                  cached: bool = False):
         net = self.net_
-        u, i = torch.as_tensor(users), torch.as_tensor(items)
-        ud, id_ = torch.as_tensor(u_doc), torch.as_tensor(i_doc)
+        dev = self.tokens_.device
+        u, i = torch.as_tensor(users, device=dev), torch.as_tensor(items, device=dev)
+        ud, id_ = torch.as_tensor(u_doc, device=dev), torch.as_tensor(i_doc, device=dev)
         caches = self._cache() if cached else (None, None)
         enc_u = self._encode(net.user_encoder, ud, caches[0])
         enc_i = self._encode(net.item_encoder, id_, caches[1])
-        reviewed_items = torch.as_tensor(self.review_item_)[ud.clamp(min=0)]
-        authors = torch.as_tensor(self.review_user_)[id_.clamp(min=0)]
+        reviewed_items = torch.as_tensor(self.review_item_, device=dev)[ud.clamp(min=0)]
+        authors = torch.as_tensor(self.review_user_, device=dev)[id_.clamp(min=0)]
         f_u, a_u, _ = net.user_side(enc_u, ud >= 0, i, reviewed_items, u)
         f_i, a_i, v_i = net.item_side(enc_i, id_ >= 0, u, authors, i, self.item_ids)
         if net.value_out is None:  # the original head: w . relu(f_u * f_i)
@@ -317,10 +327,10 @@ class ReviewAttentionRecommender(Recommender):
     def _cache(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every training review encoded once by each tower (eval mode): reused across all predictions."""
         if self.cache_ is None:
-            ids = torch.as_tensor(self.train_reviews_)
+            ids = torch.as_tensor(self.train_reviews_, device=self.tokens_.device)
             tables = []
             for enc in (self.net_.user_encoder, self.net_.item_encoder):
-                table = torch.zeros(self.tokens_.shape[0], self.filters)
+                table = torch.zeros(self.tokens_.shape[0], self.filters, device=self.tokens_.device)
                 for start in range(0, len(ids), 4096):
                     chunk = ids[start:start + 4096]
                     table[chunk] = enc(self.tokens_[chunk])
@@ -341,22 +351,24 @@ class ReviewAttentionRecommender(Recommender):
         if valid is not None and set(valid.reviews["review_id"]) & set(corpus.reviews["review_id"]):
             raise ValueError("valid shares reviews with the training corpus: split them apart with corpus.split.")
         self._set_train(corpus.csr())
+        dev = resolve_device(self.device)
         prepare_cpu_training()
         g = generator(self.random_state)
         rng = np.random.default_rng(self.random_state)
         if self.threads:  # tiny ops: extra threads only add overhead on a shared 2-core machine
             torch.set_num_threads(self.threads)
         self._build_documents(corpus, rng)
-        self.tokens_ = torch.as_tensor(corpus.tokens, dtype=torch.long)
+        self.tokens_ = torch.as_tensor(corpus.tokens, dtype=torch.long, device=dev)  # moved once
         self.mu_ = float(corpus.reviews["rating"].mean())
         self.cache_ = None
         torch.manual_seed(int(rng.integers(2**31)))  # nn.Module initialisation uses the global generator
         self.net_ = _Net(self.attention, corpus.n_users, corpus.n_items, len(corpus.vocab), self.embed_dim,
-                         self.filters, self.window, self.attention_dim, self.factors, self.dropout, self.value_dim)
+                         self.filters, self.window, self.attention_dim, self.factors, self.dropout,
+                         self.value_dim).to(dev)
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         users = corpus.reviews["user"].to_numpy()
         items = corpus.reviews["item"].to_numpy()
-        ratings = torch.as_tensor(corpus.reviews["rating"].to_numpy().copy(), dtype=torch.float32)
+        ratings = torch.as_tensor(corpus.reviews["rating"].to_numpy().copy(), dtype=torch.float32, device=dev)
         self.net_.train()
         self.loss_history_, self.valid_rmse_ = [], []
         best_state, best_rmse, self.best_epoch_ = None, np.inf, self.epochs - 1
@@ -367,7 +379,7 @@ class ReviewAttentionRecommender(Recommender):
                 b = perm[start:start + self.batch_size]
                 u_doc, i_doc = self._documents(users[b], items[b])
                 pred, _, _ = self._forward(users[b], items[b], u_doc, i_doc)
-                loss = ((pred - ratings[b]) ** 2).mean()
+                loss = ((pred - ratings[torch.as_tensor(b, device=dev)]) ** 2).mean()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -393,7 +405,7 @@ class ReviewAttentionRecommender(Recommender):
     def _rmse(self, corpus: ReviewCorpus) -> float:
         users, items = corpus.reviews["user"].to_numpy(), corpus.reviews["item"].to_numpy()
         u_doc, i_doc = self._documents(users, items)
-        pred = self._forward(users, items, u_doc, i_doc, cached=True)[0].numpy()
+        pred = to_numpy(self._forward(users, items, u_doc, i_doc, cached=True)[0])
         return float(np.sqrt(np.mean((pred - corpus.reviews["rating"].to_numpy()) ** 2)))
 
     def _check_fitted_net(self) -> None:
@@ -408,7 +420,7 @@ class ReviewAttentionRecommender(Recommender):
         self._check_fitted_net()
         users, items = _pairs(self, users, items)
         u_doc, i_doc = self._documents(users, items, hide)
-        return self._forward(users, items, u_doc, i_doc, cached=True)[0].numpy()
+        return to_numpy(self._forward(users, items, u_doc, i_doc, cached=True)[0])
 
     @torch.no_grad()
     def attention_weights(self, users: Sequence[int] | np.ndarray, items: Sequence[int] | np.ndarray,
@@ -419,8 +431,8 @@ class ReviewAttentionRecommender(Recommender):
         users, items = _pairs(self, users, items)
         u_doc, i_doc = self._documents(users, items, hide)
         _, a_u, a_i = self._forward(users, items, u_doc, i_doc, cached=True)
-        return {"user_reviews": u_doc, "user_weights": a_u.numpy(), "item_reviews": i_doc,
-                "item_weights": a_i.numpy()}
+        return {"user_reviews": u_doc, "user_weights": to_numpy(a_u), "item_reviews": i_doc,
+                "item_weights": to_numpy(a_i)}
 
     @torch.no_grad()
     def user_representation(self, kind: str = "attention") -> np.ndarray:
@@ -432,9 +444,9 @@ class ReviewAttentionRecommender(Recommender):
         """
         self._check_fitted_net()
         if kind == "attention":
-            return self.net_.item_side.query.weight.numpy().copy()
+            return to_numpy(self.net_.item_side.query.weight).copy()
         if kind == "id":
-            return self.net_.user_side.ids.weight.numpy().copy()
+            return to_numpy(self.net_.user_side.ids.weight).copy()
         raise ValueError(f"kind={kind!r} must be 'attention' or 'id'.")
 
     @torch.no_grad()
@@ -445,5 +457,5 @@ class ReviewAttentionRecommender(Recommender):
         for row, u in enumerate(users):
             uu = np.full(self.n_items, u)
             u_doc, i_doc = self._documents(uu, all_items)
-            out[row] = self._forward(uu, all_items, u_doc, i_doc, cached=True)[0].numpy()
+            out[row] = to_numpy(self._forward(uu, all_items, u_doc, i_doc, cached=True)[0])
         return out

@@ -32,7 +32,7 @@ from torch import nn
 from tqdm.auto import trange
 
 from xrec_helpers.data.reviews import PAD, ReviewCorpus, aspect_mentions
-from xrec_helpers.models._torch import generator, prepare_cpu_training
+from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
 
 
 def mention_counts(corpus: ReviewCorpus) -> tuple[np.ndarray, np.ndarray]:
@@ -81,9 +81,9 @@ class _Peter(nn.Module):
         self.next_word = nn.Linear(d, vocab)
 
     @staticmethod
-    def peter_mask(length: int) -> torch.Tensor:
+    def peter_mask(length: int, device: torch.device | None = None) -> torch.Tensor:
         """Causal mask, except that the user (0) and item (1) positions see each other."""
-        mask = torch.triu(torch.full((length, length), float("-inf")), diagonal=1)
+        mask = torch.triu(torch.full((length, length), float("-inf"), device=device), diagonal=1)
         mask[0, 1] = 0.0
         return mask
 
@@ -92,8 +92,8 @@ class _Peter(nn.Module):
         if self.item is not None:
             item = item + self.item(items)
         x = torch.cat([self.user(users)[:, None], item[:, None], self.word(words)], dim=1)
-        x = x + self.position(torch.arange(x.shape[1]))[None]
-        h = self.encoder(x, mask=self.peter_mask(x.shape[1]))
+        x = x + self.position(torch.arange(x.shape[1], device=x.device))[None]
+        h = self.encoder(x, mask=self.peter_mask(x.shape[1], x.device))
         return self.rating(h[:, 0]).squeeze(-1), self.context(h[:, 1]), self.next_word(h[:, 2:])
 
 
@@ -111,12 +111,15 @@ class ReviewTextGenerator:
         item_ids: add an item ID embedding to the profile (then the model can memorise items, and hiding an
             aspect's reviews may change nothing: the lesson of 09's exercise 4).
         random_state: seeds initialisation and batch order, so a fit is reproducible.
+        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); initial weights and batch
+            order come from the seed on every device (dropout, when set, uses the device's own generator).
     """
 
     def __init__(self, *, d_model: int = 32, layers: int = 1, heads: int = 2, epochs: int = 12, lr: float = 1e-2,
                  batch_size: int = 128, weight_decay: float = 0.0, rating_weight: float = 2.0,
                  context_weight: float = 0.5, dropout: float = 0.0, max_len: int = 18, item_ids: bool = False,
-                 random_state: int | None = 0, progress: bool = False):
+                 random_state: int | None = 0, progress: bool = False, device: str = "cpu"):
+        self.device = device
         self.d_model, self.layers, self.heads, self.epochs, self.lr = d_model, layers, heads, epochs, lr
         self.batch_size, self.weight_decay, self.dropout = batch_size, weight_decay, dropout
         self.rating_weight, self.context_weight, self.max_len = rating_weight, context_weight, max_len
@@ -175,6 +178,7 @@ class ReviewTextGenerator:
         """Train on ``train``'s reviews; ``valid`` (same ids, other reviews) picks the epoch. Returns self."""
         if not isinstance(train, ReviewCorpus) or len(train.reviews) == 0:
             raise TypeError("fit expects a non-empty ReviewCorpus (the train part of corpus.split()).")
+        dev = resolve_device(self.device)
         prepare_cpu_training()
         g = generator(self.random_state)
         self.aspects_ = tuple(train.aspects)
@@ -184,11 +188,11 @@ class ReviewTextGenerator:
         self.item_pos_, self.item_neg_ = self._item_counts(train)
         items = np.array(train.reviews["item"], dtype=np.int64)
         profile = self.leave_one_out_profile(train)
-        users = torch.as_tensor(np.array(train.reviews["user"], dtype=np.int64))
-        items_t = torch.as_tensor(items)
-        profile_t = torch.as_tensor(profile)
-        targets = torch.as_tensor(self._targets(train))
-        ratings = torch.as_tensor(np.array(train.reviews["rating"], dtype=np.float32))
+        users = torch.as_tensor(np.array(train.reviews["user"], dtype=np.int64), device=dev)  # moved once
+        items_t = torch.as_tensor(items, device=dev)
+        profile_t = torch.as_tensor(profile, device=dev)
+        targets = torch.as_tensor(self._targets(train), device=dev)
+        ratings = torch.as_tensor(np.array(train.reviews["rating"], dtype=np.float32), device=dev)
         self.mean_rating_ = float(ratings.mean())
         self.net_ = _Peter(self.n_users_, self.n_items_, profile.shape[1], len(self.vocab_), self.d_model,
                            self.layers, self.heads, self.max_len, self.dropout, self.item_ids)
@@ -198,18 +202,20 @@ class ReviewTextGenerator:
             for m in self.net_.modules():
                 if isinstance(m, nn.LayerNorm):
                     m.weight.fill_(1.0)
+        self.net_.to(dev)  # initialised on the CPU from the seed, then moved once
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         if valid is not None:
             v_items = valid.reviews["item"].to_numpy()
-            v_data = (torch.as_tensor(np.array(valid.reviews["user"], dtype=np.int64)),
-                      torch.as_tensor(self.profile(v_items)), torch.as_tensor(np.array(v_items, dtype=np.int64)),
-                      torch.as_tensor(self._targets(valid)),
-                      torch.as_tensor(np.array(valid.reviews["rating"], dtype=np.float32)))
+            v_data = tuple(t.to(dev) for t in (
+                torch.as_tensor(np.array(valid.reviews["user"], dtype=np.int64)),
+                torch.as_tensor(self.profile(v_items)), torch.as_tensor(np.array(v_items, dtype=np.int64)),
+                torch.as_tensor(self._targets(valid)),
+                torch.as_tensor(np.array(valid.reviews["rating"], dtype=np.float32))))
         self.history_ = []
         best, best_state = np.inf, None
         for epoch in trange(self.epochs, desc="ReviewTextGenerator", disable=not self.progress):
             self.net_.train()
-            perm = torch.randperm(len(users), generator=g)
+            perm = torch.randperm(len(users), generator=g).to(dev)
             sums = np.zeros(3)
             for start in range(0, len(perm), self.batch_size):
                 b = perm[start:start + self.batch_size]
@@ -237,7 +243,7 @@ class ReviewTextGenerator:
         return self
 
     def _losses(self, users, profile, items, targets, ratings):
-        inputs = torch.cat([torch.full((len(users), 1), self.bos_), targets[:, :-1]], dim=1)
+        inputs = torch.cat([torch.full((len(users), 1), self.bos_, device=targets.device), targets[:, :-1]], dim=1)
         inputs = torch.where(inputs == self.eos_, torch.zeros_like(inputs), inputs)  # nothing after <eos>
         rating, context, words = self.net_(users, profile, items, inputs)
         mask = targets != PAD
@@ -267,11 +273,13 @@ class ReviewTextGenerator:
     def predict(self, users, items, hide_aspect=None) -> np.ndarray:
         """Predicted stars of (user, item) pairs; ``hide_aspect`` as in :meth:`profile` (the intervention)."""
         users, items = self._pairs(users, items)
+        dev = self.net_.word.weight.device
         with torch.no_grad():
-            words = torch.full((len(users), 1), self.bos_)
-            rating, _, _ = self.net_(torch.as_tensor(users), torch.as_tensor(self.profile(items, hide_aspect)),
-                                     torch.as_tensor(items), words)
-        return self.mean_rating_ + rating.numpy().astype(np.float64)
+            words = torch.full((len(users), 1), self.bos_, device=dev)
+            rating, _, _ = self.net_(torch.as_tensor(users, device=dev),
+                                     torch.as_tensor(self.profile(items, hide_aspect), device=dev),
+                                     torch.as_tensor(items, device=dev), words)
+        return self.mean_rating_ + to_numpy(rating).astype(np.float64)
 
     def generate(self, users, items, max_words: int | None = None, batch: int = 1024, top_k: int | None = None,
                  temperature: float = 1.0, random_state: int | None = 0) -> list[str]:
@@ -290,14 +298,15 @@ class ReviewTextGenerator:
             generator = torch.Generator().manual_seed(0 if random_state is None else int(random_state))
         users, items = self._pairs(users, items)
         max_words = max_words or self.max_len
-        banned = torch.tensor([PAD, 1, self.bos_])  # padding, unknown word and <bos> are never written
+        dev = self.net_.word.weight.device
+        banned = torch.tensor([PAD, 1, self.bos_], device=dev)  # padding, unknown word and <bos> are never written
         out = []
         with torch.no_grad():
             for s in range(0, len(users), batch):
-                u, i = torch.as_tensor(users[s:s + batch]), torch.as_tensor(items[s:s + batch])
-                prof = torch.as_tensor(self.profile(items[s:s + batch]))
-                words = torch.full((len(u), 1), self.bos_)
-                done = torch.zeros(len(u), dtype=torch.bool)
+                u, i = torch.as_tensor(users[s:s + batch], device=dev), torch.as_tensor(items[s:s + batch], device=dev)
+                prof = torch.as_tensor(self.profile(items[s:s + batch]), device=dev)
+                words = torch.full((len(u), 1), self.bos_, device=dev)
+                done = torch.zeros(len(u), dtype=torch.bool, device=dev)
                 for _ in range(max_words):
                     logits = self.net_(u, prof, i, words)[2][:, -1]
                     logits[:, banned] = -torch.inf

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import trange
 
-from xrec_helpers.models._torch import generator, prepare_cpu_training
+from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
 from xrec_helpers.models.base import HistoryRecommender
 
 
@@ -35,7 +35,7 @@ class _VAENet(torch.nn.Module):
         mu, logvar = self.to_stats(h).chunk(2, dim=1)
         z = mu
         if self.training:
-            eps = torch.randn(mu.shape, generator=noise)
+            eps = torch.randn(mu.shape, generator=noise).to(mu.device)  # CPU draw: same noise on every device
             z = mu + eps * torch.exp(0.5 * logvar)
         logits = self.decoder_out(torch.tanh(self.decoder_hidden(z)))
         return logits, mu, logvar
@@ -50,13 +50,18 @@ class MultVAE(HistoryRecommender):
         epochs, lr, batch_size, weight_decay: Adam training settings.
         anneal_cap, anneal_steps: KL weight grows linearly to ``anneal_cap`` over ``anneal_steps`` updates.
         random_state: seed for initialisation, dropout and the reparameterisation noise.
+        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
+            initial weights, minibatch order and noise on every device (dropout masks on a GPU come
+            from its own seeded generator, so a GPU fit is reproducible but not bit-equal to a CPU fit).
 
     Taught in 05_lxr.
     """
 
     def __init__(self, hidden: int = 256, latent: int = 64, dropout: float = 0.5, epochs: int = 50,
                  lr: float = 1e-3, batch_size: int = 64, weight_decay: float = 0.0, anneal_cap: float = 0.2,
-                 anneal_steps: int = 2000, random_state: int | None = 0, progress: bool = False):
+                 anneal_steps: int = 2000, random_state: int | None = 0, progress: bool = False,
+                 device: str = "cpu"):
+        self.device = device
         self.hidden, self.latent, self.dropout, self.epochs = hidden, latent, dropout, epochs
         self.lr, self.batch_size, self.weight_decay = lr, batch_size, weight_decay
         self.anneal_cap, self.anneal_steps = anneal_cap, anneal_steps
@@ -67,17 +72,18 @@ class MultVAE(HistoryRecommender):
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs ({self.epochs}) and batch_size ({self.batch_size}) must be >= 1.")
         train = self._set_train(train)
+        dev = resolve_device(self.device)
         prepare_cpu_training()
         g = generator(self.random_state)
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))  # initialisation + dropout
-        self.net_ = _VAENet(train.shape[1], self.hidden, self.latent, self.dropout)
+        self.net_ = _VAENet(train.shape[1], self.hidden, self.latent, self.dropout).to(dev)
         optimiser = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        dense = torch.as_tensor((train > 0).toarray(), dtype=torch.float32)
+        dense = torch.as_tensor((train > 0).toarray(), dtype=torch.float32, device=dev)  # moved once
         active = torch.nonzero(dense.sum(1) > 0).flatten()
         self.loss_history_, step = [], 0
         self.net_.train()
         for _ in trange(self.epochs, desc="MultVAE", disable=not self.progress):
-            perm = active[torch.randperm(len(active), generator=g)]
+            perm = active[torch.randperm(len(active), generator=g).to(dev)]
             total = 0.0
             for start in range(0, len(perm), self.batch_size):
                 x = dense[perm[start:start + self.batch_size]]
@@ -100,13 +106,14 @@ class MultVAE(HistoryRecommender):
     def torch_scores(self, histories: torch.Tensor) -> torch.Tensor:
         """Differentiable softmax scores of a (batch, n_items) float tensor of (soft) histories.
 
-        Explainers that learn masks over the history (05_lxr) back-propagate through this.
+        Explainers that learn masks over the history (05_lxr) back-propagate through this. The scores
+        come back on the device of ``histories`` (the model's own device is used in between).
         """
         self._fitted()
-        logits, _, _ = self.net_(histories)
-        return torch.softmax(logits, dim=1)
+        logits, _, _ = self.net_(histories.to(self.net_.encoder.weight.device))
+        return torch.softmax(logits, dim=1).to(histories.device)
 
     def score_histories(self, histories: np.ndarray | sp.spmatrix) -> np.ndarray:
-        x = torch.as_tensor(self.check_histories(histories))
+        x = torch.as_tensor(self.check_histories(histories), device=self.net_.encoder.weight.device)
         with torch.no_grad():
-            return self.torch_scores(x).numpy()
+            return to_numpy(self.torch_scores(x))
