@@ -295,7 +295,8 @@ class ReviewAttentionRecommender(Recommender):
     def _forward(self, users: np.ndarray, items: np.ndarray, u_doc: np.ndarray, i_doc: np.ndarray,
                  cached: bool = False):
         net = self.net_
-        u, i = torch.as_tensor(users), torch.as_tensor(items)
+        # np.array copies: callers pass read-only views (pandas), which torch.as_tensor warns about.
+        u, i = torch.as_tensor(np.array(users)), torch.as_tensor(np.array(items))
         ud, id_ = torch.as_tensor(u_doc), torch.as_tensor(i_doc)
         caches = self._cache() if cached else (None, None)
         enc_u = self._encode(net.user_encoder, ud, caches[0])
