@@ -305,7 +305,8 @@ class ReviewAttentionRecommender(Recommender):
                  cached: bool = False):
         net = self.net_
         dev = self.tokens_.device
-        u, i = torch.as_tensor(users, device=dev), torch.as_tensor(items, device=dev)
+        # np.array copies: callers pass read-only views (pandas), which torch.as_tensor warns about.
+        u, i = torch.as_tensor(np.array(users), device=dev), torch.as_tensor(np.array(items), device=dev)
         ud, id_ = torch.as_tensor(u_doc, device=dev), torch.as_tensor(i_doc, device=dev)
         caches = self._cache() if cached else (None, None)
         enc_u = self._encode(net.user_encoder, ud, caches[0])
