@@ -95,7 +95,12 @@ def plot_curves(results: dict, metric: str = "POS@20", ax=None):
     for name, result in results.items():
         ax.plot(result.curves.index, result.curves[metric], marker="o", ms=3, label=name)
     better = "lower" if next(iter(results.values())).lower_is_better(metric) else "higher"
-    ax.set_xlabel("fraction of history removed (most explanatory first)")
+    # NEG and INS read the explanation's ranking from the other end (least explanatory removed/kept first)
+    if metric.startswith("INS"):
+        ax.set_xlabel("fraction of history kept (most explanatory kept first)")
+    else:
+        order = "least explanatory first" if metric.startswith("NEG") else "most explanatory first"
+        ax.set_xlabel(f"fraction of history removed ({order})")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} ({better} is better)")
     ax.legend(fontsize=8)

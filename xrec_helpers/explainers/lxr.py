@@ -1,7 +1,7 @@
 """LXR: an explainer network trained to produce counterfactual masks over the user's history.
 
 Taught in 05_lxr. Gurevitch, Bogina, Barkan et al., "LXR: Learning to eXplain Recommendations"
-(WWW 2024 / ACM TORS 2025). Written from the paper's description (``reference/lxr.md`` §3), not
+(WWW 2024 / ACM TORS 2025). Written from the paper's description, not
 from the authors' code.
 
 The explainer e(x, y) reads the multi-hot history x and the explained item y and outputs a mask

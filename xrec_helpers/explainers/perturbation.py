@@ -8,7 +8,7 @@ no code from the LXR repositories.
 
 On a history-conditioned model, removing an item from the history is re-scored *exactly*, so FIA's
 influence approximation of "retrain without this interaction" becomes an exact leave-one-out of the
-history, and ACCENT's gap influences are exact too (``reference/lxr.md`` §4).
+history, and ACCENT's gap influences are exact too (as the LXR paper notes).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Counterfactual perturbation metrics: remove what the explanation blames and watch the rank.
 
-Taught in 01_eda (first use) and 05_lxr (in full). Definitions follow the LXR evaluation code
-(``reference/lxr.md`` §5):
+Taught in 01_eda (first use) and 05_lxr (in full). Definitions follow the evaluation protocol of
+the LXR paper (Gurevitch et al., WWW 2024):
 
 * The explanation's ranking pi of the user's history (most explanatory first) is removed in
   ``steps`` near-equal chunks, giving ``steps + 1`` points (0 %, 10 %, ..., 100 %).

@@ -1,7 +1,8 @@
 """Sampled ranking metrics (1 positive against n random negatives) next to full ranking.
 
-Taught in 04_shap_sequential. The seed project's HR@10 = 0.58 on ML-1M was *sampled*: the held-out
-item competed with 99 random unseen items, not with the whole catalogue. Random negatives are
+Taught in 04_shap_sequential. A sampled HR@10 (such as the 0.58 on ML-1M that
+the earlier GRU4Rec + TimeSHAP project reported) is
+*sampled*: the held-out item competed with 99 random unseen items, not with the whole catalogue. Random negatives are
 mostly unpopular items that any sensible model ranks low, so sampled numbers are much higher than
 full-ranking ones and can even order models differently (Krichene & Rendle, KDD 2020).
 """

@@ -4,7 +4,7 @@ Taught in 01_eda and 05_lxr (it is LXR's "MF"). Because the user is built from t
 ``score_histories`` re-scores any edited history exactly, which is what the counterfactual
 perturbation metrics need. Trained as a denoising model: each step hides a random part of every
 user's history and learns to score the hidden items above the items the user never had, so the
-positive being predicted is never in the input (the LXR code's leak, ``lxr.md`` pitfall 1).
+positive being predicted is never in the input (a leak in the LXR authors' code, where the target could sit in the input).
 """
 
 from __future__ import annotations
