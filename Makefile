@@ -51,11 +51,11 @@ test-unit: install
 	$(TEST_ENV) $(PY) -m pytest -q -n $(WORKERS) --ignore=tests/ui tests
 
 test-notebooks: install data
-	$(TEST_ENV) XREC_SIZE=workshop $(PY) -m pytest -q -n $(WORKERS) --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks/*.ipynb notebooks/solutions/*.ipynb apps/*.ipynb
+	$(TEST_ENV) XREC_SIZE=workshop $(PY) -m pytest -q -n $(WORKERS) --durations=0 --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks/*.ipynb notebooks/solutions/*.ipynb apps/*.ipynb
 
 test-fast: install data
 	$(TEST_ENV) $(PY) -m pytest -q -n $(WORKERS) --ignore=tests/ui tests
-	$(TEST_ENV) XREC_SIZE=smoke $(PY) -m pytest -q -n $(WORKERS) --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks/*.ipynb notebooks/solutions/*.ipynb apps/*.ipynb
+	$(TEST_ENV) XREC_SIZE=smoke $(PY) -m pytest -q -n $(WORKERS) --durations=0 --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks/*.ipynb notebooks/solutions/*.ipynb apps/*.ipynb
 
 # The unit tests against the LOWEST versions pyproject.toml allows (uv's lowest-direct resolution: every
 # direct dependency at its floor), in a separate .venv-lowest, so a floor that does not work fails CI.
