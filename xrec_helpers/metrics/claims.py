@@ -308,7 +308,7 @@ class ClaimChecker:
             # name the shared entities (Freebase ids: the graph has no names) and how many films each links
             ordered = pd.concat([shared[shared["relation"] == claim.relation], shared[shared["relation"] != claim.relation]])
             degree = self.kg.node_degree()
-            parts = [f"{r} {self.kg.node_entity[n]} ({degree[n]} films{self._linked_titles(n, claim)})"
+            parts = [f"{r.replace('_', ' ')} {self.kg.node_entity[n]} ({degree[n]} films{self._linked_titles(n, claim)})"
                      for n, r in zip(ordered["node"].head(3), ordered["relation"].head(3))]
             more = f" and {len(ordered) - 3} more" if len(ordered) > 3 else ""
             return held, "shared in the graph: " + "; ".join(parts) + more
