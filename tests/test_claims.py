@@ -138,9 +138,16 @@ def test_kg_and_neighbour_claims_and_title_parsing():
     assert [c for c in stated if isinstance(c, Because)] == [Because(0, 1, 0)]
     table = checker.check([SameEntity(0, 1, "director"), SameEntity(0, 2, "director"), SameEntity(0, 2, "genre")])
     assert table["verdict"].tolist() == [True, False, True]
-    # The evidence names the shared entity as the graph has it (its Freebase id) and how many films it links.
-    assert "director m.d (2 films)" in table["evidence"].iloc[0]
-    assert "genre m.g (2 films)" in table["evidence"].iloc[1]
+    # The evidence names the shared entity as the graph has it (its Freebase id), how many films it links and
+    # the titles of the other films, so a reader can judge an entity the graph cannot name.
+    assert "director m.d (2 films; no other film)" in table["evidence"].iloc[0]
+    assert "genre m.g (2 films; no other film)" in table["evidence"].iloc[1]
+    # An entity that links more films lists the others by title.
+    wide = ItemKG(incidence=sp.csr_matrix(np.ones((3, 1), dtype=np.float32)), node_relation=np.array(["director"], dtype=object),
+                  node_entity=np.array(["m.d"], dtype=object),
+                  edges=pd.DataFrame({"item": [0, 1, 2], "node": [0, 0, 0], "relation": ["director"] * 3}))
+    evidence = ClaimChecker(hist, titles=titles, kg=wide).check([SameEntity(0, 1, "director")])["evidence"].iloc[0]
+    assert "director m.d (3 films; also Heat (1995))" in evidence
     # user 0's neighbours 1, 2, 3 rated Fargo 5, 2, 4: two of three rated it 4 or higher
     assert checker.check_sentence("2 of your 3 nearest neighbours rated it 4 or higher.", 0, 1)["verdict"].tolist() == [True]
     assert checker.check([NeighboursLiked(0, 1, 3, 3)])["verdict"].tolist() == [False]
@@ -216,3 +223,21 @@ def test_grouped_interval_resamples_sentences_not_claims():
         grouped_share_ci([1.0, 0.0], [0, 0])
     with pytest.raises(ValueError, match="One group per value"):
         grouped_share_ci([1.0, 0.0], [0, 1, 2])
+
+
+def test_rank_falls_is_stricter_than_the_median_rule():
+    # history {0, 1, 4}; item 2 is recommended (score 1.6), item 3 is next (0.7).
+    W = np.zeros((5, 5), dtype=np.float32)
+    W[0, 2], W[1, 2], W[4, 3] = 1.0, 0.6, 0.7
+    hist = sp.csr_matrix(np.array([[1, 1, 0, 0, 1]], dtype=np.float32))
+    model = PlantedLinear(W).fit(hist)
+    table = ClaimChecker(hist, model).check([Because(0, 2, 0), Because(0, 2, 1), Because(0, 2, 4), Watched(0, 0)])
+    # Removing film 1 drops the score by 0.6, above the median of the others' drops (1.0, 0.0): it holds under the
+    # median rule, yet item 2 stays first (1.0 > 0.7): the stricter rule says the recommendation would not change.
+    assert table["verdict"].tolist() == [True, True, False, True]
+    assert table["rank falls"].tolist() == [True, False, False, None]
+    assert "rank 1 → 2" in table["evidence"].iloc[0]
+    # Ranks are among films the user has not rated: if item 3 was rated (1 star), nothing can overtake item 2.
+    ratings = sp.csr_matrix(np.array([[5, 4, 0, 1, 5]], dtype=np.float32))
+    rated = ClaimChecker(hist, model, ratings=ratings, neighbours=np.zeros((1, 0), dtype=np.int64))
+    assert rated.check([Because(0, 2, 0)])["rank falls"].tolist() == [False]

@@ -7,6 +7,7 @@ import pytest
 
 from xrec_helpers.metrics.text import (
     bleu,
+    brevity_penalty,
     distinct_n,
     feature_coverage_ratio,
     feature_diversity,
@@ -30,6 +31,15 @@ def test_bleu_and_rouge_reward_overlap_not_truth():
     assert r[0] == pytest.approx(2 * 1.0 * 0.8 / 1.8) and 0 < r[1] < 1
     with pytest.raises(ValueError, match="One reference per generated sentence"):
         bleu(["a"], ["a", "b"])
+
+
+def test_brevity_penalty_is_corpus_level():
+    ref = ["got it for my son the build is great", "my kids use it daily the price is bad"]
+    # 9 + 9 = 18 reference tokens against 4 + 4 = 8: exp(1 - 18 / 8), and BLEU-1 is that times the precision (1).
+    short = ["the build is great", "the price is bad"]
+    assert brevity_penalty(short, ref) == pytest.approx(np.exp(1 - 18 / 8))
+    assert bleu(short, ref, n=1) == pytest.approx(100 * np.exp(1 - 18 / 8))
+    assert brevity_penalty(ref, ref) == 1.0
 
 
 def test_feature_metrics_by_hand():

@@ -14,6 +14,9 @@ same director as *Raising Arizona (1987)*, we recommend it" bundles several **at
   does (the median leave-one-out drop); a film the model ignores fails. By construction about half of a
   history's films pass this rule, so a method that blames films at random holds about 50 % of the time:
   that is the chance level;
+  :meth:`ClaimChecker.check` also reports a stricter verdict, ``rank falls``: removing the film moves the
+  recommended item down at least one place among the films the user has not rated (it would change the
+  recommendation list);
 * about a review-corpus item: "the build is great" (:class:`AspectStatement`), true when the item's planted
   quality on that aspect has that sign, relevant when the aspect is the one the user cares about, and
   faithful when hiding what the item's reviews say about that aspect moves the model's predicted rating for
@@ -305,7 +308,7 @@ class ClaimChecker:
             # name the shared entities (Freebase ids: the graph has no names) and how many films each links
             ordered = pd.concat([shared[shared["relation"] == claim.relation], shared[shared["relation"] != claim.relation]])
             degree = self.kg.node_degree()
-            parts = [f"{r} {self.kg.node_entity[n]} ({degree[n]} films)"
+            parts = [f"{r.replace('_', ' ')} {self.kg.node_entity[n]} ({degree[n]} films{self._linked_titles(n, claim)})"
                      for n, r in zip(ordered["node"].head(3), ordered["relation"].head(3))]
             more = f" and {len(ordered) - 3} more" if len(ordered) > 3 else ""
             return held, "shared in the graph: " + "; ".join(parts) + more
@@ -322,12 +325,26 @@ class ClaimChecker:
             raise TypeError("Aspect statements are checked against a review corpus: use check_aspect_statements.")
         raise TypeError(f"Not a claim: {claim!r}")
 
+    def _linked_titles(self, node: int, claim: SameEntity, show: int = 4) -> str:
+        """'; also A, B, C' -- the other films the entity links, so a reader can judge an id the graph cannot name."""
+        if self.titles is None:
+            return ""
+        films = [int(i) for i in self.kg.incidence[:, int(node)].nonzero()[0] if i not in (claim.item_a, claim.item_b)]
+        if not films:
+            return "; no other film"
+        more = f" and {len(films) - show} more" if len(films) > show else ""
+        return "; also " + ", ".join(self.title(i) for i in films[:show]) + more
+
     def _check_because(self, claim: Because) -> tuple[bool | None, str]:
+        held, evidence, _ = self._check_because_ranked(claim)
+        return held, evidence
+
+    def _check_because_ranked(self, claim: Because) -> tuple[bool | None, str, bool | None]:
         history = self._history(claim.user)
         if claim.cause not in set(history.tolist()):
-            return False, "the film is not in the history the model reads, so removing it cannot matter"
+            return False, "the film is not in the history the model reads, so removing it cannot matter", False
         if self.recommender is None:
-            return None, "no model given to re-score"
+            return None, "no model given to re-score", None
         others = history[history != claim.cause]
         X = np.zeros((len(history) + 1, self.histories.shape[1]), dtype=np.float32)
         X[:, history] = 1
@@ -338,6 +355,8 @@ class ClaimChecker:
         typical = float(np.median(drops[history != claim.cause])) if len(others) else 0.0
         candidates = np.ones(X.shape[1], dtype=bool)
         candidates[history] = False
+        if self.ratings is not None:  # rank among the films the user has not rated, as a recommender would list them
+            candidates[self.ratings.indices[self.ratings.indptr[claim.user]:self.ratings.indptr[claim.user + 1]]] = False
         candidates[claim.item] = False
         rank0 = 1 + int((S[0, candidates] > S[0, claim.item]).sum())
         row = 1 + int(np.flatnonzero(history == claim.cause)[0])
@@ -345,16 +364,23 @@ class ClaimChecker:
         position = 1 + int((drops > drop).sum())
         held = drop > self.min_drop and drop >= typical
         return held, (f"removing it changes the score by {-drop:+.4f} (rank {rank0} → {rank1}); a typical film "
-                      f"of this history: {-typical:+.4f}; it ranks {position} of {len(history)} films by effect")
+                      f"of this history: {-typical:+.4f}; it ranks {position} of {len(history)} films by effect"), \
+            rank1 > rank0
 
     def check(self, claims: Sequence[Claim]) -> pd.DataFrame:
-        """One row per claim: ``claim`` (in words), ``type``, ``checked against``, ``verdict``, ``evidence``."""
+        """One row per claim: ``claim`` (in words), ``type``, ``checked against``, ``verdict``, ``evidence``, and
+        ``rank falls`` -- for a causal claim the stricter verdict (removing the film moves the recommended item
+        down at least one place among the films the user has not rated); None for a factual claim."""
         rows = []
         for claim in claims:
-            verdict, evidence = self._check_one(claim)
+            if isinstance(claim, Because):
+                verdict, evidence, rank_falls = self._check_because_ranked(claim)
+            else:
+                (verdict, evidence), rank_falls = self._check_one(claim), None
             rows.append({"claim": self.describe(claim), "type": "causal" if isinstance(claim, Because) else "factual",
-                         "checked against": claim.check, "verdict": verdict, "evidence": evidence})
-        return pd.DataFrame(rows, columns=["claim", "type", "checked against", "verdict", "evidence"])
+                         "checked against": claim.check, "verdict": verdict, "evidence": evidence,
+                         "rank falls": rank_falls})
+        return pd.DataFrame(rows, columns=["claim", "type", "checked against", "verdict", "evidence", "rank falls"])
 
     # -- parsing --
     def _index(self) -> dict[str, list[int]]:

@@ -41,6 +41,19 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str], n: int = 4) -> fl
     return float(BLEU(max_ngram_order=n, lowercase=True).corpus_score(hyps, [refs]).score)
 
 
+def brevity_penalty(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """The factor in (0, 1] by which corpus BLEU is multiplied for being short (sacrebleu's, as in :func:`bleu`).
+
+    It is computed on the whole corpus, not per sentence: exp(1 - r / c) when the total token count c of the
+    generated sentences is below the total r of the references, else 1. Taught in 12_generated_explanations:
+    a short, true sentence loses BLEU for its length, not for its wording.
+    """
+    from sacrebleu.metrics import BLEU
+
+    hyps, refs = _check_pairs(hypotheses, references)
+    return float(BLEU(max_ngram_order=1, lowercase=True).corpus_score(hyps, [refs]).bp)
+
+
 def sentence_bleu(hypotheses: Sequence[str], references: Sequence[str], n: int = 4) -> np.ndarray:
     """Per-sentence BLEU-``n`` in [0, 100] (sacrebleu with effective order and exponential smoothing).
 
