@@ -504,7 +504,8 @@ def _fmt_cell(x: np.ndarray, p: int, f: int, genre_names: Sequence[str] | None, 
         d = x["days"][p]
         return f"{feat}: {'first' if np.isnan(d) else f'{d:.2f}'}"
     names = [] if genre_names is None else list(np.asarray(genre_names)[item_genres[x['item'][p]] > 0])
-    return f"{feat}: {', '.join(names[:2]) or '—'}"
+    more = ", …" if len(names) > 2 else ""  # the label shows two genres; say when there are more
+    return f"{feat}: {', '.join(names[:2]) or '—'}{more}"
 
 
 class SequenceSHAP:
