@@ -51,3 +51,13 @@ def test_anatomy(path):
 def test_readme_lists_every_notebook(path):
     readme = (ROOT / "README.md").read_text()
     assert f"`{path.name}`" in readme, f"README's notebook table does not list {path.name}"
+
+
+# Files and words a learner does not have: the authoring notes and the projects the course grew from.
+INTERNAL = re.compile(r"reference/\w+\.md|\b(lxr|accent)\.md\b|seed project|the foundation", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + SOLUTIONS + sorted((ROOT / "apps").glob("*.ipynb")), ids=lambda p: p.name)
+def test_no_internal_references(path):
+    found = [m.group(0) for c in _cells(path) for m in INTERNAL.finditer("".join(c["source"]))]
+    assert not found, f"{path.name} cites what a learner does not have: {found}"
