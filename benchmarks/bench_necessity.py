@@ -12,13 +12,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from _jaccard_setup import history_mf_with_jaccard
 
-from xrec_helpers.data import load_movielens
-from xrec_helpers.data.splits import leave_n_out
-from xrec_helpers.explainers import JaccardExplainer
 from xrec_helpers.metrics.counterfactual import perturbation_curves
 from xrec_helpers.metrics.necessity import necessity_sufficiency, pn_ps
-from xrec_helpers.models import HistoryMF
 
 
 def best_of(fn, repeats: int = 3) -> float:
@@ -31,13 +28,7 @@ def best_of(fn, repeats: int = 3) -> float:
 
 
 def main() -> None:
-    data = load_movielens("ml-100k")
-    train, _ = leave_n_out(data.ratings, frac=0.1, seed=0)
-    X = data.csr(train)
-    model = HistoryMF(epochs=20, random_state=0).fit(X)
-    users = np.arange(0, data.n_users, 5)
-    items = model.recommend(users, 1)[:, 0]
-    explanations = JaccardExplainer(X).explain_many(zip(users, items))
+    data, X, model, users, explanations = history_mf_with_jaccard(5)
 
     t_protocol = best_of(lambda: perturbation_curves(model, explanations, ks=(20,)))
     t_pnps = best_of(lambda: necessity_sufficiency(model, explanations, k=20, fraction=0.2))

@@ -11,12 +11,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from _jaccard_setup import history_mf_with_jaccard
 
-from xrec_helpers.data import load_movielens
-from xrec_helpers.data.splits import leave_n_out
-from xrec_helpers.explainers import JaccardExplainer
 from xrec_helpers.metrics.counterfactual import _cumulative_counts, perturbation_curves
-from xrec_helpers.models import HistoryMF
 
 
 def naive_pos20_del(model, explanations, steps=10):
@@ -43,13 +40,7 @@ def naive_pos20_del(model, explanations, steps=10):
 
 
 def main() -> None:
-    data = load_movielens("ml-100k")
-    train, _ = leave_n_out(data.ratings, frac=0.1, seed=0)
-    X = data.csr(train)
-    model = HistoryMF(epochs=20, random_state=0).fit(X)
-    users = np.arange(0, data.n_users, 10)
-    items = model.recommend(users, 1)[:, 0]
-    explanations = JaccardExplainer(X).explain_many(zip(users, items))
+    data, X, model, users, explanations = history_mf_with_jaccard(10)
 
     t0 = time.perf_counter()
     pos_ref, del_ref = naive_pos20_del(model, explanations)
