@@ -1,29 +1,51 @@
-"""The Explainer contract and the Explanation record every method returns.
+"""The Explainer contract and the one Explanation record every method returns.
 
-Taught in 01_eda (first explanation) and used by every explainer notebook; 11 puts them side by
-side. An explanation ranks the user's *history items* from most to least explanatory, with
-scores (signed where the method is signed), and optionally a counterfactual set.
+Taught in 01_eda (first explanation) and used by every explainer notebook; 11 puts them side by side.
+
+An :class:`Explanation` is generic over *what* it attributes (its ``kind``):
+
+* ``"history"``: the user's history items (most explainers);
+* ``"features"``: the active inputs of a feature model (03_fm_lime: user, movie, genres, …);
+* ``"events"``: the events of a sequence (04_shap_sequential; keys are positions, -1 the most recent);
+* ``"cells"``: (event, feature) cells of a sequence (04_shap_sequential);
+* ``"reviews"``: the recommended item's reviews (09_attention_reviews).
+
+It holds the attributed ``keys`` with their signed ``values`` (most explanatory first), an optional
+``base_value`` so an additive method reads ``f(x) = base_value + sum(values)``, and typed optional
+payloads (a :class:`Counterfactual`, knowledge-graph ``paths``, the ``events`` of a sequence, a
+display ``table``). It is immutable: an explainer builds it once, in :meth:`Explainer._make`.
+
+An :class:`Explainer` answers ``explain(user, item)`` and ``explain_many(pairs)``; it declares in
+``requires`` the capabilities it needs from a model (see :mod:`xrec_helpers.models.base`), and
+``supports(model)`` checks them, so no code switches on model classes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from xrec_helpers._ids import check_id
+from xrec_helpers.models.base import capabilities_of
 
 # Characters that start inline Markdown (emphasis, code, links, HTML, maths, strike-through, tables) when a title
 # is placed inside a sentence. Real ML-100K titles need it: "M*A*S*H (1970)" and "B*A*P*S (1997)" would
 # otherwise render as <em>M</em>A<em>S</em>H.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>$~|])")
+
+#: What an explanation can attribute (``Explanation.kind``), with the word its table uses for a key.
+KINDS: dict[str, str] = {"history": "item", "features": "feature", "events": "event", "cells": "cell",
+                         "reviews": "review"}
 
 
 def markdown_escape(text: str) -> str:
@@ -31,6 +53,16 @@ def markdown_escape(text: str) -> str:
 
     Explanation sentences (``Explanation.text``) are Markdown with titles in ``*…*``; every title goes through
     this function first. Taught in 13_your_own_data (a product name with ``*``).
+
+    Parameters
+    ----------
+    text : str
+        Any display text (a title, a feature label).
+
+    Returns
+    -------
+    str
+        The text with ``\\ ` * _ [ ] < > $ ~ |`` escaped.
 
     Examples
     --------
@@ -40,143 +72,325 @@ def markdown_escape(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
-@dataclass
-class Explanation:
-    """Why ``item`` was recommended to ``user``, according to ``method``.
+def _frozen_array(values: Any, dtype=None) -> np.ndarray:
+    arr = np.array(values, dtype=dtype, copy=True)
+    arr.flags.writeable = False
+    return arr
 
-    Attributes:
-        user, item: internal ids.
-        method: the explainer's display name.
-        items: history items, most to least explanatory (may be a subset of the history).
-        scores: one per entry of ``items``, same order; signed where the method is signed.
-        counterfactual_set: items whose removal (the method claims) changes the recommendation.
-        replacement: the item that would be recommended instead, when the method predicts it.
-        predicted_gap: the method's predicted score gap after removal.
-        text: a one-line human rendering with titles.
-        extra: method-specific details.
-        titles: display titles indexed by internal item id (not shown in repr).
+
+def _keys_array(keys: Any) -> np.ndarray:
+    """Integer keys (item ids, positions, review ids) as int64; anything else (feature labels) as strings."""
+    arr = np.asarray(keys)
+    if arr.size == 0:
+        return _frozen_array([], np.int64)
+    if arr.dtype.kind in "iub":
+        return _frozen_array(arr, np.int64)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise TypeError(f"Explanation keys must be ids (integers) or labels (strings), got floats {arr[:3]}.")
+        return _frozen_array(arr, np.int64)
+    return _frozen_array([str(k) for k in arr.tolist()], object)
+
+
+@dataclass(frozen=True)
+class Counterfactual:
+    """A counterfactual claim: removing ``items`` from the history changes the recommendation.
+
+    Taught in 05_lxr and 06_accent.
+
+    Attributes
+    ----------
+    items : numpy.ndarray
+        The history items whose removal (the method claims) changes the recommendation. Empty when
+        ``found`` is False.
+    replacement : int or None
+        The item the method predicts would be recommended instead.
+    predicted_gap : float or None
+        The method's predicted score gap (replacement minus explained item) after removal; > 0 claims a flip.
+    k : int or None
+        The size of the top-k list the method searched (ACCENT's k), when it has one.
+    found : bool
+        Whether the method found a set it predicts will change the recommendation.
+    rounds : int
+        Verification rounds used (0 when never verified by retraining).
+    verified : bool or None
+        Whether retraining confirmed the flip; None when not verified.
+    """
+
+    items: np.ndarray
+    replacement: int | None = None
+    predicted_gap: float | None = None
+    k: int | None = None
+    found: bool = True
+    rounds: int = 0
+    verified: bool | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "items", _frozen_array(np.asarray(self.items, dtype=np.int64).ravel()))
+        if self.replacement is not None:
+            object.__setattr__(self, "replacement", int(self.replacement))
+        if self.predicted_gap is not None:
+            object.__setattr__(self, "predicted_gap", float(self.predicted_gap))
+
+    @property
+    def size(self) -> int:
+        """Number of items in the set."""
+        return len(self.items)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why ``item`` was recommended to ``user``, according to ``method``: signed values over attributed keys.
+
+    Taught in 01_eda. Immutable; explainers build it with :meth:`Explainer._make` (use
+    :func:`dataclasses.replace` to derive a changed copy).
+
+    Attributes
+    ----------
+    user, item : int
+        Internal ids of the explained pair.
+    method : str
+        The explainer's display name (unique across the package's explainers).
+    keys : numpy.ndarray
+        What is attributed, most explanatory first: item ids (``kind="history"``), feature labels
+        (``"features"``), event positions (``"events"``: -1 is the most recent), cell labels
+        (``"cells"``) or review ids (``"reviews"``). Never repeated.
+    values : numpy.ndarray
+        One signed value per key, same order (> 0 supports the recommendation).
+    kind : str
+        One of :data:`KINDS`.
+    labels : tuple of str, optional
+        Display label of each key; by default titles for item keys and the key itself otherwise.
+    base_value : float, optional
+        For an additive method, the prediction with nothing present: ``f(x) = base_value + values.sum()``.
+    counterfactual : Counterfactual, optional
+        The set whose removal (the method claims) changes the recommendation.
+    events : numpy.ndarray, optional
+        For ``kind="events"``: the item of each event key (same order as ``keys``).
+    targets : tuple of int, optional
+        When the explained quantity is the mean score of several items (a frozen top-K), those items.
+    paths : pandas.DataFrame, optional
+        Knowledge-graph paths behind the explanation, best first (10_knowledge_graph_paths).
+    table : pandas.DataFrame, optional
+        A display table of the attributed entries with method-specific columns (reviews' text, the
+        neighbours' ratings, association rules' lifts); for reading, never for computing metrics.
+    fit_r2 : float, optional
+        For a surrogate method (LIME), the weighted R² of its local linear fit.
+    model_calls : int, optional
+        Model evaluations the explanation cost.
+    note : str, optional
+        A caveat the method attaches (e.g. a total too small to attribute reliably).
+    verb : str
+        The verb of the sentence ("watched"; "bought" for a shop, 13_your_own_data).
+    text : str
+        One Markdown sentence with titles (rendered by :meth:`render` unless given).
+    titles : numpy.ndarray, optional
+        Display titles indexed by internal item id (not shown in repr, not compared).
     """
 
     user: int
     item: int
     method: str
-    items: np.ndarray
-    scores: np.ndarray
-    counterfactual_set: np.ndarray | None = None
-    replacement: int | None = None
-    predicted_gap: float | None = None
+    keys: np.ndarray
+    values: np.ndarray
+    kind: str = "history"
+    labels: tuple[str, ...] | None = None
+    base_value: float | None = None
+    counterfactual: Counterfactual | None = None
+    events: np.ndarray | None = None
+    targets: tuple[int, ...] | None = None
+    paths: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    table: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    fit_r2: float | None = None
+    model_calls: int | None = None
+    note: str | None = None
+    verb: str = "watched"
     text: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    titles: np.ndarray | None = field(default=None, repr=False)
+    titles: np.ndarray | None = field(default=None, repr=False, compare=False)
+    extra: Any = field(default_factory=dict, repr=False, compare=False)  # transitional: removed once unread
 
     def __post_init__(self) -> None:
-        self.items = np.asarray(self.items, dtype=np.int64)
-        self.scores = np.asarray(self.scores, dtype=np.float64)
-        if self.items.shape != self.scores.shape:
-            raise ValueError(f"items and scores differ in length: {self.items.shape} vs {self.scores.shape}")
-        if len(set(self.items.tolist())) != len(self.items):  # a set: ~5x faster than np.unique here
-            raise ValueError("An explanation lists a history item twice.")
+        set_ = functools.partial(object.__setattr__, self)
+        if self.kind not in KINDS:
+            raise ValueError(f"kind={self.kind!r} is not one of {sorted(KINDS)}.")
+        set_("user", int(self.user))
+        set_("item", int(self.item))
+        keys = _keys_array(self.keys)
+        values = _frozen_array(np.asarray(self.values, dtype=np.float64).ravel())
+        if keys.shape != values.shape:
+            raise ValueError(f"keys and values differ in length: {keys.shape} vs {values.shape}")
+        if len(set(keys.tolist())) != len(keys):  # a set: ~5x faster than np.unique here
+            raise ValueError(f"An explanation lists a {KINDS[self.kind]} twice.")
+        if not np.isfinite(values).all():
+            raise ValueError(f"{self.method}: an explanation's values must be finite, got {values[~np.isfinite(values)][:3]}.")
+        set_("keys", keys)
+        set_("values", values)
+        if self.labels is not None:
+            labels = tuple(str(x) for x in self.labels)
+            if len(labels) != len(keys):
+                raise ValueError(f"{len(labels)} labels for {len(keys)} keys.")
+            set_("labels", labels)
+        if self.events is not None:
+            events = _frozen_array(np.asarray(self.events, dtype=np.int64).ravel())
+            if len(events) != len(keys):
+                raise ValueError(f"{len(events)} events for {len(keys)} event keys.")
+            set_("events", events)
+        if self.targets is not None:
+            set_("targets", tuple(int(t) for t in self.targets))
+        if self.base_value is not None:
+            set_("base_value", float(self.base_value))
+        set_("extra", MappingProxyType(dict(self.extra)))
         if self.text is None:
-            self.text = self.render()
+            set_("text", self.render())
 
-    def _title(self, item: int) -> str:
+    # ---- convenient views -------------------------------------------------------------------------------
+    @property
+    def items(self) -> np.ndarray:
+        """The attributed history items, most explanatory first (``keys`` of a ``kind="history"`` explanation).
+
+        Raises
+        ------
+        ValueError
+            For any other kind: a feature, event or review explanation does not rank history items.
+        """
+        if self.kind != "history":
+            raise ValueError(f"A {self.kind} explanation ({self.method}) attributes {KINDS[self.kind]}s, not history "
+                             "items: read .keys/.values (or .events for a sequence).")
+        return self.keys
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Alias of ``values`` (the signed value of each key)."""
+        return self.values
+
+    @property
+    def counterfactual_set(self) -> np.ndarray | None:
+        """``counterfactual.items`` when the method makes a counterfactual claim, else None."""
+        return None if self.counterfactual is None else self.counterfactual.items
+
+    @property
+    def replacement(self) -> int | None:
+        """``counterfactual.replacement`` (the item predicted to take the recommended slot), else None."""
+        return None if self.counterfactual is None else self.counterfactual.replacement
+
+    @property
+    def predicted_gap(self) -> float | None:
+        """``counterfactual.predicted_gap``, else None."""
+        return None if self.counterfactual is None else self.counterfactual.predicted_gap
+
+    def title(self, item: int) -> str:
+        """Display title of an internal item id (``"item 7"`` without titles)."""
         return str(self.titles[item]) if self.titles is not None else f"item {item}"
+
+    _title = title  # older spelling, kept for the notebooks' plotting helpers
 
     def _md_title(self, item: int) -> str:
         """The item's title as emphasised Markdown, escaped (``*M\\*A\\*S\\*H (1970)*``)."""
-        return f"*{markdown_escape(self._title(item))}*"
+        return f"*{markdown_escape(self.title(item))}*"
 
-    def render(self, n: int = 2, verb: str | None = None) -> str:
-        """One Markdown line: "Because you watched *A* and *B*, we recommend *C*." (positive contributors only).
-
-        Titles are escaped with :func:`markdown_escape`, so a title containing ``*`` or ``_`` renders as itself.
-        ``verb`` fits the sentence to the domain (``"bought"`` for a shop; taught in 13_your_own_data); default
-        ``extra["verb"]`` when set, else ``"watched"``.
-        """
-        verb = verb or self.extra.get("verb", "watched")
-        if len(self.items) == 0:
-            return f"No history item explains {self._md_title(self.item)} ({self.method})."
-        positive = self.items[self.scores > 0][:n] if (self.scores > 0).any() else self.items[:n]
-        names = [self._md_title(i) for i in positive]
-        joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-        return f"Because you {verb} {joined}, we recommend {self._md_title(self.item)}."
+    def label(self, i: int) -> str:
+        """Display label of the ``i``-th key: its title for history items, ``"<title> (event -k)"`` for events."""
+        if self.labels is not None:
+            return self.labels[i]
+        key = self.keys[i]
+        if self.kind == "history":
+            return self.title(int(key))
+        if self.kind == "events" and self.events is not None:
+            return f"{self.title(int(self.events[i]))} (event {int(key)})"
+        return str(key)
 
     def top(self, n: int) -> np.ndarray:
-        """The ``n`` most explanatory history items."""
-        return self.items[:n]
+        """The ``n`` most explanatory keys."""
+        return self.keys[:n]
+
+    def render(self, n: int = 2, verb: str | None = None) -> str:
+        """One Markdown sentence naming the strongest supporting keys (escaped with :func:`markdown_escape`).
+
+        History explanations read "Because you watched *A* and *B*, we recommend *C*."; other kinds name
+        what they attribute. ``verb`` fits the sentence to the domain (``"bought"``; 13_your_own_data).
+        """
+        verb = verb or self.verb
+        target = self._md_title(self.item)
+        if len(self.keys) == 0:
+            what = "history item" if self.kind == "history" else KINDS[self.kind]
+            return f"No {what} explains {target} ({self.method})."
+        support = np.flatnonzero(self.values > 0)[:n] if (self.values > 0).any() else np.arange(min(n, len(self.keys)))
+        if self.kind == "history":
+            names = [self._md_title(int(self.keys[i])) for i in support]
+        else:
+            names = [f"*{markdown_escape(self.label(i))}*" for i in support]
+        joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        if self.kind == "history":
+            return f"Because you {verb} {joined}, we recommend {target}."
+        if self.kind == "events":
+            return f"Because of your recent events {joined}, we recommend {target}."
+        if self.kind == "reviews":
+            return f"{self.method} reads {joined} most when it recommends {target}."
+        return f"{joined} raise the score of {target} most ({self.method})."
 
     def to_frame(self) -> pd.DataFrame:
-        """The explanation as a table with titles, most explanatory first."""
-        return pd.DataFrame({
-            "rank": np.arange(1, len(self.items) + 1),
-            "title": [self._title(i) for i in self.items],
-            "score": self.scores,
-            "item": self.items,
-        }).set_index("rank")
+        """The explanation as a table, most explanatory first: rank, title (the key's label), score, and the key.
+
+        The key column is named by kind (``item``, ``feature``, ``event``, ``cell``, ``review``).
+        """
+        frame = pd.DataFrame({
+            "rank": np.arange(1, len(self.keys) + 1),
+            "title": [self.label(i) for i in range(len(self.keys))],
+            "score": self.values,
+            KINDS[self.kind]: self.keys,
+        })
+        if self.events is not None:
+            frame["item"] = self.events
+        return frame.set_index("rank")
 
     def to_shap(self):
         """This explanation as a one-row ``shap.Explanation``, for shap's own plots.
 
         Taught in 13_your_own_data (``shap.plots.bar``); the README shows ``shap.plots.waterfall`` on the
-        explainers of 03_fm_lime and 04_shap_sequential. What becomes a shap "feature" depends on what the method
-        attributes:
-
-        * feature attributions (the FM explainers: ``extra["features"]`` with ``feature``/``value`` columns):
-          one feature per active slot, named by its readable label (titles for the movie slot);
-        * event attributions (the sequence explainers: ``extra["event_values"]``): one feature per event of
-          the explained window, named ``"<title> (event -k)"`` (-1 is the most recent), plus one
-          ``"older events (merged)"`` feature when TimeSHAP pruning merged them;
-        * otherwise the ranked history items with their scores, named by title.
-
-        ``base_values`` is ``extra["base_value"]`` when the method is additive (f(x) = base + sum of values,
-        which the waterfall plot draws); methods without one export ``base_values=None`` and only the bar plot
-        makes sense for them. Titles are plain text here (shap's plots do not read Markdown).
+        explainers of 03_fm_lime and 04_shap_sequential. One shap "feature" per key, named by its label
+        (plain text: shap's plots do not read Markdown). ``base_values`` is :attr:`base_value` for an
+        additive method (the waterfall plot draws ``base + sum``); without one only the bar plot makes sense.
         """
         import shap  # heavy import, only when asked
 
-        base = self.extra.get("base_value")
-        features = self.extra.get("features")
-        if isinstance(features, pd.DataFrame) and {"feature", "value"} <= set(features.columns):
-            names = [str(f) for f in features["feature"]]
-            values = features["value"].to_numpy(dtype=np.float64)
-        elif "event_values" in self.extra:
-            events = np.asarray(self.extra["events"])
-            phi = np.asarray(self.extra["event_values"], dtype=np.float64)
-            positions = np.asarray(self.extra.get("positions", np.arange(-len(events), 0)))
-            names = [f"{self._title(e)} (event {p})" for e, p in zip(events, positions, strict=True)]
-            values = phi
-            if self.extra.get("kept") is not None and self.extra["kept"] < len(events):
-                # Pruned events carry 0 here; their joint value is one merged player.
-                keep = len(events) - int(self.extra["kept"])
-                names = ["older events (merged)"] + names[keep:]
-                values = np.concatenate([[float(self.extra.get("older_block", 0.0))], phi[keep:]])
-            elif self.extra.get("has_older_block"):
-                # Events older than the window are one player of the game (TimeSHAP's merged block).
-                names = ["older events (merged)"] + names
-                values = np.concatenate([[float(self.extra["older_block"])], phi])
-        else:
-            names = [self._title(i) for i in self.items]
-            values = self.scores
-        return shap.Explanation(values=np.asarray(values, dtype=np.float64),
-                                base_values=None if base is None else float(base),
+        names = [self.label(i) for i in range(len(self.keys))]
+        return shap.Explanation(values=np.asarray(self.values, dtype=np.float64), base_values=self.base_value,
                                 feature_names=names)
 
     def plot(self, n: int = 10, ax=None):
-        """Signed horizontal bars of the top ``n`` contributions (never a pie: scores can be negative)."""
+        """Signed horizontal bars of the strongest ``n`` values for and against (never a pie: values can be negative)."""
         from xrec_helpers.plotting import plot_explanation  # plotting sits downstream of explainers
 
         return plot_explanation(self, n=n, ax=ax)
 
 
 class Explainer(ABC):
-    """Base class: ``explain(user, item)`` and ``explain_many(pairs)``.
+    """Base class of every explainer: ``explain(user, item)`` and ``explain_many(pairs)``.
 
-    Args:
-        train: the user x item matrix the explained model was trained on (defines histories).
-        titles: display titles indexed by internal item id, for readable explanations.
+    Taught in 01_eda. Subclasses set three class attributes:
+
+    * ``name``: the display name (unique across the package; a test enforces it);
+    * ``kind``: what its explanations attribute (one of :data:`KINDS`);
+    * ``requires``: the model capabilities it needs (names from :mod:`xrec_helpers.models.base`, e.g.
+      ``SCORE_HISTORIES``); ``supports(model)`` checks them and replaces any switch on model classes.
+
+    Hyperparameters are keyword-only constructor arguments. Histories live in one place: an explainer
+    built on a model reads them from the model (``model.train_``); a model-free explainer holds its own
+    ``train`` (and ``use_histories`` replaces it).
+
+    Parameters
+    ----------
+    train : scipy.sparse matrix
+        The user x item matrix whose rows are the users' histories (for a model-based explainer:
+        ``model.train_``).
+    titles : sequence of str, optional
+        Display titles indexed by internal item id, for readable explanations.
     """
 
-    name: str = "explainer"
+    name: ClassVar[str] = "explainer"
+    kind: ClassVar[str] = "history"
+    requires: ClassVar[frozenset[str]] = frozenset()
+    model: Any = None  # the explained model, for model-based explainers
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Subclasses convert ids with int() (3.7 -> 3, '3' -> 3, True -> 1) before they index anything:
@@ -194,7 +408,7 @@ class Explainer(ABC):
         if own_one is not None and not getattr(own_one, "_validates_ids", False) \
                 and not getattr(own_one, "__isabstractmethod__", False):
             @functools.wraps(own_one)
-            def explain(self, user, item=None, *args, **kwargs):
+            def explain(self, user, item, *args, **kwargs):
                 if isinstance(item, (list, tuple, np.ndarray)):
                     # a frozen set of items (e.g. the mean score of a top-K list): validate each one
                     checked = self.check_pairs([(user, it) for it in item])
@@ -206,35 +420,72 @@ class Explainer(ABC):
             explain._validates_ids = True
             cls.explain = explain
 
-    def __init__(self, train: sp.csr_matrix, titles: Sequence[str] | np.ndarray | None = None):
+    def __init__(self, train: sp.spmatrix, titles: Sequence[str] | np.ndarray | None = None):
         if not sp.issparse(train):
             raise TypeError("train must be a scipy.sparse user x item matrix (Dataset.csr(ratings)).")
-        self.train = sp.csr_matrix(train)
+        self._train = sp.csr_matrix(train)
         self.titles = None if titles is None else np.asarray(titles, dtype=object)
+
+    # ---- capabilities -----------------------------------------------------------------------------------
+    @classmethod
+    def supports(cls, model: Any) -> bool:
+        """Whether ``model`` offers every capability this explainer ``requires``.
+
+        Parameters
+        ----------
+        model : Recommender
+            A fitted or unfitted model.
+
+        Returns
+        -------
+        bool
+        """
+        return cls.requires <= capabilities_of(model)
+
+    @classmethod
+    def check_supports(cls, model: Any) -> None:
+        """Raise a ``TypeError`` naming the missing capabilities unless :meth:`supports` holds."""
+        missing = sorted(cls.requires - capabilities_of(model))
+        if missing:
+            raise TypeError(f"{cls.name} needs a model with {', '.join(missing)}; {type(model).__name__} offers "
+                            f"{sorted(capabilities_of(model)) or 'none of them'}.")
+
+    # ---- histories --------------------------------------------------------------------------------------
+    @property
+    def train(self) -> sp.csr_matrix:
+        """The users' histories: the model's ``train_`` for a model-based explainer, else the explainer's own."""
+        if self.model is not None and getattr(self.model, "train_", None) is not None:
+            return self.model.train_
+        return self._train
 
     @property
     def n_users(self) -> int:
         return self.train.shape[0]
 
-    def use_histories(self, histories: sp.csr_matrix) -> Explainer:
-        """Read users' histories from ``histories`` from now on (statistics fitted at construction stay).
-
-        Taught in 05_lxr: similarities come from training users, explanations are for test users.
-        """
-        if not sp.issparse(histories) or histories.shape[1] != self.n_items:
-            raise ValueError(f"histories must be a sparse matrix with {self.n_items} item columns.")
-        self.train = sp.csr_matrix(histories)
-        return self
-
     @property
     def n_items(self) -> int:
         return self.train.shape[1]
 
+    def use_histories(self, histories: sp.spmatrix) -> Explainer:
+        """Read users' histories from ``histories`` from now on (statistics fitted at construction stay).
+
+        Taught in 05_lxr: similarities come from training users, explanations are for test users. A
+        model-based explainer reads its model's histories: call ``model.use_histories`` instead.
+        """
+        if self.model is not None:
+            raise TypeError(f"{self.name} reads histories from its model: call model.use_histories(...) instead, "
+                            "so the model and its explainer never disagree.")
+        if not sp.issparse(histories) or histories.shape[1] != self.n_items:
+            raise ValueError(f"histories must be a sparse matrix with {self.n_items} item columns.")
+        self._train = sp.csr_matrix(histories)
+        return self
+
     def history(self, user: int) -> np.ndarray:
         """The user's history items (sorted internal ids), with a clear error for bad input."""
         user = check_id(user, self.n_users, "user")
-        start, end = self.train.indptr[user], self.train.indptr[user + 1]
-        hist = np.sort(self.train.indices[start:end])
+        train = self.train
+        start, end = train.indptr[user], train.indptr[user + 1]
+        hist = np.sort(train.indices[start:end])
         if len(hist) == 0:
             raise ValueError(f"User {user} has an empty history: there is nothing to explain a recommendation with.")
         return hist
@@ -248,31 +499,109 @@ class Explainer(ABC):
                              "explanations) are for items the user has not seen.")
         return hist
 
-    def check_pairs(self, pairs: Iterable[tuple[int, int]]) -> list[tuple[int, int | None]]:
-        """Validate a batch of (user, item) pairs: integer internal ids in range (an item may be None where
-        the method picks the item itself); returns them as Python ints. Floats, strings and bools are
-        refused rather than truncated."""
+    def check_pairs(self, pairs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Validate a batch of (user, item) pairs: integer internal ids in range; returns them as Python ints.
+
+        Floats, strings and bools are refused rather than truncated.
+        """
         out = []
         for pair in pairs:
             try:
                 user, item = pair
             except (TypeError, ValueError):
                 raise TypeError(f"explain_many takes (user, item) pairs, got {pair!r}.") from None
-            out.append((check_id(user, self.n_users, "user"),
-                        None if item is None else check_id(item, self.n_items, "item")))
+            if item is None:
+                raise TypeError(f"{self.name} explains a given (user, item) pair; got item=None for user {user}. To "
+                                "explain each user's top recommendation, build the pairs with top_pairs(model, users).")
+            out.append((check_id(user, self.n_users, "user"), check_id(item, self.n_items, "item")))
         return out
 
-    def _make(self, user: int, item: int, items: np.ndarray, scores: np.ndarray, **kwargs) -> Explanation:
-        """Sort by score (descending, stable) and wrap in an Explanation."""
-        items, scores = np.asarray(items), np.asarray(scores, dtype=np.float64)
-        order = np.argsort(-scores, kind="stable")
-        return Explanation(user=int(user), item=int(item), method=self.name, items=items[order],
-                           scores=scores[order], titles=self.titles, **kwargs)
+    # ---- building explanations --------------------------------------------------------------------------
+    def _make(self, user: int, item: int, keys: Any, values: Any, *, order: str = "value",
+              **fields: Any) -> Explanation:
+        """The one place explanations are built: order the keys and wrap them in an :class:`Explanation`.
+
+        ``order="value"`` sorts by value (descending, stable), ``"abs"`` by |value|, ``"given"`` keeps the order.
+        ``fields`` are the optional :class:`Explanation` fields (``kind`` defaults to the class's ``kind``).
+        """
+        keys, values = np.asarray(keys), np.asarray(values, dtype=np.float64)
+        if order == "value":
+            idx = np.argsort(-values, kind="stable")
+        elif order == "abs":
+            idx = np.argsort(-np.abs(values), kind="stable")
+        elif order == "given":
+            idx = np.arange(len(values))
+        else:
+            raise ValueError(f"order={order!r} must be 'value', 'abs' or 'given'.")
+        for name in ("labels", "events"):
+            if fields.get(name) is not None:
+                fields[name] = [fields[name][j] for j in idx]
+        fields.setdefault("kind", self.kind)
+        if "counterfactual_set" in fields or "replacement" in fields or "predicted_gap" in fields:  # transitional
+            cf = fields.pop("counterfactual_set", None)
+            rep, gap = fields.pop("replacement", None), fields.pop("predicted_gap", None)
+            if cf is not None or rep is not None or gap is not None:
+                fields["counterfactual"] = Counterfactual(items=[] if cf is None else cf, replacement=rep,
+                                                          predicted_gap=gap, found=cf is not None and len(cf) > 0)
+        return Explanation(user=int(user), item=int(item), method=self.name, keys=keys[idx] if len(keys) else keys,
+                           values=values[idx], titles=self.titles, **fields)
 
     @abstractmethod
     def explain(self, user: int, item: int) -> Explanation:
-        """Explain why ``item`` is recommended to ``user``."""
+        """Explain why ``item`` is recommended to ``user``.
+
+        Parameters
+        ----------
+        user, item : int
+            Internal ids; ``item`` must be outside the user's history.
+
+        Returns
+        -------
+        Explanation
+        """
 
     def explain_many(self, pairs: Iterable[tuple[int, int]]) -> list[Explanation]:
-        """Explain many (user, item) pairs; subclasses override this when they can batch."""
+        """Explain many (user, item) pairs, in order; subclasses override this when they can batch.
+
+        Parameters
+        ----------
+        pairs : iterable of (int, int)
+            Internal (user, item) ids.
+
+        Returns
+        -------
+        list of Explanation
+        """
         return [self.explain(u, i) for u, i in self.check_pairs(pairs)]
+
+
+def derive(explanation: Explanation, **changes: Any) -> Explanation:
+    """A copy of ``explanation`` with ``changes`` applied (explanations are immutable); the text is re-rendered
+    unless given."""
+    if "text" not in changes:
+        changes["text"] = None
+    return dataclasses.replace(explanation, **changes)
+
+
+def top_pairs(model: Any, users: Iterable[int] | np.ndarray, rank: int = 1) -> list[tuple[int, int]]:
+    """(user, recommended item) pairs: each user's ``rank``-th recommendation (1 = the top pick).
+
+    Taught in 06_accent: ACCENT explains the top recommendation, an explicit choice made here rather than a
+    second ``explain`` signature.
+
+    Parameters
+    ----------
+    model : Recommender
+        A fitted model.
+    users : iterable of int
+        Internal user ids.
+    rank : int
+        Which recommendation to pair with each user.
+
+    Returns
+    -------
+    list of (int, int)
+    """
+    users = np.asarray(list(users) if not isinstance(users, np.ndarray) else users)
+    recs = model.recommend(users, k=rank)
+    return [(int(u), int(r[rank - 1])) for u, r in zip(users, recs, strict=True)]

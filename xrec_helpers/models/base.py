@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,6 +20,61 @@ import scipy.sparse as sp
 from xrec_helpers._ids import check_ids
 
 UserIds = int | Iterable[int] | np.ndarray
+
+# Capabilities a model declares (``Recommender.capabilities``) and an explainer or protocol requires
+# (``Explainer.requires``). Declared, never guessed from the class: see ``capabilities_of``.
+#: ``score(users)`` / ``recommend(users, k)``: every recommender.
+SCORE = "score"
+#: ``score_histories(X)``: scores any edited 0/1 history without retraining (01_eda).
+SCORE_HISTORIES = "score_histories"
+#: ``torch_scores(X)``: differentiable scores of a float history batch, for gradient explainers (05_lxr).
+TORCH_SCORES = "torch_scores"
+#: ``score_sequences(seqs)``: scores of event sequences (04_shap_sequential).
+SCORE_SEQUENCES = "score_sequences"
+#: ``predict(users, items)`` on feature rows, with ``features`` describing them (03_fm_lime).
+PREDICT_FEATURES = "predict_features"
+#: per-(user, item) gradients and Hessians of its training loss, for influence functions (06_accent).
+INFLUENCE = "influence"
+#: retraining from a warm start with some ratings removed, for verification (06_accent).
+RETRAIN = "retrain"
+#: an item-based decomposition of its own scores (implicit's ``explain``; 08_als_item_style).
+ITEM_DECOMPOSITION = "item_decomposition"
+#: attention weights over the item's reviews (09_attention_reviews).
+REVIEW_ATTENTION = "review_attention"
+#: ``predict_ratings(users, items)`` on a rating scale (07_neighbourhood_mf).
+PREDICT_RATINGS = "predict_ratings"
+
+#: Every capability name, with what it promises (for error messages and the conformance suite).
+CAPABILITIES: dict[str, str] = {
+    SCORE: "score(users) and recommend(users, k)",
+    SCORE_HISTORIES: "score_histories(X) of edited 0/1 histories",
+    TORCH_SCORES: "torch_scores(X), differentiable in the history",
+    SCORE_SEQUENCES: "score_sequences(sequences)",
+    PREDICT_FEATURES: "predict on feature rows (features, predict_rows)",
+    INFLUENCE: "influence-function gradients and Hessians",
+    RETRAIN: "warm-start retraining with ratings removed",
+    ITEM_DECOMPOSITION: "an item-based decomposition of its scores",
+    REVIEW_ATTENTION: "attention weights over reviews",
+    PREDICT_RATINGS: "predicted ratings on a scale",
+}
+
+
+def capabilities_of(model: object) -> frozenset[str]:
+    """The capabilities ``model`` declares (its class's ``capabilities``); empty for anything else.
+
+    Taught in 11_comparing_explainers: ``Explainer.supports(model)`` compares this with the explainer's
+    ``requires``, so no code switches on model classes.
+
+    Parameters
+    ----------
+    model : object
+        A model instance (or class).
+
+    Returns
+    -------
+    frozenset of str
+    """
+    return frozenset(getattr(model, "capabilities", frozenset()))
 
 
 class NotFittedError(RuntimeError):
@@ -46,6 +102,8 @@ class Recommender(ABC):
     """
 
     train_: sp.csr_matrix | None = None
+    #: What the model offers explainers and protocols (names above); subclasses extend it.
+    capabilities: ClassVar[frozenset[str]] = frozenset({SCORE})
 
     @abstractmethod
     def fit(self, train: sp.csr_matrix) -> Recommender:
@@ -116,10 +174,12 @@ class Recommender(ABC):
 class HistoryRecommender(Recommender):
     """A recommender whose user representation is a function of the 0/1 history vector.
 
-    ``score_histories(X)`` scores arbitrary (edited) histories; ``score(users)`` is
+    ``score_histories(X)`` scores arbitrary (edited) histories (capability ``SCORE_HISTORIES``); ``score(users)`` is
     ``score_histories(train_[users])``. ``fit`` keeps the *binarised* training matrix (every stored
     rating > 0 becomes 1), so ``score(users)`` scores the same 0/1 rows the model was trained on.
     """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, SCORE_HISTORIES})
 
     def _set_train(self, train: sp.csr_matrix) -> sp.csr_matrix:
         copy = super()._set_train(train)
