@@ -80,3 +80,66 @@ def ranking_report(recs: np.ndarray, test: sp.csr_matrix, n_items: int, ks: tupl
     out["MRR"] = mrr(recs, test, max(ks), users)
     out[f"coverage@{max(ks)}"] = coverage(np.asarray(recs)[:, :max(ks)], n_items)
     return pd.Series(out)
+
+
+def rank_among_unseen(scores: np.ndarray, item: int | np.ndarray, history: np.ndarray) -> np.ndarray:
+    """Rank (1 = top) of ``item`` among the items outside the user's *original* ``history``, per score row.
+
+    The one definition every removal protocol, the explorer and the notebooks use. Removed history items
+    never re-enter the ranking (they are excluded as seen), and the explained item itself counts as unseen.
+    Ties are resolved in the item's favour: only candidates scoring *strictly* higher rank above it.
+
+    Taught in 01_eda (the removal check) and used in 05_lxr, 08_als_item_style and 11_comparing_explainers.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        Scores of every item, shape ``(n_items,)`` or ``(batch, n_items)`` (e.g. one row per edited history).
+    item : int or numpy.ndarray
+        The item whose rank is wanted: one id for all rows, or one id per row.
+    history : numpy.ndarray
+        The user's original history (internal item ids), excluded from the candidates.
+
+    Returns
+    -------
+    numpy.ndarray
+        Integer ranks, shape ``(batch,)`` (a 0-d array for a 1-D ``scores``).
+
+    Examples
+    --------
+    >>> rank_among_unseen(np.array([9.0, 1.0, 3.0, 2.0]), 3, history=np.array([0]))
+    array(2)
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    one = s.ndim == 1
+    s = np.atleast_2d(s)
+    candidates = np.ones(s.shape[1], dtype=bool)
+    candidates[np.asarray(history, dtype=np.int64)] = False
+    item = np.broadcast_to(np.asarray(item, dtype=np.int64), (s.shape[0],))
+    target = s[np.arange(s.shape[0]), item]
+    ranks = 1 + (s[:, candidates] > target[:, None]).sum(1)
+    return ranks[0] if one else ranks
+
+
+def top_unseen(scores: np.ndarray, history: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` best items outside ``history``, best first (ties: lower id first); the ordering that
+    :func:`rank_among_unseen` counts in.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        Scores of every item, shape ``(n_items,)``.
+    history : numpy.ndarray
+        The user's original history (excluded).
+    k : int
+        How many to return (at most the number of unseen items).
+
+    Returns
+    -------
+    numpy.ndarray
+        Internal item ids, shape ``(min(k, n_unseen),)``.
+    """
+    masked = np.asarray(scores, dtype=np.float64).copy()
+    masked[np.asarray(history, dtype=np.int64)] = -np.inf
+    n_unseen = len(masked) - len(np.unique(history))
+    return np.argsort(-masked, kind="stable")[: min(k, n_unseen)]

@@ -14,11 +14,13 @@ Taught in 08_als_item_style. implicit fits the factors; this wrapper adds what t
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from xrec_helpers.models.base import HistoryRecommender
+from xrec_helpers.models.base import ITEM_DECOMPOSITION, SCORE, SCORE_HISTORIES, HistoryRecommender
 
 
 class ALS(HistoryRecommender):
@@ -35,6 +37,8 @@ class ALS(HistoryRecommender):
         use_cg: implicit's conjugate-gradient solver (fast, approximate) instead of Cholesky.
         random_state: seed of implicit's initialisation.
     """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, SCORE_HISTORIES, ITEM_DECOMPOSITION})
 
     def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 10.0,
                  iterations: int = 15, use_cg: bool = True, random_state: int | None = 0):

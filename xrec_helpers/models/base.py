@@ -31,8 +31,10 @@ SCORE_HISTORIES = "score_histories"
 TORCH_SCORES = "torch_scores"
 #: ``score_sequences(seqs)``: scores of event sequences (04_shap_sequential).
 SCORE_SEQUENCES = "score_sequences"
-#: ``predict(users, items)`` on feature rows, with ``features`` describing them (03_fm_lime).
-PREDICT_FEATURES = "predict_features"
+#: ``predict(users, items)``: the score of given (user, item) pairs, e.g. a predicted rating (07_neighbourhood_mf).
+PREDICT = "predict"
+#: its input is a row of named features (``features``, ``predict_encoded``), for feature explainers (03_fm_lime).
+FEATURE_INPUTS = "feature_inputs"
 #: per-(user, item) gradients and Hessians of its training loss, for influence functions (06_accent).
 INFLUENCE = "influence"
 #: retraining from a warm start with some ratings removed, for verification (06_accent).
@@ -41,8 +43,6 @@ RETRAIN = "retrain"
 ITEM_DECOMPOSITION = "item_decomposition"
 #: attention weights over the item's reviews (09_attention_reviews).
 REVIEW_ATTENTION = "review_attention"
-#: ``predict_ratings(users, items)`` on a rating scale (07_neighbourhood_mf).
-PREDICT_RATINGS = "predict_ratings"
 
 #: Every capability name, with what it promises (for error messages and the conformance suite).
 CAPABILITIES: dict[str, str] = {
@@ -50,12 +50,12 @@ CAPABILITIES: dict[str, str] = {
     SCORE_HISTORIES: "score_histories(X) of edited 0/1 histories",
     TORCH_SCORES: "torch_scores(X), differentiable in the history",
     SCORE_SEQUENCES: "score_sequences(sequences)",
-    PREDICT_FEATURES: "predict on feature rows (features, predict_rows)",
+    PREDICT: "predict(users, items) for given pairs",
+    FEATURE_INPUTS: "feature-row inputs (features, predict_encoded)",
     INFLUENCE: "influence-function gradients and Hessians",
     RETRAIN: "warm-start retraining with ratings removed",
     ITEM_DECOMPOSITION: "an item-based decomposition of its scores",
     REVIEW_ATTENTION: "attention weights over reviews",
-    PREDICT_RATINGS: "predicted ratings on a scale",
 }
 
 

@@ -23,11 +23,13 @@ raised MEP). The workshop code used a sign (L1) gradient with λ switched off.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 
 from xrec_helpers._ids import check_ids
-from xrec_helpers.models.base import Recommender, check_rating_range
+from xrec_helpers.models.base import PREDICT, SCORE, Recommender, check_rating_range
 
 
 def nearest_neighbours(ratings: sp.csr_matrix, k: int = 50) -> np.ndarray:
@@ -153,6 +155,8 @@ class EMF(Recommender):
             (a 50 or a -3 is a data error, not a strong opinion).
         random_state: seed for the initial factors.
     """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, PREDICT})
 
     def __init__(self, factors: int = 20, lam: float = 0.0, beta: float = 0.1, ridge: float = 10.0,
                  iterations: int = 10, k_neighbours: int = 50, theta: float = 1.0, pairs: str = "explainable",

@@ -16,6 +16,7 @@ That exact attribution is the ground truth LIME and KernelSHAP are graded agains
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ import torch
 from xrec_helpers._ids import check_ids
 from xrec_helpers.data.dataset import GENRES, Dataset
 from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
-from xrec_helpers.models.base import Recommender, check_rating_range
+from xrec_helpers.models.base import FEATURE_INPUTS, PREDICT, SCORE, Recommender, check_rating_range
 
 AGE_BINS = (0, 18, 25, 35, 45, 50, 56, 200)
 AGE_LABELS = ("under 18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+")
@@ -123,6 +124,8 @@ class FactorizationMachine(Recommender):
         device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
             initial weights, negatives and minibatch order on every device.
     """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, PREDICT, FEATURE_INPUTS})
 
     def __init__(self, factors: int = 16, epochs: int = 15, lr: float = 0.01, batch_size: int = 1024,
                  weight_decay: float = 1e-4, random_state: int | None = 0, negatives: int = 0, threads: int | None = 1,

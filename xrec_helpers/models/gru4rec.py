@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,7 @@ from xrec_helpers.data.sequences import (  # noqa: F401  (re-exported: notebooks
     user_sequences,
 )
 from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
-from xrec_helpers.models.base import Recommender
+from xrec_helpers.models.base import SCORE, SCORE_SEQUENCES, Recommender
 
 N_RATINGS = 5
 FEATURES = ("movie", "rating you gave", "days since previous", "genres")
@@ -117,6 +118,8 @@ class GRU4Rec(Recommender):
         device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
             initial weights, window order and dropout masks on every device.
     """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, SCORE_SEQUENCES})
 
     def __init__(self, max_len: int = 20, emb_size: int = 64, hidden_size: int = 64, epochs: int = 10,
                  lr: float = 3e-3, weight_decay: float = 0.0, batch_size: int = 128, dropout: float = 0.2,

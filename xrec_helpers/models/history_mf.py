@@ -9,13 +9,15 @@ positive being predicted is never in the input (a leak in the LXR authors' code,
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 from tqdm.auto import trange
 
 from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
-from xrec_helpers.models.base import HistoryRecommender
+from xrec_helpers.models.base import SCORE, SCORE_HISTORIES, TORCH_SCORES, HistoryRecommender
 
 
 class HistoryMF(HistoryRecommender):
@@ -31,6 +33,8 @@ class HistoryMF(HistoryRecommender):
         device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
             initial weights and random draws on every device.
     """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, SCORE_HISTORIES, TORCH_SCORES})
 
     def __init__(self, factors: int = 64, epochs: int = 40, hide: float = 0.25, lr: float = 0.01,
                  weight_decay: float = 1e-5, batch_size: int = 128, random_state: int | None = 0,

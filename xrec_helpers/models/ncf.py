@@ -18,6 +18,7 @@ each stack trains on the model's ``device`` (the CPU, or a GPU with ``device="cu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,7 +27,7 @@ import torch
 from xrec_helpers._ids import check_ids
 from xrec_helpers.engines import Engine, check_engine, map_jobs
 from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
-from xrec_helpers.models.base import Recommender
+from xrec_helpers.models.base import INFLUENCE, RETRAIN, SCORE, Recommender
 
 _DECAYED = ("P_gmf", "Q_gmf", "P_mlp", "Q_mlp", "W1", "W2", "Wo")
 _ORDER = ("P_gmf", "Q_gmf", "P_mlp", "Q_mlp", "W1", "b1", "W2", "b2", "Wo", "bo")
@@ -155,6 +156,8 @@ class NCF(Recommender):
 
     ``fit`` expects a CSR matrix holding explicit ratings (``Dataset.csr(train, binary=False)``).
     """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, INFLUENCE, RETRAIN})
 
     def __init__(self, factors: int = 16, hidden: tuple[int, int] = (16, 8), weight_decay: float = 1e-3,
                  lr: float = 1e-3, batch_size: int = 1246, epochs: int = 100, random_state: int | None = 0,

@@ -27,6 +27,7 @@ Recommender, with predicted stars as scores.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ from tqdm.auto import trange
 
 from xrec_helpers.data.reviews import ReviewCorpus
 from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
-from xrec_helpers.models.base import Recommender
+from xrec_helpers.models.base import PREDICT, REVIEW_ATTENTION, SCORE, Recommender
 
 ATTENTIONS = ("personalised", "narre")
 
@@ -68,6 +69,8 @@ class BiasedMF(Recommender):
     ``device``: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
     initial weights and batch order on every device.
     """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, PREDICT})
 
     def __init__(self, factors: int = 16, epochs: int = 30, lr: float = 0.01, weight_decay: float = 1e-4,
                  batch_size: int = 512, random_state: int | None = 0, device: str = "cpu"):
@@ -222,6 +225,8 @@ class ReviewAttentionRecommender(Recommender):
     ``fit(train, valid=...)`` records the validation RMSE after each epoch (``valid_rmse_``) and keeps
     the weights of the best epoch (``best_epoch_``).
     """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, PREDICT, REVIEW_ATTENTION})
 
     def __init__(self, attention: str = "personalised", embed_dim: int = 16, filters: int = 32, window: int = 3,
                  attention_dim: int = 16, factors: int = 16, max_user_reviews: int = 12, max_item_reviews: int = 24,

@@ -8,13 +8,15 @@ catalogue (probabilities, tiny numbers: compare ranks, not raw scores, across mo
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 from tqdm.auto import trange
 
 from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
-from xrec_helpers.models.base import HistoryRecommender
+from xrec_helpers.models.base import SCORE, SCORE_HISTORIES, TORCH_SCORES, HistoryRecommender
 
 
 class _VAENet(torch.nn.Module):
@@ -56,6 +58,8 @@ class MultVAE(HistoryRecommender):
 
     Taught in 05_lxr.
     """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, SCORE_HISTORIES, TORCH_SCORES})
 
     def __init__(self, hidden: int = 256, latent: int = 64, dropout: float = 0.5, epochs: int = 50,
                  lr: float = 1e-3, batch_size: int = 64, weight_decay: float = 0.0, anneal_cap: float = 0.2,
