@@ -15,8 +15,8 @@ import torch
 
 from xrec_helpers.data.synthetic import synthetic
 from xrec_helpers.explainers.baselines import RandomExplainer
-from xrec_helpers.explainers.lxr import LXRExplainer, frozen
 from xrec_helpers.explainers.influence import LOOCounterfactualExplainer, LOOExplainer
+from xrec_helpers.explainers.lxr import LXRExplainer, frozen
 from xrec_helpers.explainers.surrogates import ClusterSHAPExplainer, LIMEExplainer
 from xrec_helpers.metrics.counterfactual import perturbation_curves
 from xrec_helpers.models.history_mf import HistoryMF
