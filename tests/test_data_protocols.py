@@ -1,14 +1,13 @@
-"""The paper data protocols (data.protocols): the LXR split (05_lxr, 11) and the ACCENT split (06_accent)."""
+"""The LXR data protocol (data.protocols.lxr_split; 05_lxr, 11). The ACCENT split is tested in test_accent.py."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 
 from xrec_helpers.data.dataset import to_csr
-from xrec_helpers.data.protocols import accent_split, lxr_split
+from xrec_helpers.data.protocols import lxr_split
 from xrec_helpers.data.splits import binarize, k_core, reindex, user_split
 
 
@@ -46,7 +45,3 @@ def test_lxr_split_without_hiding_and_errors(ml100k):
     with pytest.raises(ValueError, match="positive"):
         lxr_split(data.ratings.assign(rating=1.0))
 
-
-def test_accent_split_errors():
-    with pytest.raises(ValueError, match="No ratings"):
-        accent_split(pd.DataFrame(columns=["user", "item", "rating", "timestamp"]))

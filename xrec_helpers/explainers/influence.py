@@ -25,6 +25,7 @@ whether a set is really counterfactual. Written from the papers; no code from th
 from __future__ import annotations
 
 import dataclasses
+from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -408,8 +409,9 @@ class _InfluenceExplainer(Explainer):
         self.k = _check_k(k, influence.k, "the influence's k =")
         self.influence = influence
 
+    @abstractmethod
     def _search(self, info: UserInfluence) -> Search:
-        raise NotImplementedError
+        """The method's greedy search over one user's influence matrix."""
 
     def _values(self, info: UserInfluence, res: Search) -> np.ndarray:
         return info.influence[0]
