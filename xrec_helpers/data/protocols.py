@@ -24,7 +24,7 @@ from xrec_helpers.data.splits import binarize, k_core, leave_n_out, reindex, use
 
 @dataclass
 class AccentSplit:
-    """Result of :func:`accent_split`. Taught in 06_accent.
+    """Result of :func:`accent_split` (06_accent).
 
     Attributes
     ----------
@@ -97,7 +97,7 @@ def accent_split(ratings: pd.DataFrame, *, threshold: float = 3.0, min_pos: int 
 
 @dataclass
 class LXRSplit:
-    """Result of :func:`lxr_split`. Taught in 05_lxr.
+    """Result of :func:`lxr_split` (05_lxr).
 
     Attributes
     ----------

@@ -77,7 +77,7 @@ def accent_search(scores: np.ndarray, effects: np.ndarray, k: int) -> Search:
     that effect until the predicted gap turns negative (stopping when the next effect is <= 0: the gap
     cannot close). The candidate with the smallest set wins (ties: the more negative gap, then the first).
     Used with exact leave-one-out effects (:class:`LOOCounterfactualExplainer`, 05_lxr) and with FIA
-    estimates (:class:`ACCENTExplainer`, 06_accent). Taught in 06_accent.
+    estimates (:class:`ACCENTExplainer`, 06_accent).
 
     Parameters
     ----------
@@ -119,7 +119,7 @@ def fia_search(scores: np.ndarray, effects: np.ndarray, k: int, pure: bool) -> S
 
     Every top-k score is updated additively until some other top-k item overtakes the recommendation.
     pure FIA takes every column in that order; FIA skips one that does not narrow the lead of the
-    recommendation over its best competitor. Taught in 06_accent.
+    recommendation over its best competitor (:class:`PureFIAExplainer`, :class:`FIAExplainer`; 06_accent).
 
     Parameters
     ----------

@@ -37,7 +37,7 @@ _EPS = 1e-9  # inside the logs: the original has none and produces -inf when a s
 class LXRNet(torch.nn.Module):
     """History encoder and item encoder -> tanh MLP -> one sigmoid mask value per catalogue item.
 
-    Taught in 05_lxr.
+    The network of :class:`LXRExplainer` (05_lxr).
     """
 
     def __init__(self, n_items: int, hidden: int):
@@ -71,7 +71,8 @@ def _recommender_parameters(recommender: HistoryRecommender) -> list[torch.Tenso
 def frozen(recommender: HistoryRecommender):
     """Switch off gradients of the recommender's torch parameters (restored afterwards).
 
-    Taught in 05_lxr: gradients flow *through* the recommender into the explainer, never into it.
+    Used while :class:`LXRExplainer` trains (05_lxr): gradients flow *through* the recommender into the explainer,
+    never into it.
     """
     params = _recommender_parameters(recommender)
     before = [p.requires_grad for p in params]
@@ -138,7 +139,7 @@ class LXRExplainer(Explainer):
     def loss_terms(self, x: torch.Tensor, items: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """The three loss terms for a batch (each a scalar tensor); ``loss`` is their weighted sum.
 
-        Taught in 05_lxr.
+        The loss of 05_lxr's section 3.
         """
         rows = torch.arange(len(items))
         p_keep = self.model.torch_scores(x * mask)[rows, items]
@@ -224,7 +225,8 @@ class LXRExplainer(Explainer):
               batch_rows: int = 1024, logits: bool = False) -> np.ndarray:
         """Mask values for every catalogue item, shape (len(users), n_items), in batched forward passes.
 
-        Taught in 05_lxr. Only the history positions are an explanation; the rest is ignored.
+        Every LXR explanation of 05_lxr comes from it. Only the history positions are an explanation; the rest
+        is ignored.
         ``logits=True`` returns the pre-sigmoid values (same order, no saturation at 1.0).
         """
         if self.net_ is None:

@@ -1,8 +1,8 @@
 """The ACCENT verification protocol: remove the set, retrain, re-score; CF% and set size.
 
 Taught in 06_accent. :class:`RetrainingVerification` is the protocol (``evaluate(model, explanations)``, the
-interface of :mod:`xrec_helpers.metrics.protocol`); :func:`verify_by_retraining` computes its rows. For every explanation with a counterfactual set, drop the user's ratings
-of the set's items, retrain the model warm-started from its checkpoint (parameters and Adam
+interface of :mod:`xrec_helpers.metrics.protocol`); :func:`verify_by_retraining` computes its rows.
+For every explanation with a counterfactual set, drop the user's ratings of the set's items, retrain the model warm-started from its checkpoint (parameters and Adam
 moments) for a stated number of epochs with several minibatch-order seeds, and re-score the
 recommendation and the predicted replacement. Following the paper's ``compare.py``:
 
@@ -54,7 +54,7 @@ def verify_by_retraining(model: Any, explanations: Sequence[Explanation], epochs
         one row per explanation: method, k, user, rec, replacement, size, predicted_gap,
         original_gap, actual_gap (mean over seeds), control_gap, corrected_gap (actual - control
         + original), success. Rows without a set have NaN gaps and success False.
-        Taught in 06_accent.
+        The rows of :class:`RetrainingVerification` (06_accent).
     """
     if len(seeds) == 0:
         raise ValueError("Give at least one seed.")

@@ -39,7 +39,7 @@ def ncf_forward(p_gmf: torch.Tensor, q_gmf: torch.Tensor, p_mlp: torch.Tensor, q
     """Predicted rating from gathered embeddings, batched over models.
 
     Embeddings have shape (M, B, d); weights (M, ...). Returns (M, B). Also used by FIA, which
-    differentiates it with respect to one user's (or item's) embeddings only. Taught in 06_accent.
+    differentiates it with respect to one user's (or item's) embeddings only (06_accent).
     """
     # W1 split by rows and Wo by entries instead of concatenating inputs: the same maths, and no
     # (M, B, 2d) copies in the forward and backward passes of every training step.
@@ -54,7 +54,7 @@ class NCFStack:
     """``M`` NCF models stacked along a leading axis, trained together with per-model row weights.
 
     Each model has its own copy of every parameter and of Adam's moments (Adam is elementwise,
-    so one optimiser over stacked tensors is M independent optimisers). Taught in 06_accent.
+    so one optimiser over stacked tensors is M independent optimisers). Behind 06_accent's retrains.
     """
 
     def __init__(self, params: dict[str, torch.Tensor], adam_state: dict[str, tuple] | None,
@@ -235,7 +235,7 @@ class NCF(Recommender):
         """The user's own trainable parameters, float64: the GMF and MLP embeddings concatenated (2 x factors).
 
         Part of the ``INFLUENCE`` capability: influence functions (06_accent) move only these (and the
-        target item's, which do not interact with the user's own ratings). Taught in 06_accent.
+        target item's, which do not interact with the user's own ratings).
 
         Parameters
         ----------
@@ -255,7 +255,7 @@ class NCF(Recommender):
         """``f(theta, items)``: predicted ratings of ``items`` for a user whose own parameters are ``theta``.
 
         Part of the ``INFLUENCE`` capability. Every other parameter is frozen (a float64 copy taken now),
-        so ``f`` is differentiable in ``theta`` only: FIA takes its Jacobian and Hessian. Taught in 06_accent.
+        so ``f`` is differentiable in ``theta`` only: FIA takes its Jacobian and Hessian (06_accent).
 
         Returns
         -------
