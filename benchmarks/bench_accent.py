@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from xrec_helpers.data import load_movielens
-from xrec_helpers.data.accent_split import accent_split
 from xrec_helpers.data.dataset import to_csr
-from xrec_helpers.explainers.accent import AccentExplainer, FastInfluence, FIAExplainer, PureFIAExplainer
+from xrec_helpers.data.protocols import accent_split
+from xrec_helpers.explainers.base import top_pairs
+from xrec_helpers.explainers.influence import FastInfluence, influence_explainers
 from xrec_helpers.models._torch import prepare_cpu_training
 from xrec_helpers.models.ncf import NCF
 
@@ -38,11 +39,10 @@ def main() -> None:
     for u in users:
         fi.user(int(u))
     fia_s = (time.perf_counter() - t) / len(users)
+    pairs = top_pairs(model, users)
     t = time.perf_counter()
-    for E in (PureFIAExplainer, FIAExplainer, AccentExplainer):
-        ex = E(model, k=5, influence=fi)
-        for u in users:
-            ex.explain_ks(int(u), (5, 10, 20))
+    for ex in influence_explainers(model, (5, 10, 20), influence=fi).values():
+        ex.explain_many(pairs)
     search_s = (time.perf_counter() - t) / len(users)
     print(f"explanation per user: FIA (top-20 influences) {fia_s * 1e3:.1f} ms, three searches x 3 k "
           f"{search_s * 1e3:.1f} ms; per user that is {fia_s / epoch_s:.2f} / {search_s / epoch_s:.3f} base epochs")

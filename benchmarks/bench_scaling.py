@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from xrec_helpers.data import load_movielens
-from xrec_helpers.data.accent_split import accent_split
 from xrec_helpers.data.dataset import to_csr
+from xrec_helpers.data.protocols import accent_split
 from xrec_helpers.engines import describe_engine
 from xrec_helpers.models._torch import prepare_cpu_training
 from xrec_helpers.models.ncf import NCF

@@ -7,18 +7,27 @@ import pytest
 import torch
 from scipy.stats import binomtest
 
-from xrec_helpers.data.accent_split import accent_split
 from xrec_helpers.data.dataset import to_csr
-from xrec_helpers.explainers.accent import (
-    AccentExplainer,
-    AccentResumeExplainer,
+from xrec_helpers.data.protocols import accent_split
+from xrec_helpers.explainers.base import top_pairs
+from xrec_helpers.explainers.influence import (
+    ACCENTExplainer,
+    ACCENTResumeExplainer,
     FastInfluence,
     FIAExplainer,
     PureFIAExplainer,
     accent_search,
     fia_search,
+    influence_explainers,
 )
-from xrec_helpers.metrics.retraining import cf_summary, compare_methods, mcnemar, paired_size_test, verify_by_retraining
+from xrec_helpers.metrics.retraining import (
+    RetrainingVerification,
+    cf_summary,
+    compare_methods,
+    mcnemar,
+    paired_size_test,
+    verify_by_retraining,
+)
 from xrec_helpers.models.ncf import NCF, ncf_forward
 
 
@@ -177,16 +186,19 @@ def test_fia_predicts_single_removal_direction(small):
 
 def test_accent_search_toy():
     scores = np.array([4.0, 3.9, 3.5])
-    # rows: rec, cand1, cand2; columns: ratings. Pair gaps vs cand1: [0.05, 0.08, -0.1]
+    # rows: rec, cand1, cand2; columns: ratings. Pair gaps vs cand1: [0.05, 0.08, -0.1, 0.5]
     influence = np.array([[0.10, 0.10, 0.0, 0.5],
                           [0.05, 0.02, 0.1, 0.0],
                           [0.00, 0.00, 0.0, 0.0]])
-    out = accent_search(scores, influence, ks=(2, 3))
-    # k=2: only cand1; gap 0.1 closes with ratings 1 (0.08) then 3 (0.5) -> {3} alone suffices first? order by pair gap:
-    # pair = [0.05, 0.08, -0.1, 0.5] -> order 3, 1, 0: after 3 the gap is -0.4 < 0 -> set {3}
-    assert out[2].removed == [3] and out[2].replacement == 1
-    assert out[3].removed == [3]  # cand2 needs 0.5 too but ties break on the more negative gap
-    assert out[3].gap == pytest.approx(min(0.1 - 0.5, 0.5 - 0.6))
+    # k=2: only cand1; order by pair gap 3, 1, 0: after 3 the gap is -0.4 < 0 -> set {3}
+    two = accent_search(scores, influence, k=2)
+    assert two.removed == (3,) and two.replacement == 1 and two.found and two.row == 1
+    three = accent_search(scores, influence, k=3)
+    assert three.removed == (3,)  # cand2 needs 0.5 too but ties break on the more negative gap
+    assert three.gap == pytest.approx(min(0.1 - 0.5, 0.5 - 0.6))
+    # nothing closes the gap: no set, and the row is the candidate whose gap closed furthest
+    none = accent_search(np.array([4.0, 3.0, 3.9]), np.zeros((3, 2)), k=3)
+    assert not none.found and none.removed == () and none.row == 2 and none.gap == pytest.approx(0.1)
 
 
 def test_fia_search_toy():
@@ -196,59 +208,71 @@ def test_fia_search_toy():
                           [0.0, 0.0, 0.0]])
     # pure FIA takes rating 0 (no gap change), then 1: 4-0.5=3.5 < 3.9-0.3=3.6 -> {0, 1}
     pure = fia_search(scores, influence, k=3, pure=True)
-    assert pure.removed == [0, 1] and pure.replacement == 1
+    assert pure.removed == (0, 1) and pure.replacement == 1
     # FIA skips rating 0 (it does not narrow the lead) and takes 1: 3.8 vs 3.9 -> {1}
     fia = fia_search(scores, influence, k=3, pure=False)
-    assert fia.removed == [1] and fia.gap == pytest.approx(-0.1)
+    assert fia.removed == (1,) and fia.gap == pytest.approx(-0.1)
 
 
 def test_explainers_contract_and_nesting(small):
     split, X, model = small
     fi = FastInfluence(model, k=20)
-    acc = AccentExplainer(model, k=5, influence=fi, titles=[f"Movie {i}" for i in range(model.n_items)])
+    titles = [f"Movie {i}" for i in range(model.n_items)]
+    by_k = influence_explainers(model, (5, 10, 20), methods=(ACCENTExplainer,), titles=titles, influence=fi)
+    assert list(by_k) == [("ACCENT", 5), ("ACCENT", 10), ("ACCENT", 20)]
+    acc = by_k[("ACCENT", 5)]
     pure = PureFIAExplainer(model, k=5, influence=fi)
     fia = FIAExplainer(model, k=5, influence=fi)
     found = other_found = 0
-    for user in range(12):
-        by_k = acc.explain_ks(user, (5, 10, 20))
-        sizes = [len(e.counterfactual_set) if e.counterfactual_set is not None else np.inf for e in by_k.values()]
+    for user, rec in top_pairs(model, range(12)):
+        expls = [ex.explain(user, rec) for ex in by_k.values()]
+        assert [e.counterfactual.k for e in expls] == [5, 10, 20]
+        sizes = [e.counterfactual.size if e.counterfactual.found else np.inf for e in expls]
         assert sizes[0] >= sizes[1] >= sizes[2]  # nested candidates: never larger for a larger k
-        e = by_k[5]
-        assert e.item == model.recommend(user, 1)[0, 0]
-        if e.counterfactual_set is not None:
+        e = expls[0]
+        assert e.item == model.recommend(user, 1)[0, 0] and not e.extra
+        if e.counterfactual.found:
             found += 1
-            assert e.predicted_gap < 0 and e.replacement in e.extra["topk"][1:]
+            top = acc.predicted_scores(e)
+            assert e.predicted_gap < 0 and e.replacement in top.index[1:]
             assert set(e.counterfactual_set) <= set(X[user].indices)
             assert e.text.startswith("Had you not rated *Movie")
             # the predicted scores after removal: the replacement overtakes the rec
-            ps = dict(zip(e.extra["topk"], e.extra["predicted_scores"]))
+            ps = top["predicted after removal"]
             assert ps[e.replacement] > ps[e.item]
-            for other in (pure.explain(user), fia.explain(user)):
-                if other.counterfactual_set is not None:
+            for other, ex in ((pure.explain(user, rec), pure), (fia.explain(user, rec), fia)):
+                if other.counterfactual.found:
                     other_found += 1
                     # the FIA variants' sets obey the same contract: rated items whose predicted removal
                     # lets the named replacement overtake the recommendation
                     assert set(other.counterfactual_set) <= set(X[user].indices) and other.predicted_gap < 0
-                    ps = dict(zip(other.extra["topk"], other.extra["predicted_scores"]))
+                    ps = ex.predicted_scores(other)["predicted after removal"]
                     assert ps[other.replacement] > ps[other.item]
+        else:
+            assert e.counterfactual.size == 0 and e.replacement is None and "found no set" in e.text
     assert found >= 1 and other_found >= 1
     with pytest.raises(ValueError, match="top recommendation"):
         acc.explain(0, int(model.recommend(0, 2)[0, 1]))
     with pytest.raises(ValueError, match="already in user"):
         acc.explain(0, int(X[0].indices[0]))
+    with pytest.raises(TypeError, match="item=None"):
+        acc.explain_many([(0, None)])
     with pytest.raises(ValueError, match="k=30"):
-        AccentExplainer(model, k=30, influence=fi)
+        ACCENTExplainer(model, k=30, influence=fi)
+    with pytest.raises(TypeError, match="influence"):
+        ACCENTExplainer(object())
 
 
 def test_verification_and_resume(small):
     split, X, model = small
     fi = FastInfluence(model, k=5)
-    acc = AccentExplainer(model, k=5, influence=fi)
-    users = [u for u in range(20) if acc.explain(u).counterfactual_set is not None][:4]
-    assert users, "no ACCENT set on the small model"
-    expl = [acc.explain(u) for u in users] + [PureFIAExplainer(model, k=5, influence=fi).explain(u) for u in users]
+    acc = ACCENTExplainer(model, k=5, influence=fi)
+    pairs = [p for p in top_pairs(model, range(20)) if acc.explain(*p).counterfactual.found][:4]
+    assert pairs, "no ACCENT set on the small model"
+    expl = acc.explain_many(pairs) + PureFIAExplainer(model, k=5, influence=fi).explain_many(pairs)
     v = verify_by_retraining(model, expl, epochs=1, seeds=[0, 1])
     assert v.attrs["distinct_sets"] <= len(expl) and v.attrs["retrains"] == 2 * (v.attrs["distinct_sets"] + 1)
+    assert (v["k"] == 5).all()
     # the shared control (one per seed) gives each user the gap of a no-removal retrain of that user
     row = v[v["size"] > 0].iloc[0]
     ctrl = model.retrain_scores([(int(row.user), [])] * 2, [0, 1], 1, [[int(row.rec), int(row.replacement)]] * 2)
@@ -256,6 +280,17 @@ def test_verification_and_resume(small):
     has = v["size"] > 0
     assert (v.loc[has, "success"] == (v.loc[has, "actual_gap"] < 0)).all()
     assert not v.loc[~has, "success"].any()
+    # the protocol: the same numbers, one row per explanation, metrics named with their direction
+    result = RetrainingVerification(epochs=1, seeds=[0, 1]).evaluate(model, expl)
+    rows = result.per_explanation
+    assert list(rows.columns[:3]) == ["method", "user", "item"] and len(rows) == len(expl)
+    np.testing.assert_allclose(rows["actual_gap"], v["actual_gap"])
+    assert (rows["retrained CF"] == v["success"].astype(float)).all()
+    assert rows["retrained CF size"].isna().tolist() == (~v["success"].astype(bool)).tolist()
+    assert result.metric("retrained CF").higher_is_better and result.details["retrains"] == v.attrs["retrains"]
+    assert result.summary().loc["ACCENT", "retrained CF"] == pytest.approx(v[v.method == "ACCENT"]["success"].mean())
+    with pytest.raises(TypeError, match="retrain"):
+        RetrainingVerification(epochs=1).evaluate(object(), expl)
     summary = cf_summary(v)
     acc_row = summary.loc[("ACCENT", 5)]
     assert acc_row["cf_percent"] == pytest.approx(100 * v[v.method == "ACCENT"]["success"].mean())
@@ -268,11 +303,12 @@ def test_verification_and_resume(small):
     assert (cmp["only_a"], cmp["only_b"]) == (only_a, only_b)
     expected_p = 1.0 if only_a + only_b == 0 else binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue
     assert cmp["p_mcnemar"] == pytest.approx(min(1.0, expected_p))
-    resumed = AccentResumeExplainer(model, k=5, influence=fi, epochs=1, rounds=2).explain_many([(u, None) for u in users])
-    for r, u in zip(resumed, users):
-        base = acc.explain(u).counterfactual_set
-        assert r.method == "ACCENT+resume" and r.extra["rounds"] >= 1
-        assert list(r.counterfactual_set[:len(base)]) == list(base)  # resume only ever extends the set
+    resumed = ACCENTResumeExplainer(model, k=5, influence=fi, epochs=1, rounds=2).explain_many(pairs)
+    for r, (u, i) in zip(resumed, pairs):
+        base = acc.explain(u, i)
+        assert r.method == "ACCENT+resume" and r.counterfactual.rounds >= 1 and r.counterfactual.verified is not None
+        assert list(r.counterfactual_set[:base.counterfactual.size]) == list(base.counterfactual_set)  # only extends
+        assert base.counterfactual.rounds == 0 and base.counterfactual.verified is None  # never mutated
 
 
 def test_significance_helpers():

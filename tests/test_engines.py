@@ -20,14 +20,14 @@ import pandas as pd
 import pytest
 import torch
 
-from xrec_helpers.data.accent_split import accent_split
 from xrec_helpers.data.dataset import to_csr
+from xrec_helpers.data.protocols import accent_split
 from xrec_helpers.data.synthetic import synthetic
 from xrec_helpers.engines import check_engine, describe_engine, map_jobs
 from xrec_helpers.evaluation import run_explainers
-from xrec_helpers.explainers.accent import AccentExplainer, FastInfluence, PureFIAExplainer
+from xrec_helpers.explainers.base import top_pairs
 from xrec_helpers.explainers.baselines import JaccardExplainer, RandomExplainer
-from xrec_helpers.explainers.perturbation import FIAExplainer
+from xrec_helpers.explainers.influence import ACCENTExplainer, FastInfluence, LOOExplainer, PureFIAExplainer
 from xrec_helpers.metrics.retraining import verify_by_retraining
 from xrec_helpers.models.history_mf import HistoryMF
 from xrec_helpers.models.ncf import NCF
@@ -123,10 +123,10 @@ def test_cluster_is_local_and_has_two_worker_processes(cluster):
 def test_verification_on_the_cluster_gives_the_serial_verdicts_and_numbers(cluster, ncf):
     X, model = ncf
     fi = FastInfluence(model, k=5)
-    acc = AccentExplainer(model, k=5, influence=fi)
-    users = [u for u in range(30) if acc.explain(u).counterfactual_set is not None][:5]
-    assert len(users) >= 2, "too few ACCENT sets on the small model to compare engines"
-    expl = [acc.explain(u) for u in users] + [PureFIAExplainer(model, k=5, influence=fi).explain(u) for u in users]
+    acc = ACCENTExplainer(model, k=5, influence=fi)
+    pairs = [p for p in top_pairs(model, range(30)) if acc.explain(*p).counterfactual.found][:5]
+    assert len(pairs) >= 2, "too few ACCENT sets on the small model to compare engines"
+    expl = acc.explain_many(pairs) + PureFIAExplainer(model, k=5, influence=fi).explain_many(pairs)
     serial = verify_by_retraining(model, expl, epochs=2, seeds=[0, 1], max_models=3)
     on_dask = verify_by_retraining(model, expl, epochs=2, seeds=[0, 1], max_models=3, engine=cluster)
     assert serial.attrs["retrains"] > 3  # several stacks, so several jobs went to the workers
@@ -143,7 +143,7 @@ def test_benchmark_runner_on_the_cluster_gives_the_serial_numbers(cluster):
     users = np.arange(40)
     pairs = list(zip(users.tolist(), mf.recommend(users, k=1)[:, 0].tolist()))
     explainers = {"Random": RandomExplainer(X, random_state=0), "Jaccard": JaccardExplainer(X),
-                  "FIA": FIAExplainer(X, mf)}
+                  "LOO": LOOExplainer(mf)}
     serial = run_explainers(mf, explainers, pairs, random_state=7)
     on_dask = run_explainers(mf, explainers, pairs, random_state=7, engine=cluster, batch_size=7)
     for name in explainers:

@@ -1,10 +1,12 @@
-"""LXR, Mult-VAE and the perturbation explainers (LIME, cluster SHAP, FIA, ACCENT).
+"""LXR, Mult-VAE, the surrogates (LIME, cluster SHAP) and exact leave-one-out (LOO, LOO counterfactual).
 
 Small synthetic data with planted cause -> effect pairs: the planted cause is the history item that
 really drives the recommendation, so faithful explainers must find it.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
@@ -13,8 +15,9 @@ import torch
 
 from xrec_helpers.data.synthetic import synthetic
 from xrec_helpers.explainers.baselines import RandomExplainer
+from xrec_helpers.explainers.influence import LOOCounterfactualExplainer, LOOExplainer
 from xrec_helpers.explainers.lxr import LXRExplainer, frozen
-from xrec_helpers.explainers.perturbation import ACCENTExplainer, ClusterSHAPExplainer, FIAExplainer, LIMEExplainer
+from xrec_helpers.explainers.surrogates import ClusterSHAPExplainer, LIMEExplainer
 from xrec_helpers.metrics.counterfactual import perturbation_curves
 from xrec_helpers.models.history_mf import HistoryMF
 from xrec_helpers.models.vae import MultVAE
@@ -58,10 +61,10 @@ def test_vae_is_deterministic_and_learns(setup):
         model.score_histories(np.zeros((1, X.shape[1] + 1)))
 
 
-def test_fia_is_exact_leave_one_out(setup):
+def test_loo_is_exact_leave_one_out(setup):
     _, X, mf, pairs = setup
     user, item = pairs[0]
-    e = FIAExplainer(X, mf).explain(user, item)
+    e = LOOExplainer(mf).explain(user, item)
     h = int(e.items[0])
     hist = X[user].toarray()
     without = hist.copy()
@@ -69,47 +72,52 @@ def test_fia_is_exact_leave_one_out(setup):
     expected = mf.score_histories(hist)[0, item] - mf.score_histories(without)[0, item]
     assert e.scores[0] == pytest.approx(expected, rel=1e-5)
     assert np.all(np.diff(e.scores) <= 0)
+    assert e.method == "LOO" and e.model_calls == len(e.items) + 1
 
 
-def test_accent_set_closes_the_predicted_gap(setup, ml100k):
+def test_loo_counterfactual_set_closes_the_predicted_gap(setup, ml100k):
     # Real histories: on the planted data the sigmoid-saturated gaps are rarely closable.
     X = ml100k.subset_users(150, seed=0).csr()
     mf = HistoryMF(factors=16, epochs=10, random_state=0).fit(X)
-    acc = ACCENTExplainer(X, mf, k=5)
+    acc = LOOCounterfactualExplainer(mf, k=5)
     found = 0
     for user in range(20):
         item = int(mf.recommend([user], k=1)[0, 0])
         e = acc.explain(user, item)
         assert set(e.items.tolist()) == set(X[user].indices.tolist())
-        if e.counterfactual_set is not None:
+        assert e.counterfactual.k == 5 and e.method == "LOO counterfactual"
+        if e.counterfactual.found:
             found += 1
             assert e.predicted_gap < 0 and e.replacement not in (item, *X[user].indices)
             # The set is a prefix of the ranking: ACCENT adds items in decreasing gap influence.
             np.testing.assert_array_equal(e.items[:len(e.counterfactual_set)], e.counterfactual_set)
+        else:
+            assert e.counterfactual.size == 0 and e.replacement is None and e.predicted_gap >= 0
     assert found > 0
     with pytest.raises(ValueError, match="k=1"):
-        ACCENTExplainer(X, mf, k=1)
+        LOOCounterfactualExplainer(mf, k=1)
 
 
 def test_lime_neighbourhood_follows_lxr_sampler(setup):
     _, X, mf, pairs = setup
     user, item = pairs[0]
-    lime = LIMEExplainer(X, mf, n_samples=20, d_min=5, d_max=10)
+    lime = LIMEExplainer(mf, n_samples=20, d_min=5, d_max=10)
     N, flips, hist = lime.neighbourhood(user, item)
     assert N.shape == (21, X.shape[1]) and flips[0] == 0
     np.testing.assert_array_equal(N[0], X[user].toarray()[0])
     changed = (N[1:] != N[0]).sum(1)
     assert np.all(changed <= flips[1:]) and np.all((flips[1:] >= 5) & (flips[1:] <= 10))
     e1, e2 = lime.explain(user, item), lime.explain(user, item)
+    assert e1.fit_r2 is not None and e1.model_calls == 21 and not e1.extra
     np.testing.assert_array_equal(e1.scores, e2.scores)  # seeded per (user, item)
 
 
 def test_shap_values_are_shapley_of_cluster_removal(setup):
     _, X, mf, pairs = setup
     user, item = pairs[1]
-    shap_ex = ClusterSHAPExplainer(X, mf, n_clusters=4)
+    shap_ex = ClusterSHAPExplainer(mf, n_clusters=4)
     e = shap_ex.explain(user, item)
-    values = e.extra["cluster_values"]
+    values = shap_ex.cluster_values(e)
     full = mf.score_histories(X[user].toarray())[0, item]
     empty = mf.score_histories(np.zeros((1, X.shape[1])))[0, item]
     # Efficiency: Shapley values sum to f(all clusters present) - f(empty history).
@@ -117,14 +125,14 @@ def test_shap_values_are_shapley_of_cluster_removal(setup):
     for h, s in zip(e.items, e.scores):
         assert s == pytest.approx(values[shap_ex.cluster_of[h]])
     with pytest.raises(ValueError, match="background"):
-        ClusterSHAPExplainer(X, mf, background="all")
+        ClusterSHAPExplainer(mf, background="all")
 
 
 @pytest.fixture(scope="module")
 def lxr(setup):
     _, X, mf, _ = setup
     users = np.arange(60, 300)
-    return LXRExplainer(X, mf, hidden=16, lambda_pos=11.6, lambda_neg=2.0, lr=3e-2, batch_size=64,
+    return LXRExplainer(mf, hidden=16, lambda_pos=11.6, lambda_neg=2.0, lr=3e-2, batch_size=64,
                         epochs=12, random_state=0).fit(users)
 
 
@@ -143,7 +151,9 @@ def test_lxr_batched_equals_single_and_masks_in_range(setup, lxr):
         single = lxr.explain(u, i)
         np.testing.assert_array_equal(single.items, e.items)
         assert set(e.items.tolist()) == set(X[u].indices.tolist())
-        assert np.all((e.scores > 0) & (e.scores < 1))
+        assert np.all((e.scores > 0) & (e.scores < 1)) and not e.extra
+        logits = lxr.masks([u], [i], logits=True)[0, e.items]
+        assert np.all(np.diff(logits) <= 0)  # ordered by the logits (probabilities saturate at 1.0)
     M = lxr.masks([u for u, _ in pairs[:3]], [i for _, i in pairs[:3]])
     assert M.shape == (3, X.shape[1])
 
@@ -151,7 +161,7 @@ def test_lxr_batched_equals_single_and_masks_in_range(setup, lxr):
 def test_lxr_does_not_change_the_recommender(setup):
     _, X, mf, pairs = setup
     before = mf.score([0, 1])
-    LXRExplainer(X, mf, hidden=8, epochs=1).fit(np.arange(60, 120))
+    LXRExplainer(mf, hidden=8, epochs=1).fit(np.arange(60, 120))
     np.testing.assert_array_equal(before, mf.score([0, 1]))
     assert mf.in_factors_.requires_grad  # frozen only while training, restored afterwards
     with frozen(mf):
@@ -166,13 +176,13 @@ def test_lxr_validation_keeps_best_epoch(setup):
         calls.append(len(calls))
         return [5.0, 4.0, 1.0, 3.0][len(calls) - 1]
 
-    e = LXRExplainer(X, mf, hidden=8, epochs=3, random_state=0).fit(np.arange(60, 120), validate=validate)
+    e = LXRExplainer(mf, hidden=8, epochs=3, random_state=0).fit(np.arange(60, 120), validate=validate)
     assert e.best_epoch_ == 2 and len(calls) == 4
 
 
 def test_lxr_loss_terms_signs(setup):
     _, X, mf, pairs = setup
-    e = LXRExplainer(X, mf, hidden=8, lambda_pos=2.0, lambda_neg=3.0, alpha=0.5)
+    e = LXRExplainer(mf, hidden=8, lambda_pos=2.0, lambda_neg=3.0, alpha=0.5)
     x = torch.as_tensor(X[[0, 1]].toarray())
     y = torch.as_tensor([pairs[0][1], pairs[1][1]])
     ones = torch.ones_like(x)
@@ -190,7 +200,7 @@ def test_lxr_loss_terms_signs(setup):
 
 def test_lxr_works_on_the_vae(setup, vae):
     _, X, _, _ = setup
-    e = LXRExplainer(X, vae, hidden=8, lambda_pos=3.19, lambda_neg=1.42, epochs=2).fit(np.arange(60, 200))
+    e = LXRExplainer(vae, hidden=8, lambda_pos=3.19, lambda_neg=1.42, epochs=2).fit(np.arange(60, 200))
     item = int(vae.recommend([0], k=1)[0, 0])
     assert len(e.explain(0, item).items) == X[0].nnz
 
@@ -199,7 +209,7 @@ def test_clear_errors(setup, lxr):
     _, X, mf, pairs = setup
     user, item = pairs[0]
     seen = int(X[user].indices[0])
-    for explainer in (lxr, FIAExplainer(X, mf), LIMEExplainer(X, mf)):
+    for explainer in (lxr, LOOExplainer(mf), LIMEExplainer(mf)):
         with pytest.raises(ValueError, match="already in user"):
             explainer.explain(user, seen)
         with pytest.raises(IndexError, match="Unknown user"):
@@ -207,14 +217,16 @@ def test_clear_errors(setup, lxr):
         with pytest.raises(IndexError, match="Unknown item"):
             explainer.explain(user, 10_000)
     with pytest.raises(RuntimeError, match="not trained"):
-        LXRExplainer(X, mf).explain(user, item)
+        LXRExplainer(mf).explain(user, item)
     with pytest.raises(TypeError, match="torch_scores"):
-        LXRExplainer(X, object())
+        LXRExplainer(object())
+    with pytest.raises(TypeError, match="score_histories"):
+        LOOExplainer(object())
     with pytest.raises(ValueError, match="lambda"):
-        LXRExplainer(X, mf, lambda_pos=0, lambda_neg=0)
+        LXRExplainer(mf, lambda_pos=0, lambda_neg=0)
     empty = sp.csr_matrix(sp.diags((np.arange(X.shape[0]) != 0).astype(np.float32)) @ X)
     empty.eliminate_zeros()
     with pytest.raises(ValueError, match="empty history"):
-        FIAExplainer(empty, mf).explain(0, item)
+        LOOExplainer(copy.deepcopy(mf).use_histories(empty)).explain(0, item)
     with pytest.raises(ValueError, match="one item per user"):
-        LXRExplainer(X, mf).fit([1, 2], [3])
+        LXRExplainer(mf).fit([1, 2], [3])

@@ -96,7 +96,7 @@ def _keys_array(keys: Any) -> np.ndarray:
 class Counterfactual:
     """A counterfactual claim: removing ``items`` from the history changes the recommendation.
 
-    Taught in 05_lxr and 06_accent.
+    Read as ``Explanation.counterfactual`` in 05_lxr (LOO counterfactual) and 06_accent (FIA, ACCENT).
 
     Attributes
     ----------

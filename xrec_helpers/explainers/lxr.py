@@ -21,15 +21,15 @@ import copy
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
+from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from tqdm.auto import trange
 
 from xrec_helpers.explainers.base import Explainer, Explanation
 from xrec_helpers.models._torch import generator, prepare_cpu_training
-from xrec_helpers.models.base import HistoryRecommender
+from xrec_helpers.models.base import TORCH_SCORES, HistoryRecommender
 
 _EPS = 1e-9  # inside the logs: the original has none and produces -inf when a score underflows
 
@@ -37,7 +37,7 @@ _EPS = 1e-9  # inside the logs: the original has none and produces -inf when a s
 class LXRNet(torch.nn.Module):
     """History encoder and item encoder -> tanh MLP -> one sigmoid mask value per catalogue item.
 
-    Taught in 05_lxr.
+    The network of :class:`LXRExplainer` (05_lxr).
     """
 
     def __init__(self, n_items: int, hidden: int):
@@ -71,7 +71,8 @@ def _recommender_parameters(recommender: HistoryRecommender) -> list[torch.Tenso
 def frozen(recommender: HistoryRecommender):
     """Switch off gradients of the recommender's torch parameters (restored afterwards).
 
-    Taught in 05_lxr: gradients flow *through* the recommender into the explainer, never into it.
+    Used while :class:`LXRExplainer` trains (05_lxr): gradients flow *through* the recommender into the explainer,
+    never into it.
     """
     params = _recommender_parameters(recommender)
     before = [p.requires_grad for p in params]
@@ -87,35 +88,48 @@ def frozen(recommender: HistoryRecommender):
 class LXRExplainer(Explainer):
     """The LXR explainer: ``fit`` trains the mask network, ``explain`` is one forward pass.
 
-    Args:
-        train: the histories (user x item matrix); usually ``recommender.train_``.
-        recommender: a fitted history-conditioned model with a differentiable ``torch_scores``.
-        titles: display titles by internal item id.
-        hidden: width h of the encoders and the MLP.
-        lambda_pos, lambda_neg, alpha: weights of the sufficiency, necessity and mask-size terms.
-            ``lambda_neg=0`` gives LXR-pos, ``lambda_pos=0`` LXR-neg.
-        lr, batch_size, epochs: Adam training settings.
-        random_state: seed for initialisation and batch order.
-        name: display name (defaults to LXR, LXR-pos or LXR-neg from the lambdas).
+    Taught in 05_lxr. Explanation values are the mask values (probabilities in (0, 1)) of the history items,
+    ordered by the network's logits (the sigmoid saturates at 1.0 in float32 and would tie the top items);
+    :meth:`masks` with ``logits=True`` gives the logits themselves.
 
-    Taught in 05_lxr.
+    Parameters
+    ----------
+    model : HistoryRecommender
+        A fitted history-conditioned model with a differentiable ``torch_scores`` (capability ``TORCH_SCORES``);
+        histories are read from ``model.train_``.
+    titles : sequence of str, optional
+        Display titles by internal item id.
+    hidden : int
+        Width h of the encoders and the MLP.
+    lambda_pos, lambda_neg, alpha : float
+        Weights of the sufficiency, necessity and mask-size terms. ``lambda_neg=0`` gives LXR-pos,
+        ``lambda_pos=0`` LXR-neg.
+    lr, batch_size, epochs
+        Adam training settings.
+    random_state : int, optional
+        Seed for initialisation and batch order.
+    name : str, optional
+        Display name of this instance (defaults to LXR, LXR-pos or LXR-neg from the lambdas).
+
+    Raises
+    ------
+    TypeError
+        When the model has no differentiable scores.
     """
 
-    def __init__(self, train: sp.csr_matrix, recommender: HistoryRecommender,
-                 titles: Sequence[str] | np.ndarray | None = None, hidden: int = 64, lambda_pos: float = 11.6,
-                 lambda_neg: float = 0.14, alpha: float = 1.0, lr: float = 4e-3, batch_size: int = 32,
-                 epochs: int = 10, random_state: int | None = 0, name: str | None = None):
-        super().__init__(train, titles)
-        if not callable(getattr(recommender, "torch_scores", None)):
-            raise TypeError(f"{type(recommender).__name__} has no differentiable torch_scores(x); LXR needs one "
-                            "to back-propagate through the recommender (HistoryMF and MultVAE have it).")
-        if recommender.n_items != self.n_items:
-            raise ValueError(f"The recommender has {recommender.n_items} items, the histories {self.n_items}.")
+    name: ClassVar[str] = "LXR"
+    requires: ClassVar[frozenset[str]] = frozenset({TORCH_SCORES})
+
+    def __init__(self, model: Any, *, titles: Sequence[str] | np.ndarray | None = None, hidden: int = 64,
+                 lambda_pos: float = 11.6, lambda_neg: float = 0.14, alpha: float = 1.0, lr: float = 4e-3,
+                 batch_size: int = 32, epochs: int = 10, random_state: int | None = 0, name: str | None = None):
+        self.check_supports(model)
+        Explainer.__init__(self, model._fitted(), titles)
+        self.model = model
         if lambda_pos < 0 or lambda_neg < 0 or alpha < 0 or lambda_pos + lambda_neg == 0:
             raise ValueError("lambda_pos, lambda_neg and alpha must be >= 0, and at least one lambda positive.")
         if hidden < 1 or batch_size < 1 or epochs < 0:
             raise ValueError("hidden and batch_size must be >= 1 and epochs >= 0.")
-        self.recommender = recommender
         self.hidden, self.lambda_pos, self.lambda_neg, self.alpha = hidden, lambda_pos, lambda_neg, alpha
         self.lr, self.batch_size, self.epochs, self.random_state = lr, batch_size, epochs, random_state
         self.name = name or ("LXR-pos" if lambda_neg == 0 else "LXR-neg" if lambda_pos == 0 else "LXR")
@@ -125,11 +139,11 @@ class LXRExplainer(Explainer):
     def loss_terms(self, x: torch.Tensor, items: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """The three loss terms for a batch (each a scalar tensor); ``loss`` is their weighted sum.
 
-        Taught in 05_lxr.
+        The loss of 05_lxr's section 3.
         """
         rows = torch.arange(len(items))
-        p_keep = self.recommender.torch_scores(x * mask)[rows, items]
-        p_remove = self.recommender.torch_scores(x * (1 - mask))[rows, items]
+        p_keep = self.model.torch_scores(x * mask)[rows, items]
+        p_remove = self.model.torch_scores(x * (1 - mask))[rows, items]
         pred = -torch.log(p_keep + _EPS).mean()
         inv = torch.log(p_remove + _EPS).mean()
         # Batch-pooled mean of the mask over history entries only (L1 sparsity, as LXR).
@@ -160,7 +174,7 @@ class LXRExplainer(Explainer):
         for u in users[:1]:
             self.history(int(u))  # range / empty-history errors with a clear message
         if items is None:
-            items = self.recommender.recommend(users, k=1)[:, 0]
+            items = self.model.recommend(users, k=1)[:, 0]
         items = np.asarray(list(items), dtype=np.int64)
         if len(items) != len(users):
             raise ValueError(f"{len(users)} users but {len(items)} items: pass one item per user.")
@@ -177,7 +191,7 @@ class LXRExplainer(Explainer):
         if validate is not None:
             best = float(validate(self))  # epoch 0: the untrained network is a legitimate candidate too
             self.history_.append({"epoch": 0, "validation": best})
-        with frozen(self.recommender):
+        with frozen(self.model):
             for epoch in trange(1, self.epochs + 1, desc=self.name, disable=not progress):
                 self.net_.train()
                 perm = torch.randperm(len(users), generator=g)
@@ -211,7 +225,8 @@ class LXRExplainer(Explainer):
               batch_rows: int = 1024, logits: bool = False) -> np.ndarray:
         """Mask values for every catalogue item, shape (len(users), n_items), in batched forward passes.
 
-        Taught in 05_lxr. Only the history positions are an explanation; the rest is ignored.
+        Every LXR explanation of 05_lxr comes from it. Only the history positions are an explanation; the rest
+        is ignored.
         ``logits=True`` returns the pre-sigmoid values (same order, no saturation at 1.0).
         """
         if self.net_ is None:
@@ -239,5 +254,5 @@ class LXRExplainer(Explainer):
         for b, ((u, i), h) in enumerate(zip(pairs, histories)):
             # Order by the logit: the sigmoid saturates at 1.0 in float32 and would tie the top items.
             h = h[np.argsort(-Z[b, h], kind="stable")]
-            out.append(self._make(u, i, h, 1.0 / (1.0 + np.exp(-Z[b, h])), extra={"logits": Z[b, h]}))
+            out.append(self._make(u, i, h, 1.0 / (1.0 + np.exp(-Z[b, h])), order="given"))
         return out

@@ -1,7 +1,8 @@
 """The ACCENT verification protocol: remove the set, retrain, re-score; CF% and set size.
 
-Taught in 06_accent. For every explanation with a counterfactual set, drop the user's ratings
-of the set's items, retrain the model warm-started from its checkpoint (parameters and Adam
+Taught in 06_accent. :class:`RetrainingVerification` is the protocol (``evaluate(model, explanations)``, the
+interface of :mod:`xrec_helpers.metrics.protocol`); :func:`verify_by_retraining` computes its rows.
+For every explanation with a counterfactual set, drop the user's ratings of the set's items, retrain the model warm-started from its checkpoint (parameters and Adam
 moments) for a stated number of epochs with several minibatch-order seeds, and re-score the
 recommendation and the predicted replacement. Following the paper's ``compare.py``:
 
@@ -18,6 +19,7 @@ Retrains are deduplicated per (user, set) across k and methods and stacked into 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -25,17 +27,18 @@ from scipy import stats
 
 from xrec_helpers.engines import Engine
 from xrec_helpers.explainers.base import Explanation
-from xrec_helpers.models.ncf import NCF
+from xrec_helpers.metrics.protocol import Metric, Protocol, ProtocolResult
+from xrec_helpers.models.base import RETRAIN
 
 
-def verify_by_retraining(model: NCF, explanations: Sequence[Explanation], epochs: int, seeds: Sequence[int] = (0,),
+def verify_by_retraining(model: Any, explanations: Sequence[Explanation], epochs: int, seeds: Sequence[int] = (0,),
                          controls: bool = True, max_models: int = 128, lr: float | None = None,
                          engine: Engine = None, device: str | None = None) -> pd.DataFrame:
     """Verify counterfactual explanations of ``model``'s recommendations by retraining.
 
     Args:
-        model: the fitted NCF the explanations were computed on.
-        explanations: any mix of methods and k; ``extra['k']`` is used when present.
+        model: the fitted model (capability ``RETRAIN``, e.g. NCF) the explanations were computed on.
+        explanations: any mix of methods and k; ``counterfactual.k`` is reported when present.
         epochs: warm-start epochs per retrain (state it next to every CF%).
         seeds: minibatch-order seeds; new scores are averaged over them.
         controls: also retrain with nothing removed (one run per seed, shared by all users).
@@ -51,7 +54,7 @@ def verify_by_retraining(model: NCF, explanations: Sequence[Explanation], epochs
         one row per explanation: method, k, user, rec, replacement, size, predicted_gap,
         original_gap, actual_gap (mean over seeds), control_gap, corrected_gap (actual - control
         + original), success. Rows without a set have NaN gaps and success False.
-        Taught in 06_accent.
+        The rows of :class:`RetrainingVerification` (06_accent).
     """
     if len(seeds) == 0:
         raise ValueError("Give at least one seed.")
@@ -105,7 +108,8 @@ def verify_by_retraining(model: NCF, explanations: Sequence[Explanation], epochs
         original = {u: scores[r] for r, u in enumerate(users)}
     rows = []
     for e, key in zip(explanations, keys):
-        row = {"method": e.method, "k": e.extra.get("k"), "user": e.user, "rec": e.item,
+        k = None if e.counterfactual is None else e.counterfactual.k
+        row = {"method": e.method, "k": k, "user": e.user, "rec": e.item,
                "replacement": e.replacement, "size": 0 if key is None else len(key[1]),
                "predicted_gap": e.predicted_gap}
         if key is None:
@@ -186,3 +190,75 @@ def compare_methods(verified: pd.DataFrame, a: str, b: str, k: int) -> dict[str,
     pairs, diff, p_size = paired_size_test(A.loc[both, "size"], B.loc[both, "size"])
     return {"only_a": only_a, "only_b": only_b, "p_mcnemar": p_cf, "pairs": pairs,
             "size_diff": diff, "p_size_less": p_size}
+
+
+class RetrainingVerification(Protocol):
+    """ACCENT's verification as a protocol: remove each counterfactual set, retrain warm, re-score.
+
+    Taught in 06_accent. One row per explanation with the columns of :func:`verify_by_retraining` (``rec``
+    renamed ``item``) and two metrics: ``retrained CF`` (1 when the predicted replacement overtakes the
+    recommendation after retraining, 0 otherwise, no set included: its mean is the paper's CF%) and
+    ``retrained CF size`` (the set's size on successes, NaN otherwise: its mean is the paper's CF size).
+    ``details`` holds the epochs, seeds, retrains and distinct sets.
+
+    Parameters
+    ----------
+    epochs : int
+        Warm-start epochs per retrain (state it next to every CF%).
+    seeds : sequence of int
+        Minibatch-order seeds; new scores are averaged over them.
+    controls : bool
+        Also retrain with nothing removed (one run per seed), for the drift columns.
+    max_models : int
+        Retrains per stacked model.
+    lr : float, optional
+        Learning rate of the retrains (default: the model's).
+    engine : None, int or dask.distributed.Client
+        Where the stacked retrains run (:mod:`xrec_helpers.engines`); every engine gives the same numbers.
+    device : str, optional
+        Where each retrain trains (default: the model's ``device``).
+    """
+
+    name: ClassVar[str] = "retraining verification"
+    requires: ClassVar[frozenset[str]] = frozenset({RETRAIN})
+    kinds: ClassVar[frozenset[str]] = frozenset({"history"})
+    metrics: ClassVar[tuple[Metric, ...]] = (
+        Metric("retrained CF", True, "1 if, after removing the set and retraining, the predicted replacement "
+               "outscores the recommendation (0 otherwise, or without a set)"),
+        Metric("retrained CF size", False, "size of the set on verified counterfactuals (NaN otherwise)"),
+    )
+
+    def __init__(self, *, epochs: int = 10, seeds: Sequence[int] = (0,), controls: bool = True,
+                 max_models: int = 128, lr: float | None = None, engine: Engine = None, device: str | None = None):
+        if epochs < 0:
+            raise ValueError(f"epochs must be >= 0, not {epochs}.")
+        self.epochs, self.seeds, self.controls, self.max_models = epochs, tuple(int(s) for s in seeds), controls, max_models
+        self.lr, self.engine, self.device = lr, engine, device
+
+    def evaluate(self, model: Any, explanations: Sequence[Explanation]) -> ProtocolResult:
+        """Verify every explanation's counterfactual set by retraining ``model``.
+
+        Parameters
+        ----------
+        model : Recommender
+            The explained model, with ``RETRAIN`` (NCF).
+        explanations : sequence of Explanation
+            History explanations with a :class:`~xrec_helpers.explainers.base.Counterfactual` (those without a
+            found set count as failures).
+
+        Returns
+        -------
+        ProtocolResult
+            ``per_explanation``: method, user, item, k, replacement, size, predicted_gap, original_gap,
+            actual_gap, control_gap, corrected_gap, success and the two metrics.
+        """
+        explanations = self.check(model, explanations)
+        frame = verify_by_retraining(model, explanations, self.epochs, self.seeds, controls=self.controls,
+                                     max_models=self.max_models, lr=self.lr, engine=self.engine, device=self.device)
+        details = {"epochs": self.epochs, **frame.attrs}
+        frame = frame.rename(columns={"rec": "item"})
+        frame = frame[["method", "user", "item"] + [c for c in frame.columns if c not in ("method", "user", "item")]]
+        frame["retrained CF"] = frame["success"].astype(float)
+        frame["retrained CF size"] = frame["size"].where(frame["success"].astype(bool)).astype(float)
+        frame.attrs = {}
+        return ProtocolResult(self.name, self.metrics, frame, details=details)

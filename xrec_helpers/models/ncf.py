@@ -17,7 +17,7 @@ each stack trains on the model's ``device`` (the CPU, or a GPU with ``device="cu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -39,7 +39,7 @@ def ncf_forward(p_gmf: torch.Tensor, q_gmf: torch.Tensor, p_mlp: torch.Tensor, q
     """Predicted rating from gathered embeddings, batched over models.
 
     Embeddings have shape (M, B, d); weights (M, ...). Returns (M, B). Also used by FIA, which
-    differentiates it with respect to one user's (or item's) embeddings only. Taught in 06_accent.
+    differentiates it with respect to one user's (or item's) embeddings only (06_accent).
     """
     # W1 split by rows and Wo by entries instead of concatenating inputs: the same maths, and no
     # (M, B, 2d) copies in the forward and backward passes of every training step.
@@ -54,7 +54,7 @@ class NCFStack:
     """``M`` NCF models stacked along a leading axis, trained together with per-model row weights.
 
     Each model has its own copy of every parameter and of Adam's moments (Adam is elementwise,
-    so one optimiser over stacked tensors is M independent optimisers). Taught in 06_accent.
+    so one optimiser over stacked tensors is M independent optimisers). Behind 06_accent's retrains.
     """
 
     def __init__(self, params: dict[str, torch.Tensor], adam_state: dict[str, tuple] | None,
@@ -229,6 +229,50 @@ class NCF(Recommender):
         """
         self._fitted()
         return {k: v.detach().cpu() for k, v in self._stack.params.items()}
+
+    # --- influence functions (capability INFLUENCE) ------------------------------------------
+    def user_parameters(self, user: int) -> torch.Tensor:
+        """The user's own trainable parameters, float64: the GMF and MLP embeddings concatenated (2 x factors).
+
+        Part of the ``INFLUENCE`` capability: influence functions (06_accent) move only these (and the
+        target item's, which do not interact with the user's own ratings).
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape ``(2 * factors,)``.
+        """
+        user = int(self.check_users(user)[0])
+        p = self.params_
+        return torch.cat([p["P_gmf"][0, user], p["P_mlp"][0, user]]).double()
+
+    def user_score_function(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """``f(theta, items)``: predicted ratings of ``items`` for a user whose own parameters are ``theta``.
+
+        Part of the ``INFLUENCE`` capability. Every other parameter is frozen (a float64 copy taken now),
+        so ``f`` is differentiable in ``theta`` only: FIA takes its Jacobian and Hessian (06_accent).
+
+        Returns
+        -------
+        callable
+            ``f(theta: (2 * factors,) float64 tensor, items: int tensor (B,)) -> (B,) float64 tensor``.
+        """
+        p = {key: v[0].double() for key, v in self.params_.items()}
+        d = self.factors
+
+        def f(theta: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+            B = len(items)
+            out = ncf_forward(theta[:d].expand(1, B, d), p["Q_gmf"][items].unsqueeze(0), theta[d:].expand(1, B, d),
+                              p["Q_mlp"][items].unsqueeze(0), p["W1"].unsqueeze(0), p["b1"].unsqueeze(0),
+                              p["W2"].unsqueeze(0), p["b2"].unsqueeze(0), p["Wo"].unsqueeze(0), p["bo"].unsqueeze(0))
+            return out[0]
+
+        return f
 
     @torch.no_grad()
     def _score(self, users: np.ndarray) -> np.ndarray:
