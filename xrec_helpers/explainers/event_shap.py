@@ -53,7 +53,7 @@ import scipy.sparse as sp
 
 from xrec_helpers.data.sequences import as_events, event_items
 from xrec_helpers.explainers.base import Explainer, Explanation
-from xrec_helpers.models.base import SCORE_SEQUENCES
+from xrec_helpers.models.base import SCORE_SEQUENCES, capabilities_of
 from xrec_helpers.models.gru4rec import FEATURES, GRU4Rec
 
 MAX_EXACT = 16
@@ -221,13 +221,25 @@ class SequenceGame:
     players, older ones as one block) or with explicit ``players`` (cell masks from
     :func:`event_players`, :func:`feature_players` or :func:`cell_players`).
 
-    Args:
-        model: a fitted :class:`GRU4Rec`.
-        sequence: the user's time-ordered events (or item ids); only the last ``model.max_len`` are used.
-        target: an item id (its logit is the value) or several (their mean logit).
-        window: number of most recent events that are single players (default: all).
-        baseline: ``"average"``, ``"remove"`` or an item id (resolve names with :func:`resolve_baseline`).
-        players, keys: cell masks (n_events, 4) and their keys, instead of ``window``.
+    Parameters
+    ----------
+    model : GRU4Rec
+        A fitted model.
+    sequence : numpy.ndarray
+        The user's time-ordered events (or item ids); only the last ``model.max_len`` are used.
+    target : int or sequence of int
+        An item id (its logit is the value) or several (their mean logit).
+    window : int, optional
+        Number of most recent events that are single players (default: all).
+    baseline : str or int
+        ``"average"``, ``"remove"`` or an item id (resolve names with :func:`resolve_baseline`).
+    players, keys : sequence, optional
+        Cell masks (n_events, 4) and their keys, instead of ``window``.
+
+    Raises
+    ------
+    ValueError
+        For an empty sequence, an unresolved baseline name, or players that do not partition the cells.
     """
 
     def __init__(self, model: GRU4Rec, sequence, target: int | Sequence[int], window: int | None = None,
@@ -640,21 +652,46 @@ class SequenceSHAP:
 
     Taught in 04_shap_sequential.
 
-    Args:
-        model: a fitted :class:`GRU4Rec`.
-        baseline: ``"average"`` (default; TimeSHAP's average event), an item id, or a name resolved
-            per user by :func:`resolve_baseline`. ``"remove"`` only works at the event level.
-        method: ``"auto"`` (exact when the players number at most ``max_exact``, else KernelSHAP),
-            ``"exact"`` or ``"kernel"``.
-        nsamples: KernelSHAP model evaluations.
-        prune_tol: relative pruning tolerance (see :func:`pruning_index`); None keeps every event.
-        titles, genre_names: for readable labels.
+    Not an :class:`~xrec_helpers.explainers.base.Explainer`: it explains any sequence (a user's, a
+    shortened one, an edited one) for any target, and returns :class:`LevelAttribution` records (see their
+    docstring for why); ``LevelAttribution.to_explanation(user)`` gives the Explanation view.
+
+    Parameters
+    ----------
+    model : GRU4Rec
+        A fitted model that scores sequences (capability ``SCORE_SEQUENCES``).
+    baseline : str or int
+        ``"average"`` (default; TimeSHAP's average event), an item id, or a name resolved per user by
+        :func:`resolve_baseline`. ``"remove"`` only works at the event level.
+    method : str
+        ``"auto"`` (exact when the players number at most ``max_exact``, else KernelSHAP), ``"exact"`` or
+        ``"kernel"``.
+    nsamples : int
+        KernelSHAP model evaluations.
+    max_exact : int
+        Most players ``"auto"`` enumerates exactly (at most 16).
+    prune_tol : float, optional
+        Relative pruning tolerance (see :func:`pruning_index`); None keeps every event.
+    titles, genre_names : sequence of str, optional
+        For readable labels.
+    random_state : int
+        Seed of KernelSHAP's sampler.
+
+    Raises
+    ------
+    TypeError
+        When the model cannot score sequences.
+    ValueError
+        For an unknown method or baseline, or ``max_exact`` outside 1..16.
     """
 
     def __init__(self, model: GRU4Rec, baseline: str | int = "average", method: str = "auto",
                  nsamples: int = 2048, max_exact: int = 12, prune_tol: float | None = 0.05,
                  titles: Sequence[str] | None = None, genre_names: Sequence[str] | None = None,
                  random_state: int = 0):
+        if SCORE_SEQUENCES not in capabilities_of(model):
+            raise TypeError(f"SequenceSHAP needs a model with {SCORE_SEQUENCES}; {type(model).__name__} offers "
+                            f"{sorted(capabilities_of(model))}.")
         model._fitted()
         if method not in ("auto", "exact", "kernel"):
             raise ValueError(f"method must be 'auto', 'exact' or 'kernel', not {method!r}.")
@@ -679,8 +716,20 @@ class SequenceSHAP:
             return exact_shapley(game), "exact"
         return kernel_shap(game, self.nsamples, self.random_state), f"KernelSHAP ({self.nsamples} samples)"
 
-    def prune(self, sequence, target) -> Pruning:
-        """TimeSHAP pruning for one input and target (keeps every event when ``prune_tol`` is None)."""
+    def prune(self, sequence: np.ndarray, target: int | Sequence[int]) -> Pruning:
+        """TimeSHAP pruning for one input and target (keeps every event when ``prune_tol`` is None).
+
+        Parameters
+        ----------
+        sequence : numpy.ndarray
+            Time-ordered events.
+        target : int or sequence of int
+            The explained item(s).
+
+        Returns
+        -------
+        Pruning
+        """
         game = self.game(sequence, target)
         curve = pruning_curve(game)
         keep = game.T if self.prune_tol is None else pruning_index(curve, self.prune_tol)
@@ -699,8 +748,23 @@ class SequenceSHAP:
     def _pruned_label(self, game: SequenceGame, keep: int) -> str:
         return f"older events ({game.T - keep}, pruned)"
 
-    def event_level(self, sequence, target, keep: int | None = None) -> LevelAttribution:
-        """One player per kept event (oldest first) and one for the pruned block."""
+    def event_level(self, sequence: np.ndarray, target: int | Sequence[int], keep: int | None = None
+                    ) -> LevelAttribution:
+        """One player per kept event (oldest first) and one for the pruned block.
+
+        Parameters
+        ----------
+        sequence : numpy.ndarray
+            Time-ordered events (the last ``model.max_len`` are read).
+        target : int or sequence of int
+            The explained item(s).
+        keep : int, optional
+            Most recent events kept as single players (default: all; :meth:`prune` chooses one).
+
+        Returns
+        -------
+        LevelAttribution
+        """
         n = len(as_events(sequence)[-self.model.max_len:])
         keep = n if keep is None else keep
         game = self.game(sequence, target, *event_players(n, keep))
@@ -709,8 +773,12 @@ class SequenceSHAP:
                   f"{k[1] - game.T} · {short_title(self._title(game.x['item'][k[1]]), 40)}" for k in game.keys]
         return self._result("event", game, values, method, labels)
 
-    def feature_level(self, sequence, target, keep: int | None = None) -> LevelAttribution:
-        """One player per feature (over the kept events) and one for the pruned block."""
+    def feature_level(self, sequence: np.ndarray, target: int | Sequence[int], keep: int | None = None
+                      ) -> LevelAttribution:
+        """One player per feature (over the kept events) and one for the pruned block.
+
+        Parameters and returns as :meth:`event_level`.
+        """
         n = len(as_events(sequence)[-self.model.max_len:])
         keep = n if keep is None else keep
         game = self.game(sequence, target, *feature_players(n, keep))
