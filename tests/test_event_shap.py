@@ -17,17 +17,19 @@ from xrec_helpers.explainers.event_shap import (
     SequenceSHAP,
     cell_players,
     event_players,
+    event_values,
     exact_shapley,
     feature_players,
     kernel_shap,
-    occlusion,
+    leave_one_out,
+    older_block_value,
     pruning_curve,
     pruning_index,
     resolve_baselines,
     sequences_csr,
 )
 from xrec_helpers.metrics.sampled import sampled_ranks, target_ranks
-from xrec_helpers.metrics.sequence_perturbation import sequence_removal_curves
+from xrec_helpers.metrics.sequence_perturbation import SequenceRemoval
 from xrec_helpers.models.gru4rec import FEATURES, GRU4Rec, leave_last_out, user_sequences
 
 
@@ -181,7 +183,7 @@ def test_levels_partition_cells_and_share_the_total(fitted):
     assert len(ce.values) == 4 + 2 + 2 + 1 + 1
     grid = ce.grid()
     assert grid.shape == (4, 4) and np.isclose(np.nansum(grid.to_numpy()), ce.total)
-    masks, _ = cell_players(n, 5, ce.extra["top_events"], ce.extra["top_features"])
+    masks, _ = cell_players(n, 5, ce.top_events, ce.top_features)
     assert np.array_equal(np.sum(masks, axis=0), np.ones((n, len(FEATURES))))
     # The bar chart draws the top n players plus one "others" bar, so its bars add up to the total.
     ax = ev.plot(n=3)
@@ -217,13 +219,13 @@ def test_kernel_shap_converges_to_exact(fitted):
     assert large < 1e-4 * max(1.0, np.abs(exact).max())  # 2^n samples enumerate every coalition
 
 
-def test_occlusion_is_leave_one_out(fitted):
+def test_leave_one_out_deletes_one_event(fitted):
     _, model, train = fitted
     item = _top_unseen(model, train, 2)
     game = SequenceGame(model, train[2], item, window=4, baseline="remove")
     x = train[2][-model.max_len:]
     direct = model.score_sequences([x])[0, item] - model.score_sequences([np.delete(x, len(x) - 4 + 1)])[0, item]
-    assert occlusion(game)[2] == pytest.approx(direct, rel=1e-5, abs=1e-5)  # player 0 is the older block
+    assert leave_one_out(game)[2] == pytest.approx(direct, rel=1e-5, abs=1e-5)  # player 0 is the older block
 
 
 def test_pruning_rule():
@@ -266,8 +268,16 @@ def test_explainer_contract_and_errors(fitted):
     item = _top_unseen(model, train, 0)
     ex = EventSHAPExplainer(model, window=6, method="exact", baseline="highest", titles=data.titles())
     e = ex.explain(0, item)
-    assert e.scores.sum() + e.extra["older_block"] == pytest.approx(e.extra["gap"], abs=1e-5)
-    assert len(e.extra["event_values"]) == 6
+    assert e.kind == "events" and e.method == "Exact Shapley (events)"
+    full = float(model.score_sequences([model.sequences_[0]])[0, item])
+    assert e.base_value + e.values.sum() == pytest.approx(full, abs=1e-5)  # efficient, older block included
+    values = event_values(e)
+    assert list(values.index) == list(range(-6, 0))  # the window's events, oldest first
+    assert values.sum() + older_block_value(e) == pytest.approx(e.values.sum(), abs=1e-9)
+    x = model.sequences_[0][-model.max_len:]
+    assert sorted(e.keys.tolist()) == list(range(-7, 0))  # the older block is the position before the window
+    assert all(e.events[j] == x["item"][k] for j, k in enumerate(e.keys) if k >= -6)
+    assert e.model_calls == 2 ** 7 + 2 and e.labels[list(e.keys).index(-7)].startswith("older events")
     with pytest.raises(ValueError, match="already in user"):
         ex.explain(0, int(train[0]["item"][0]))
     with pytest.raises(IndexError, match="Unknown user"):
@@ -282,26 +292,44 @@ def test_explainer_contract_and_errors(fitted):
         EventSHAPExplainer(model, window=40)
     with pytest.raises(ValueError, match="baseline"):
         EventSHAPExplainer(model, window=6, baseline="median")
+    with pytest.raises(TypeError, match="score_sequences"):
+        from xrec_helpers.models.popularity import PopularityRecommender
+
+        EventSHAPExplainer(PopularityRecommender().fit(model.train_))
     pruned = EventSHAPExplainer(model, window=6, method="exact", baseline="average", prune_tol=0.1).explain(0, item)
-    assert pruned.extra["kept"] <= 6
-    assert np.sum(pruned.extra["event_values"]) + pruned.extra["older_block"] == pytest.approx(pruned.extra["gap"],
-                                                                                              abs=1e-5)
+    assert len(event_values(pruned)) <= 6
+    assert pruned.base_value + pruned.values.sum() == pytest.approx(full, abs=1e-5)
     s = model.score_sequences([train[0]])[0]
     s[train[0]["item"]] = -np.inf
     top2 = [int(i) for i in np.argsort(-s)[:2]]
     pair = ex.explain(0, top2)  # the mean score of a frozen set of items
-    assert pair.extra["targets"].tolist() == top2
+    assert list(pair.targets) == top2
     g = ex.game(0, top2)
     assert g.full_and_base()[0] == pytest.approx(s[top2].mean(), abs=1e-5)
+    loo = EventSHAPExplainer(model, window=6, method="loo").explain(0, item)
+    assert loo.method == "LOO (events)" and loo.base_value is None  # not additive
 
 
 def test_small_gap_note_appears_only_when_the_gap_is_small(fitted):
     _, model, train = fitted
     item = _top_unseen(model, train, 0)
     noted = EventSHAPExplainer(model, window=4, method="exact", baseline="remove", small_gap=1e9).explain(0, item)
-    assert "note" in noted.extra and "is small" in noted.extra["note"]  # fails if the note is absent
+    assert noted.note is not None and "is small" in noted.note  # fails if the note is absent
     plain = EventSHAPExplainer(model, window=4, method="exact", baseline="remove", small_gap=0.0).explain(0, item)
-    assert "note" not in plain.extra
+    assert plain.note is None
+
+
+def test_level_attribution_converts_to_an_explanation(fitted):
+    data, model, train = fitted
+    item = _top_unseen(model, train, 1)
+    sh = SequenceSHAP(model, baseline="average", method="exact", prune_tol=None)
+    ev = sh.event_level(train[1], item, keep=5)
+    e = ev.to_explanation(1, titles=data.titles())
+    assert e.kind == "events" and sorted(e.keys.tolist()) == list(range(-6, 0))
+    assert e.base_value + e.values.sum() == pytest.approx(ev.full_value, abs=1e-6)
+    assert older_block_value(e) == pytest.approx(ev.values[0])
+    ft = sh.feature_level(train[1], item, keep=5).to_explanation(1)
+    assert ft.kind == "features" and set(FEATURES) <= set(ft.keys.tolist())
 
 
 def test_ranks_against_brute_force():
@@ -319,19 +347,25 @@ def test_ranks_against_brute_force():
 def test_sequence_removal_definitions(fitted):
     _, model, train = fitted
     pairs = [(u, _top_unseen(model, train, u)) for u in range(6)]
-    recent = EventOrderExplainer(model, window=6, order="recent").explain_many(pairs)
-    res = sequence_removal_curves(model, train, recent, counts=(0, 1, 2), ks=(10,))
-    assert res.curves.loc[0, "DEL"] == 0.0  # nothing removed: no change
+    recent = EventOrderExplainer(model, sequences=train, window=6, order="recent").explain_many(pairs)
+    protocol = SequenceRemoval(sequences=train, counts=(0, 1, 2), ks=(10,))
+    res = protocol.evaluate(model, recent)
+    assert res.curves.loc[0, "ΔDEL"] == 0.0  # nothing removed: no change
+    assert res.metric("ΔDEL").higher_is_better is False and "DEL" not in [m.name for m in res.metrics]
     u, i = pairs[0]
     x = train[u][-model.max_len:]
     expected = model.score_sequences([x[:-1]])[0, i] - model.score_sequences([x])[0, i]
-    assert res.per_user.shape[0] == 6
-    single = sequence_removal_curves(model, train, recent[:1], counts=(0, 1), ks=(10,))
-    assert single.curves.loc[1, "DEL"] == pytest.approx(expected, abs=1e-5)
+    assert res.per_explanation.shape[0] == 6 and set(res.per_explanation["method"]) == {"Most recent first"}
+    single = SequenceRemoval(sequences=train, counts=(0, 1), ks=(10,)).evaluate(model, recent[:1])
+    assert single.curves.loc[1, "ΔDEL"] == pytest.approx(expected, abs=1e-5)
     assert res.curves.loc[0, "POS@10"] == 1.0  # each item was the user's top unseen item
-    popular = EventOrderExplainer(model, window=6, order="popular").explain(*pairs[0])
-    freq = model.item_frequency_[popular.items]
+    popular = EventOrderExplainer(model, sequences=train, window=6, order="popular").explain(*pairs[0])
+    freq = model.item_frequency_[popular.events]
     assert np.all(np.diff(freq) <= 0)  # most popular first
+    with pytest.raises(TypeError, match="score_sequences"):
+        from xrec_helpers.models.popularity import PopularityRecommender
+
+        protocol.evaluate(PopularityRecommender().fit(model.train_), recent)
 
 
 def test_pruning_costs_four_calls_per_t(fitted):
@@ -348,7 +382,7 @@ def test_cell_level_both_signs_on_the_model(fitted):
     ft = sh.feature_level(train[1], item, keep=6)
     ce = sh.cell_level(train[1], item, keep=6, top_events=2, top_features=1, events=ev, features=ft, both_signs=True)
     ev_vals = {k[1]: v for k, v in zip(ev.keys, ev.values) if k[0] == "event"}
-    chosen = ce.extra["top_events"]
+    chosen = ce.top_events
     if min(ev_vals.values()) < 0 < max(ev_vals.values()):  # both signs exist: one of each is chosen
         assert max(ev_vals, key=ev_vals.get) in chosen and min(ev_vals, key=ev_vals.get) in chosen
     assert ce.efficiency_gap < 1e-6
@@ -366,16 +400,16 @@ def test_short_title_keeps_the_year():
     assert short_title("Kolya (1996)", 30) == "Kolya (1996)"
 
 
-def test_occlusion_with_deletion_is_the_first_removal_step(fitted):
+def test_leave_one_out_with_deletion_is_the_first_removal_step(fitted):
     _, model, train = fitted
     pairs = [(u, _top_unseen(model, train, u)) for u in range(5)]
-    occl = EventSHAPExplainer(model, train, window=6, method="occlusion", baseline="remove").explain_many(pairs)
-    rand = EventOrderExplainer(model, train, window=6, order="random").explain_many(pairs)
-    a = sequence_removal_curves(model, train, occl, counts=(1,), ks=(10,))
-    b = sequence_removal_curves(model, train, rand, counts=(1,), ks=(10,))
-    for e, row in zip(occl, a.per_user.itertuples()):
-        assert row.DEL == pytest.approx(-e.extra["event_values"].max(), abs=1e-5)
-    assert (a.per_user["DEL"].to_numpy() <= b.per_user["DEL"].to_numpy() + 1e-5).all()
+    loo = EventSHAPExplainer(model, sequences=train, window=6, method="loo", baseline="remove").explain_many(pairs)
+    rand = EventOrderExplainer(model, sequences=train, window=6, order="random").explain_many(pairs)
+    protocol = SequenceRemoval(sequences=train, counts=(1,), ks=(10,))
+    a, b = protocol.evaluate(model, loo), protocol.evaluate(model, rand)
+    for e, drop in zip(loo, a.per_explanation["ΔDEL"], strict=True):
+        assert drop == pytest.approx(-event_values(e).max(), abs=1e-5)
+    assert (a.per_explanation["ΔDEL"].to_numpy() <= b.per_explanation["ΔDEL"].to_numpy() + 1e-5).all()
 
 
 def test_column_heatmap_scales_each_column():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xrec_helpers.data.synthetic import synthetic
-from xrec_helpers.explainers.kernel_shap_fm import kernel_shap_fm
+from xrec_helpers.explainers.kernel_shap_fm import kernel_shap_fm, slot_vector
 from xrec_helpers.explainers.lime_rs import LimeRSExplainer
 from xrec_helpers.metrics.attribution import attribution_agreement
 from xrec_helpers.models.fm import FIELDS, FactorizationMachine, FMFeatures
@@ -73,14 +73,33 @@ def test_lime_rs_runs_and_reports_r2(fitted):
     d, model = fitted
     user = 0
     item = int(np.setdiff1d(np.arange(d.n_items), model.train_[user].indices)[0])
-    lime = LimeRSExplainer(model, d.titles(), n_samples=60, user_share=0.5)
-    r = lime.explain_features(user, item)
-    assert r.varied[:5].any() and r.weights.shape == (len(FIELDS),)
-    assert -1 <= r.r2 <= 1
-    assert r.model_prediction == pytest.approx(float(model.predict(np.array([user]), np.array([item]))[0]), abs=1e-5)
+    lime = LimeRSExplainer(model, titles=d.titles(), n_samples=60, user_share=0.5)
+    e = lime.explain(user, item)
+    assert e.kind == "features" and e.method == "LIME-RS" and e.model_calls == 60
+    assert -1 <= e.fit_r2 <= 1
+    # keys: the slots the pair has (the movie's genres, never one it lacks); absent genres only in the table
+    labels = model.features_.slot_labels(user, item, d.titles())
+    has = [labels[5 + g] for g in np.flatnonzero(model.features_.genres[item])]
+    assert set(e.keys.tolist()) == set(labels[:5]) | set(has)
+    assert len(e.table) == len(FIELDS) - 2 and e.table["varied"].any()
+    assert set(e.table.loc[~e.table["movie has it"], "feature"]).isdisjoint(e.keys.tolist())
     # same seed, same answer
-    assert np.allclose(lime.explain_features(user, item).weights, r.weights)
-    assert "surrogate R²" in lime.explain(user, item).text
+    again = lime.explain(user, item)
+    assert again.keys.tolist() == e.keys.tolist() and np.allclose(again.values, e.values)
+    assert "surrogate R²" in e.text
+    # the sentence names only slots the movie has, even when an absent genre has the largest |weight|
+    absent = set(e.table.loc[~e.table["movie has it"], "feature"])
+    assert not any(f"{a} (" in e.text for a in absent)
+    vec = slot_vector(e, model.features_)
+    assert vec.shape == (len(FIELDS),) and np.allclose(sorted(vec[vec != 0]), sorted(e.values[e.values != 0]))
+
+
+def test_lime_rs_refuses_a_model_without_feature_inputs(fitted):
+    from xrec_helpers.models.popularity import PopularityRecommender
+
+    d, _ = fitted
+    with pytest.raises(TypeError, match="feature_inputs"):
+        LimeRSExplainer(PopularityRecommender().fit(d.csr()))
 
 
 def test_agreement_metric():
@@ -93,12 +112,12 @@ def test_agreement_metric():
 
 def test_clear_errors(fitted):
     d, model = fitted
-    lime = LimeRSExplainer(model, d.titles(), n_samples=30)
+    lime = LimeRSExplainer(model, titles=d.titles(), n_samples=30)
     seen = int(model.train_[0].indices[0])
     with pytest.raises(ValueError, match="already in user 0's history"):
-        lime.explain_features(0, seen)
+        lime.explain(0, seen)
     with pytest.raises(IndexError, match="Unknown user"):
-        lime.explain_features(10_000, 1)
+        lime.explain(10_000, 1)
     with pytest.raises(ValueError, match="needs features"):
         FactorizationMachine().fit(d.csr(binary=False))
     with pytest.raises(ValueError, match="n_samples"):
@@ -109,17 +128,19 @@ def test_kernel_shap_explainer_on_contract(fitted):
     from xrec_helpers.explainers.kernel_shap_fm import KernelSHAPFMExplainer
 
     d, model = fitted
-    ks = KernelSHAPFMExplainer(model, d.titles(), nsamples=500)
+    ks = KernelSHAPFMExplainer(model, titles=d.titles(), nsamples=500)
     user = 1
     item = int(np.setdiff1d(np.arange(d.n_items), model.train_[user].indices)[0])
-    phi = ks.attributions(user, item)
-    assert np.allclose(phi, model.shapley(np.array([user]), np.array([item]))[0], atol=1e-3)
     expl = ks.explain(user, item)
-    assert len(expl.items) == 0 and np.allclose(expl.extra["phi"], phi)
-    assert "item" not in expl.extra["features"]["feature"].str.cat(sep=" ").split()  # titles, not ids
+    assert expl.kind == "features" and expl.method == "KernelSHAP"
+    phi = slot_vector(expl, model.features_)
+    assert np.allclose(phi, model.shapley(np.array([user]), np.array([item]))[0], atol=1e-3)
+    prediction = float(model.predict(np.array([user]), np.array([item]))[0])
+    assert expl.base_value + expl.values.sum() == pytest.approx(prediction, abs=1e-3)
+    assert "item" not in " ".join(expl.keys.tolist()).split()  # titles, not ids
     seen = int(model.train_[user].indices[0])
     with pytest.raises(ValueError, match="already in user 1's history"):
-        ks.attributions(user, seen)
+        ks.explain(user, seen)
     with pytest.raises(ValueError, match="nsamples"):
         kernel_shap_fm(model, user, item, nsamples=1)
     with pytest.raises(IndexError, match="Unknown item"):

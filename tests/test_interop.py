@@ -38,8 +38,8 @@ def test_markdown_escape_round_trips_through_a_markdown_renderer():
 def test_star_titles_render_verbatim_in_sentences(ml100k):
     titles = ml100k.items["title"].to_numpy()
     stars = [int(np.flatnonzero(titles == t)[0]) for t in STAR_TITLES]  # the real items, looked up by title
-    e = Explanation(user=0, item=stars[0], method="test", items=np.array([stars[1], 5]),
-                    scores=np.array([0.7, 0.2]), titles=titles)
+    e = Explanation(user=0, item=stars[0], method="test", keys=np.array([stars[1], 5]),
+                    values=np.array([0.7, 0.2]), titles=titles)
     assert e.text.startswith("Because you watched *B\\*A\\*P\\*S (1997)* and ")
     html = _markdown_html(e.text)
     assert "<em>M*A*S*H (1970)</em>" in html and "<em>B*A*P*S (1997)</em>" in html
@@ -89,11 +89,11 @@ def test_fm_explanation_exports_to_shap(fm):
     expl = KernelSHAPFMExplainer(model, titles=titles, nsamples=256).explain(user, item)
     sv = expl.to_shap()
     assert isinstance(sv, shap.Explanation) and sv.values.ndim == 1
-    labels = list(expl.extra["features"]["feature"])
+    labels = expl.keys.tolist()
     assert list(sv.feature_names) == labels and f"the movie {titles[item]}" in labels  # titles, not ids
     # Additive: the base value (all slots off) plus the values is the FM's prediction for the pair.
     prediction = float(model.predict_encoded(*model.features_.encode(np.array([user]), np.array([item])))[0])
-    assert sv.base_values == pytest.approx(expl.extra["base_value"])
+    assert sv.base_values == pytest.approx(expl.base_value)
     assert sv.base_values + sv.values.sum() == pytest.approx(prediction, abs=1e-4)
     assert "<em>M</em>" not in _markdown_html(expl.text)
     shap.plots.waterfall(sv, show=False)
@@ -116,20 +116,21 @@ def test_event_explanation_exports_to_shap(ml100k):
     scores[train[user]] = -np.inf
     item = int(np.argmax(scores))
     for prune in (None, 0.05):
-        expl = EventSHAPExplainer(model, train, window=6, method="exact", titles=titles,
+        expl = EventSHAPExplainer(model, sequences=train, window=6, method="exact", titles=titles,
                                   prune_tol=prune).explain(user, item)
         sv = expl.to_shap()
-        assert sv.base_values == pytest.approx(expl.extra["base_value"])
+        assert sv.base_values == pytest.approx(expl.base_value)
         # Exact Shapley values are efficient: base + sum = the score with the real history.
-        assert sv.base_values + sv.values.sum() == pytest.approx(expl.extra["full_value"], abs=1e-4)
-        events = expl.extra["events"]
-        assert sv.feature_names[-1] == f"{titles[events[-1]]} (event -1)"
+        full = float(model.score_sequences([train[user]])[0, item])
+        assert sv.base_values + sv.values.sum() == pytest.approx(full, abs=1e-4)
+        last = int(np.flatnonzero(expl.keys == -1)[0])
+        assert sv.feature_names[last] == f"{titles[train[user][-1]]} (event -1)"
         shap.plots.waterfall(sv, show=False)
         plt.close("all")
 
 
 def test_history_explanation_without_base_exports_for_the_bar_plot():
-    e = Explanation(user=0, item=2, method="m", items=np.array([0, 1]), scores=np.array([0.5, -0.25]),
+    e = Explanation(user=0, item=2, method="m", keys=np.array([0, 1]), values=np.array([0.5, -0.25]),
                     titles=np.array(STAR_TITLES + ["x"], dtype=object))
     sv = e.to_shap()
     assert sv.base_values is None and list(sv.feature_names) == STAR_TITLES

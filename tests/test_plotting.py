@@ -10,12 +10,12 @@ from xrec_helpers.explainers.base import Explanation
 from xrec_helpers.plotting import plot_explanation
 
 
-def _explanation(scores, **extra):
+def _explanation(scores, **fields):
     scores = np.asarray(scores, dtype=float)
     order = np.argsort(-scores, kind="stable")  # explanations list their items most explanatory first
     titles = np.array([f"T{i}" for i in range(len(scores) + 1)], dtype=object)
-    return Explanation(user=0, item=len(scores), method="M", items=np.arange(len(scores))[order],
-                       scores=scores[order], titles=titles, extra=extra)
+    return Explanation(user=0, item=len(scores), method="M", keys=np.arange(len(scores))[order],
+                       values=scores[order], titles=titles, **fields)
 
 
 def _bars(ax):
@@ -66,3 +66,20 @@ def test_colours_and_the_additive_annotation():
 def test_explanation_plot_uses_it():
     ax = _explanation([0.1] * 12 + [-5.0]).plot(n=4)
     assert "T12" in _bars(ax)
+
+
+def test_the_title_says_against_only_when_a_negative_bar_is_shown():
+    assert "strongest for and against" in plot_explanation(_explanation([3, 2, 1, -1]), n=2).get_title()
+    title = plot_explanation(_explanation([3, 2, 1, 0.5]), n=2).get_title()
+    assert "strongest for" in title and "against" not in title
+
+
+def test_feature_and_event_explanations_are_drawn_with_their_labels():
+    feats = Explanation(user=0, item=1, method="M", keys=["genre Drama", "age 25-34"], values=[0.4, -0.1],
+                        kind="features", base_value=1.0)
+    bars = _bars(plot_explanation(feats))
+    assert bars == {"age 25-34": -0.1, "genre Drama": 0.4} and "base +1.000" in plt.gca().get_title()
+    titles = np.array(["A", "B", "C"], dtype=object)
+    events = Explanation(user=0, item=2, method="M", keys=[-1, -2], values=[0.3, 0.1], kind="events",
+                         events=[0, 1], titles=titles)
+    assert set(_bars(plot_explanation(events))) == {"A (event -1)", "B (event -2)"}

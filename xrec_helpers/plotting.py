@@ -57,13 +57,29 @@ def _both_signs(scores: np.ndarray, n: int) -> np.ndarray:
 
 
 def plot_explanation(explanation, n: int = 10, ax=None, xlabel: str | None = None):
-    """Signed horizontal bars of an explanation, with titles: its strongest supporting and opposing entries.
+    """Signed horizontal bars of an explanation of any kind, labelled: its strongest supporting and opposing entries.
 
-    Taught in 01_eda. At most ``n`` bars: the top ``n // 2`` by value and the bottom ``n // 2`` (a sign with
-    fewer entries leaves its share to the other), so the strongest evidence against the recommendation is never
-    cut off. For an additive method (``extra["base_value"]``: f(x) = base + sum of values) the title adds the base
-    value, the sum of the bars shown and the total. ``xlabel`` names what the score is (e.g. "score drop when the
-    item is removed"); by default the method's score.
+    Taught in 01_eda (history items); the same plot draws features (03_fm_lime), events
+    (04_shap_sequential) and reviews (09_attention_reviews), each key under its label (``Explanation.label``).
+    At most ``n`` bars: the top ``n // 2`` by value and the bottom ``n // 2`` (a sign with fewer entries leaves
+    its share to the other), so the strongest evidence against the recommendation is never cut off. For an
+    additive method (``Explanation.base_value``: f(x) = base + sum of values) the title adds the base value,
+    the sum of the bars shown and the total.
+
+    Parameters
+    ----------
+    explanation : Explanation
+        Any kind.
+    n : int
+        Most bars drawn.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (a new figure by default).
+    xlabel : str, optional
+        What the score is (e.g. "score drop when the item is removed"); by default the method's score.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
     """
     frame = explanation.to_frame()
     scores = frame["score"].to_numpy(dtype=np.float64)
@@ -74,11 +90,12 @@ def plot_explanation(explanation, n: int = 10, ax=None, xlabel: str | None = Non
     ax.barh(np.arange(len(shown)), shown["score"], color=colours)
     ax.set_yticks(np.arange(len(shown)), shown["title"].astype(str).str.slice(0, 45))
     ax.axvline(0, color="black", lw=0.8)
-    target = explanation._title(explanation.item)
+    target = explanation.title(explanation.item)
     title = f"{explanation.method}: why {target[:50]}?"
     if len(shown) < len(frame):
-        title += f"\n{len(shown)} of {len(frame)} entries: strongest for and against"
-    base = explanation.extra.get("base_value") if isinstance(explanation.extra, dict) else None
+        against = " and against" if (shown["score"] < 0).any() else ""
+        title += f"\n{len(shown)} of {len(frame)} entries: strongest for{against}"
+    base = explanation.base_value
     if base is not None:
         title += (f"\nbase {float(base):+.3f} + shown {shown['score'].sum():+.3f}"
                   + (f" + not shown {scores.sum() - shown['score'].sum():+.3f}" if len(shown) < len(frame) else "")

@@ -29,14 +29,22 @@ f(x) - f(baseline) (efficiency; checked to 1e-6). **Pruning** (TimeSHAP): for t 
 events into one player while their joint value stays under a tolerance.
 
 Estimators: exact enumeration (2^n coalitions), the ``shap`` package's KernelExplainer on presence
-indicators (background = all absent), and occlusion (leave one player out). The ``timeshap``
-package itself cannot be imported with current ``shap``, hence this module.
+indicators (background = all absent), and leave-one-out (LOO: one player absent at a time). The
+``timeshap`` package itself cannot be imported with current ``shap``, hence this module.
+
+Two ways in. :class:`EventSHAPExplainer` (and the reference orderings :class:`EventOrderExplainer`) follow
+the Explainer contract: ``explain(user, item)`` returns a ``kind="events"`` Explanation whose keys are
+positions (-1 the most recent event), ``events`` the item of each, ``base_value`` f(baseline), and the
+merged older events (when the input is longer than the window) one more key, the position just before the
+window, with item :data:`OLDER_BLOCK`. :class:`SequenceSHAP` computes the three TimeSHAP levels on any
+sequence as :class:`LevelAttribution` records, which keep the players in game order (what the cell grid,
+the efficiency checks and run-to-run comparisons need); ``to_explanation`` turns one into an Explanation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from math import factorial
 
 import numpy as np
@@ -45,6 +53,7 @@ import scipy.sparse as sp
 
 from xrec_helpers.data.sequences import as_events, event_items
 from xrec_helpers.explainers.base import Explainer, Explanation
+from xrec_helpers.models.base import SCORE_SEQUENCES, capabilities_of
 from xrec_helpers.models.gru4rec import FEATURES, GRU4Rec
 
 MAX_EXACT = 16
@@ -110,21 +119,41 @@ def describe_baseline(baseline: str | int, titles: Sequence[str] | None = None) 
 
 
 # --- players -----------------------------------------------------------------------------------
+def _empty_mask(n_events: int) -> np.ndarray:
+    return np.zeros((n_events, len(FEATURES)), dtype=bool)
+
+
+def _older_block(n_events: int, keep: int) -> tuple[list[np.ndarray], list[tuple]]:
+    """The merged player of the events older than the last ``keep`` (none when every event is kept)."""
+    if keep >= n_events:
+        return [], []
+    m = _empty_mask(n_events)
+    m[: n_events - keep] = True
+    return [m], [("pruned",)]
+
+
 def event_players(n_events: int, window: int) -> tuple[list[np.ndarray], list[tuple]]:
     """Players of the event level: the last ``window`` events one by one, the older ones as one block.
 
-    Returns (masks (n_events, 4) per player, keys): key ``("pruned",)`` or ``("event", position)``
-    with position 0 = oldest event of the input.
+    Taught in 04_shap_sequential.
+
+    Parameters
+    ----------
+    n_events : int
+        Events in the input.
+    window : int
+        Most recent events that are single players.
+
+    Returns
+    -------
+    tuple of (list of numpy.ndarray, list of tuple)
+        Cell masks (n_events, 4) per player and their keys: ``("pruned",)`` or ``("event", position)``
+        with position 0 = oldest event of the input.
     """
     window = min(int(window), n_events)
-    masks, keys = [], []
-    if window < n_events:
-        m = np.zeros((n_events, len(FEATURES)), dtype=bool)
-        m[: n_events - window] = True
-        masks.append(m)
-        keys.append(("pruned",))
+    masks, keys = _older_block(n_events, window)
     for p in range(n_events - window, n_events):
-        m = np.zeros((n_events, len(FEATURES)), dtype=bool)
+        m = _empty_mask(n_events)
         m[p] = True
         masks.append(m)
         keys.append(("event", p))
@@ -132,16 +161,14 @@ def event_players(n_events: int, window: int) -> tuple[list[np.ndarray], list[tu
 
 
 def feature_players(n_events: int, keep: int) -> tuple[list[np.ndarray], list[tuple]]:
-    """Players of the feature level: each feature over the last ``keep`` events, plus the pruned block."""
+    """Players of the feature level: each feature over the last ``keep`` events, plus the pruned block.
+
+    Taught in 04_shap_sequential. Returns (masks, keys) as :func:`event_players`, keys ``("feature", f)``.
+    """
     keep = min(int(keep), n_events)
-    masks, keys = [], []
-    if keep < n_events:
-        m = np.zeros((n_events, len(FEATURES)), dtype=bool)
-        m[: n_events - keep] = True
-        masks.append(m)
-        keys.append(("pruned",))
+    masks, keys = _older_block(n_events, keep)
     for f in range(len(FEATURES)):
-        m = np.zeros((n_events, len(FEATURES)), dtype=bool)
+        m = _empty_mask(n_events)
         m[n_events - keep:, f] = True
         masks.append(m)
         keys.append(("feature", f))
@@ -194,13 +221,25 @@ class SequenceGame:
     players, older ones as one block) or with explicit ``players`` (cell masks from
     :func:`event_players`, :func:`feature_players` or :func:`cell_players`).
 
-    Args:
-        model: a fitted :class:`GRU4Rec`.
-        sequence: the user's time-ordered events (or item ids); only the last ``model.max_len`` are used.
-        target: an item id (its logit is the value) or several (their mean logit).
-        window: number of most recent events that are single players (default: all).
-        baseline: ``"average"``, ``"remove"`` or an item id (resolve names with :func:`resolve_baseline`).
-        players, keys: cell masks (n_events, 4) and their keys, instead of ``window``.
+    Parameters
+    ----------
+    model : GRU4Rec
+        A fitted model.
+    sequence : numpy.ndarray
+        The user's time-ordered events (or item ids); only the last ``model.max_len`` are used.
+    target : int or sequence of int
+        An item id (its logit is the value) or several (their mean logit).
+    window : int, optional
+        Number of most recent events that are single players (default: all).
+    baseline : str or int
+        ``"average"``, ``"remove"`` or an item id (resolve names with :func:`resolve_baseline`).
+    players, keys : sequence, optional
+        Cell masks (n_events, 4) and their keys, instead of ``window``.
+
+    Raises
+    ------
+    ValueError
+        For an empty sequence, an unresolved baseline name, or players that do not partition the cells.
     """
 
     def __init__(self, model: GRU4Rec, sequence, target: int | Sequence[int], window: int | None = None,
@@ -358,10 +397,19 @@ def shap_package_values(game, nsamples: int = 2048, method: str = "kernel", rand
     return kernel_shap(game, nsamples, random_state)
 
 
-def occlusion(game) -> np.ndarray:
-    """Leave-one-player-out: phi_i = v(all) - v(all but i). Taught in 04_shap_sequential.
+def leave_one_out(game) -> np.ndarray:
+    """Leave-one-out (LOO): phi_i = v(all) - v(all but i). Taught in 04_shap_sequential.
 
-    n + 1 model calls; ignores interactions, so the values need not sum to f(x) - f(baseline).
+    Parameters
+    ----------
+    game : SequenceGame
+        The game (any callable on (n, n_players) coalitions with ``n_players``).
+
+    Returns
+    -------
+    numpy.ndarray
+        One value per player; n + 1 model calls. Interactions are ignored, so the values need not sum to
+        f(x) - f(baseline).
     """
     n = game.n_players
     v = np.asarray(game(np.vstack([np.ones(n), 1 - np.eye(n)])), dtype=np.float64)
@@ -423,12 +471,51 @@ class Pruning:
 
 
 # --- results of the three levels ---------------------------------------------------------------
+#: ``Explanation.events`` entry of the merged older-events key (it stands for many events, not one item).
+OLDER_BLOCK = -1
+
+_LEVEL_KINDS = {"event": "events", "feature": "features", "cell": "cells"}
+
+
 @dataclass(frozen=True)
 class LevelAttribution:
-    """Shapley values at one level (event, feature or cell), with what they sum to.
+    """Shapley values at one TimeSHAP level (event, feature or cell), with what they sum to.
 
-    Taught in 04_shap_sequential. ``values`` follow ``labels``/``keys``; ``full_value - base_value``
-    is f(x) - f(baseline), which the values sum to (up to estimator error for occlusion).
+    Taught in 04_shap_sequential. Kept as its own record (rather than an Explanation) because 04 reads
+    the players *in game order*: the older block first, the same ``keys`` across runs and estimators, the
+    cell grid's (row, column) of each player; :meth:`to_explanation` gives the Explanation view (most
+    explanatory first) for plots and tables shared with the other notebooks.
+
+    Attributes
+    ----------
+    level : str
+        ``"event"``, ``"feature"`` or ``"cell"``.
+    labels : tuple of str
+        Display label of each player.
+    keys : tuple of tuple
+        The players' keys (:func:`event_players`, :func:`feature_players`, :func:`cell_players`).
+    values : numpy.ndarray
+        One Shapley value per player, in the players' order.
+    full_value, base_value : float
+        f(x) and f(baseline); the values sum to their difference.
+    baseline : str
+        What an absent cell becomes, in words.
+    method : str
+        The estimator ("exact" or "KernelSHAP (n samples)").
+    n_evals : int
+        Model calls.
+    target : tuple of int
+        The explained item(s) (several: their mean score).
+    n_events : int
+        Events of the input the game was played on.
+    items : tuple of int
+        The item of each of those events, oldest first.
+    row_labels, col_labels : tuple of str, optional
+        Cell level: the grid's row (event groups) and column (feature groups) labels.
+    cells : tuple of (int, int), optional
+        Cell level: each player's (row, column) in the grid.
+    top_events, top_features : tuple of int, optional
+        Cell level: the chosen events (input positions) and features (indices into ``FEATURES``).
     """
 
     level: str
@@ -440,10 +527,18 @@ class LevelAttribution:
     baseline: str
     method: str
     n_evals: int
-    extra: dict = field(default_factory=dict, compare=False)
+    target: tuple[int, ...] = ()
+    n_events: int = 0
+    items: tuple[int, ...] = ()
+    row_labels: tuple[str, ...] | None = None
+    col_labels: tuple[str, ...] | None = None
+    cells: tuple[tuple[int, int], ...] | None = None
+    top_events: tuple[int, ...] | None = None
+    top_features: tuple[int, ...] | None = None
 
     @property
     def total(self) -> float:
+        """f(x) - f(baseline)."""
         return self.full_value - self.base_value
 
     @property
@@ -452,24 +547,68 @@ class LevelAttribution:
         return float(abs(np.sum(self.values) - self.total))
 
     def to_frame(self) -> pd.DataFrame:
-        """Labels and values, largest |value| first."""
+        """Labels and values, largest |value| first (columns ``player``, ``value``)."""
         frame = pd.DataFrame({"player": list(self.labels), "value": self.values})
         return frame.reindex(frame["value"].abs().sort_values(ascending=False).index).reset_index(drop=True)
 
     def grid(self) -> pd.DataFrame:
-        """Cell level: the values as a (row group x column group) table for a heatmap (NaN: no player)."""
-        rows = self.extra.get("row_labels")
-        cols = self.extra.get("col_labels")
-        if rows is None:
+        """Cell level: the values as a (row group x column group) table for a heatmap (NaN: no player).
+
+        Raises
+        ------
+        ValueError
+            For the event and feature levels.
+        """
+        if self.row_labels is None or self.col_labels is None or self.cells is None:
             raise ValueError("grid() is for cell-level attributions.")
-        table = pd.DataFrame(np.nan, index=rows, columns=cols)
-        for (r, c), v in zip(self.extra["cells"], self.values):
+        table = pd.DataFrame(np.nan, index=list(self.row_labels), columns=list(self.col_labels))
+        for (r, c), v in zip(self.cells, self.values, strict=True):
             table.iloc[r, c] = v
         return table
 
+    def to_explanation(self, user: int, titles: Sequence[str] | np.ndarray | None = None) -> Explanation:
+        """This level as an :class:`Explanation` of kind ``"events"``, ``"features"`` or ``"cells"``.
+
+        Event level: keys are positions (-1 the most recent event; the pruned block is the position just
+        before the kept events, with item :data:`OLDER_BLOCK`); feature and cell levels: keys are the labels.
+        ``base_value`` is f(baseline), so ``base_value + values.sum()`` is f(x).
+
+        Parameters
+        ----------
+        user : int
+            The user whose sequence was explained (internal id).
+        titles : sequence of str, optional
+            Display titles by internal item id.
+
+        Returns
+        -------
+        Explanation
+        """
+        values = np.asarray(self.values, dtype=np.float64)
+        fields: dict = {"labels": list(self.labels)}
+        if self.level == "event":
+            n_single = sum(k[0] == "event" for k in self.keys)
+            keys = [-(n_single + 1) if k[0] == "pruned" else k[1] - self.n_events for k in self.keys]
+        else:
+            keys = list(self.labels)
+        order = np.argsort(-values, kind="stable")
+        if self.level == "event":
+            fields["events"] = [self._event_items[i] for i in order]
+        return Explanation(user=int(user), item=int(self.target[0]), method=f"TimeSHAP {self.level} level ({self.method})",
+                           keys=np.asarray(keys, dtype=object if self.level != "event" else np.int64)[order],
+                           values=values[order], kind=_LEVEL_KINDS[self.level],
+                           labels=[fields["labels"][i] for i in order], events=fields.get("events"),
+                           base_value=self.base_value, model_calls=self.n_evals,
+                           targets=self.target if len(self.target) > 1 else None,
+                           titles=None if titles is None else np.asarray(titles, dtype=object))
+
+    @property
+    def _event_items(self) -> list[int]:
+        return [OLDER_BLOCK if k[0] == "pruned" else int(self.items[k[1]]) for k in self.keys]
+
     def plot(self, ax=None, n: int = 12):
-        """Signed bars (both signs shown). Taught in 04_shap_sequential."""
-        from xrec_helpers.plotting import plot_level_attribution
+        """Signed bars (both signs shown); see :func:`xrec_helpers.plotting.plot_level_attribution`."""
+        from xrec_helpers.plotting import plot_level_attribution  # plotting sits downstream of explainers
 
         return plot_level_attribution(self, ax=ax, n=n)
 
@@ -513,21 +652,46 @@ class SequenceSHAP:
 
     Taught in 04_shap_sequential.
 
-    Args:
-        model: a fitted :class:`GRU4Rec`.
-        baseline: ``"average"`` (default; TimeSHAP's average event), an item id, or a name resolved
-            per user by :func:`resolve_baseline`. ``"remove"`` only works at the event level.
-        method: ``"auto"`` (exact when the players number at most ``max_exact``, else KernelSHAP),
-            ``"exact"`` or ``"kernel"``.
-        nsamples: KernelSHAP model evaluations.
-        prune_tol: relative pruning tolerance (see :func:`pruning_index`); None keeps every event.
-        titles, genre_names: for readable labels.
+    Not an :class:`~xrec_helpers.explainers.base.Explainer`: it explains any sequence (a user's, a
+    shortened one, an edited one) for any target, and returns :class:`LevelAttribution` records (see their
+    docstring for why); ``LevelAttribution.to_explanation(user)`` gives the Explanation view.
+
+    Parameters
+    ----------
+    model : GRU4Rec
+        A fitted model that scores sequences (capability ``SCORE_SEQUENCES``).
+    baseline : str or int
+        ``"average"`` (default; TimeSHAP's average event), an item id, or a name resolved per user by
+        :func:`resolve_baseline`. ``"remove"`` only works at the event level.
+    method : str
+        ``"auto"`` (exact when the players number at most ``max_exact``, else KernelSHAP), ``"exact"`` or
+        ``"kernel"``.
+    nsamples : int
+        KernelSHAP model evaluations.
+    max_exact : int
+        Most players ``"auto"`` enumerates exactly (at most 16).
+    prune_tol : float, optional
+        Relative pruning tolerance (see :func:`pruning_index`); None keeps every event.
+    titles, genre_names : sequence of str, optional
+        For readable labels.
+    random_state : int
+        Seed of KernelSHAP's sampler.
+
+    Raises
+    ------
+    TypeError
+        When the model cannot score sequences.
+    ValueError
+        For an unknown method or baseline, or ``max_exact`` outside 1..16.
     """
 
     def __init__(self, model: GRU4Rec, baseline: str | int = "average", method: str = "auto",
                  nsamples: int = 2048, max_exact: int = 12, prune_tol: float | None = 0.05,
                  titles: Sequence[str] | None = None, genre_names: Sequence[str] | None = None,
                  random_state: int = 0):
+        if SCORE_SEQUENCES not in capabilities_of(model):
+            raise TypeError(f"SequenceSHAP needs a model with {SCORE_SEQUENCES}; {type(model).__name__} offers "
+                            f"{sorted(capabilities_of(model))}.")
         model._fitted()
         if method not in ("auto", "exact", "kernel"):
             raise ValueError(f"method must be 'auto', 'exact' or 'kernel', not {method!r}.")
@@ -552,8 +716,20 @@ class SequenceSHAP:
             return exact_shapley(game), "exact"
         return kernel_shap(game, self.nsamples, self.random_state), f"KernelSHAP ({self.nsamples} samples)"
 
-    def prune(self, sequence, target) -> Pruning:
-        """TimeSHAP pruning for one input and target (keeps every event when ``prune_tol`` is None)."""
+    def prune(self, sequence: np.ndarray, target: int | Sequence[int]) -> Pruning:
+        """TimeSHAP pruning for one input and target (keeps every event when ``prune_tol`` is None).
+
+        Parameters
+        ----------
+        sequence : numpy.ndarray
+            Time-ordered events.
+        target : int or sequence of int
+            The explained item(s).
+
+        Returns
+        -------
+        Pruning
+        """
         game = self.game(sequence, target)
         curve = pruning_curve(game)
         keep = game.T if self.prune_tol is None else pruning_index(curve, self.prune_tol)
@@ -561,18 +737,34 @@ class SequenceSHAP:
         return Pruning(curve=curve, keep=keep, n_events=game.T, tol=float(self.prune_tol or 0.0),
                        older_value=float(curve["older block"].iloc[keep]), total=total, n_evals=game.n_evals)
 
-    def _result(self, level, game, values, method, labels, extra=None) -> LevelAttribution:
+    def _result(self, level, game, values, method, labels, **cells) -> LevelAttribution:
         full, base = game.full_and_base()
         return LevelAttribution(level=level, labels=tuple(labels), keys=tuple(game.keys), values=np.asarray(values),
                                 full_value=full, base_value=base,
                                 baseline=describe_baseline(game.baseline, self.titles), method=method,
-                                n_evals=game.n_evals, extra=extra or {})
+                                n_evals=game.n_evals, target=tuple(int(t) for t in game.target), n_events=game.T,
+                                items=tuple(int(i) for i in game.x["item"]), **cells)
 
     def _pruned_label(self, game: SequenceGame, keep: int) -> str:
         return f"older events ({game.T - keep}, pruned)"
 
-    def event_level(self, sequence, target, keep: int | None = None) -> LevelAttribution:
-        """One player per kept event (oldest first) and one for the pruned block."""
+    def event_level(self, sequence: np.ndarray, target: int | Sequence[int], keep: int | None = None
+                    ) -> LevelAttribution:
+        """One player per kept event (oldest first) and one for the pruned block.
+
+        Parameters
+        ----------
+        sequence : numpy.ndarray
+            Time-ordered events (the last ``model.max_len`` are read).
+        target : int or sequence of int
+            The explained item(s).
+        keep : int, optional
+            Most recent events kept as single players (default: all; :meth:`prune` chooses one).
+
+        Returns
+        -------
+        LevelAttribution
+        """
         n = len(as_events(sequence)[-self.model.max_len:])
         keep = n if keep is None else keep
         game = self.game(sequence, target, *event_players(n, keep))
@@ -581,8 +773,12 @@ class SequenceSHAP:
                   f"{k[1] - game.T} · {short_title(self._title(game.x['item'][k[1]]), 40)}" for k in game.keys]
         return self._result("event", game, values, method, labels)
 
-    def feature_level(self, sequence, target, keep: int | None = None) -> LevelAttribution:
-        """One player per feature (over the kept events) and one for the pruned block."""
+    def feature_level(self, sequence: np.ndarray, target: int | Sequence[int], keep: int | None = None
+                      ) -> LevelAttribution:
+        """One player per feature (over the kept events) and one for the pruned block.
+
+        Parameters and returns as :meth:`event_level`.
+        """
         n = len(as_events(sequence)[-self.model.max_len:])
         keep = n if keep is None else keep
         game = self.game(sequence, target, *feature_players(n, keep))
@@ -644,14 +840,28 @@ class SequenceSHAP:
                 r, c = len(te) + 1, block_col
                 labels.append(self._pruned_label(game, keep))
             cells.append((r, c))
-        return self._result("cell", game, values, method, labels,
-                            {"row_labels": row_labels, "col_labels": col_labels, "cells": cells,
-                             "top_events": te, "top_features": tf})
+        return self._result("cell", game, values, method, labels, row_labels=tuple(row_labels),
+                            col_labels=tuple(col_labels), cells=tuple(cells), top_events=tuple(te),
+                            top_features=tuple(tf))
 
 
 # --- the Explainer contract (event level) ------------------------------------------------------
 def sequences_csr(sequences: Sequence[np.ndarray], n_items: int) -> sp.csr_matrix:
-    """The 0/1 user x item matrix of a list of sequences (what the Explainer contract calls train)."""
+    """The 0/1 user x item matrix of a list of sequences (the histories the Explainer contract reads).
+
+    Taught in 04_shap_sequential.
+
+    Parameters
+    ----------
+    sequences : sequence of numpy.ndarray
+        One time-ordered event (or item-id) sequence per user.
+    n_items : int
+        Catalogue size.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+    """
     items = [event_items(s).astype(np.int64) for s in sequences]
     lengths = [len(s) for s in items]
     rows = np.repeat(np.arange(len(items)), lengths)
@@ -662,58 +872,147 @@ def sequences_csr(sequences: Sequence[np.ndarray], n_items: int) -> sp.csr_matri
     return m
 
 
-class _SequenceExplainer(Explainer):
-    """Shared plumbing: histories come from the sequences, explanations cover the window's events."""
+def event_values(explanation: Explanation) -> pd.Series:
+    """The single events' values of a ``kind="events"`` explanation in time order (the merged older block left out).
 
-    def __init__(self, model: GRU4Rec, sequences: Sequence[np.ndarray] | None = None, window: int = 20,
-                 titles: Sequence[str] | np.ndarray | None = None):
+    Taught in 04_shap_sequential (recency shares, run-to-run differences).
+
+    Parameters
+    ----------
+    explanation : Explanation
+        From :class:`EventSHAPExplainer`, :class:`EventOrderExplainer` or ``LevelAttribution.to_explanation``.
+
+    Returns
+    -------
+    pandas.Series
+        Indexed by position (oldest first, -1 the most recent event).
+    """
+    if explanation.kind != "events" or explanation.events is None:
+        raise ValueError(f"{explanation.method} gives a {explanation.kind} explanation, not one over events.")
+    single = explanation.events != OLDER_BLOCK
+    return pd.Series(explanation.values[single], index=pd.Index(explanation.keys[single], name="position"),
+                     name=explanation.method).sort_index()
+
+
+def older_block_value(explanation: Explanation) -> float:
+    """The value of the merged older events of a ``kind="events"`` explanation (0.0 when there is no block).
+
+    Taught in 04_shap_sequential.
+    """
+    if explanation.events is None:
+        return 0.0
+    return float(explanation.values[explanation.events == OLDER_BLOCK].sum())
+
+
+class _SequenceExplainer(Explainer):
+    """Shared plumbing: histories come from the sequences, explanations cover the window's events.
+
+    The histories live in one place, ``sequences`` (by default the model's training sequences); ``train``
+    is their 0/1 matrix, used to check that the explained item is unseen.
+    """
+
+    kind = "events"
+    requires = frozenset({SCORE_SEQUENCES})
+
+    def __init__(self, model: GRU4Rec, sequences: Sequence[np.ndarray] | None, window: int,
+                 titles: Sequence[str] | np.ndarray | None):
+        self.check_supports(model)
         model._fitted()
-        self.model = model
-        self.sequences = list(model.sequences_ if sequences is None else sequences)
-        if len(self.sequences) != model.n_users:
-            raise ValueError(f"{len(self.sequences)} sequences for a model of {model.n_users} users.")
+        seqs = list(model.sequences_ if sequences is None else sequences)
+        if len(seqs) != model.n_users:
+            raise ValueError(f"{len(seqs)} sequences for a model of {model.n_users} users.")
         if window > model.max_len:
             raise ValueError(f"window={window} exceeds the {model.max_len} events the model reads (max_len).")
-        self.window = int(window)
-        super().__init__(sequences_csr(self.sequences, model.n_items), titles)
+        Explainer.__init__(self, sequences_csr(seqs, model.n_items), titles)
+        self.model, self.sequences, self.window = model, seqs, int(window)
 
-    def _wrap(self, user: int, item: int, game: SequenceGame, phi: np.ndarray, **extra) -> Explanation:
-        # One Explanation row per item; an item repeated in the window gets its events' summed value.
-        items, inverse = np.unique(game.events, return_inverse=True)
-        summed = np.bincount(inverse, weights=phi, minlength=len(items))
-        return self._make(user, item, items, summed,
-                          extra={"events": game.events.copy(), "event_values": phi,
-                                 "positions": game.positions - game.T, **extra})
+    @property
+    def train(self) -> sp.csr_matrix:
+        """The users' histories: the items of ``sequences`` as a 0/1 matrix."""
+        return self._train
+
+    def _wrap(self, user: int, item: int, game: SequenceGame, values: np.ndarray, **fields) -> Explanation:
+        """One key per player: the position of each single event, and for the older block (when a player) the
+        position just before the window, with item ``OLDER_BLOCK``."""
+        window = game.window
+        keys, events, labels = [], [], []
+        for k in game.keys:
+            if k[0] == "pruned":
+                keys.append(-(window + 1))
+                events.append(OLDER_BLOCK)
+                labels.append(f"older events ({game.T - window}, merged)")
+            else:
+                keys.append(k[1] - game.T)
+                events.append(int(game.x["item"][k[1]]))
+                labels.append(f"{self._title(events[-1])} (event {keys[-1]})")
+        values = np.asarray(values, dtype=np.float64)
+        if len(values) == len(keys) - 1:  # an ordering ranks the window's events only, not the older block
+            keep = [j for j, e in enumerate(events) if e != OLDER_BLOCK]
+            keys, events, labels = [keys[j] for j in keep], [events[j] for j in keep], [labels[j] for j in keep]
+        return self._make(user, item, keys, values, events=events, labels=labels, **fields)
+
+    def _title(self, item: int) -> str:
+        return str(self.titles[item]) if self.titles is not None else f"item {item}"
 
 
 class EventSHAPExplainer(_SequenceExplainer):
     """Shapley values of the last ``window`` events for one item's score. Taught in 04_shap_sequential.
 
-    The players are the last ``window`` events and, when the input is longer, one merged block of
-    the older events (its value is ``extra["older_block"]``); the event values plus the block sum
-    to ``extra["gap"]`` = f(x) - f(baseline).
+    The players are the last ``window`` events and, when the input is longer, one merged block of the
+    older events. ``explain(user, item)`` returns a ``kind="events"`` Explanation: keys are positions (-1
+    the most recent event), ``events`` the item of each, the older block one more key (the position just
+    before the window, item :data:`OLDER_BLOCK`; read it with :func:`older_block_value`), ``base_value``
+    f(baseline) for the Shapley estimators (exact and KernelSHAP are efficient: ``base_value + values.sum()``
+    is f(x)), ``note`` a caveat when f(x) - f(baseline) is small, ``model_calls`` the model evaluations.
+    :func:`event_values` gives the single events' values in time order. ``explain`` also takes a list of
+    items (the mean score of a frozen top-K list); the explanation's ``targets`` then lists them.
 
-    Args:
-        model: a fitted :class:`GRU4Rec`.
-        sequences: one time-ordered sequence per user (default: the model's training sequences).
-        window: number of most recent events explained one by one.
-        method: ``"exact"`` (enumeration, at most 16 players), ``"kernel"`` (the ``shap`` package's
-            KernelExplainer), or ``"occlusion"`` (leave-one-event-out).
-        baseline: ``"remove"``, ``"average"``, ``"popular"``, ``"lowest"``, ``"highest"`` or an item id.
-        nsamples: model evaluations for KernelSHAP.
-        prune_tol: if set, the window is chosen per explanation by TimeSHAP pruning (at most ``window``).
-        small_gap: |f(x) - f(baseline)| below this many standard deviations of the user's item
-            scores is reported as a note (never an error: TimeSHAP's hard 0.1 threshold is what broke
-            the earlier GRU4Rec + TimeSHAP project on its second user).
+    Parameters
+    ----------
+    model : GRU4Rec
+        A fitted model that scores sequences (capability ``SCORE_SEQUENCES``).
+    sequences : sequence of numpy.ndarray, optional
+        One time-ordered sequence per user (default: the model's training sequences).
+    titles : sequence of str, optional
+        Display titles by internal item id.
+    window : int
+        Number of most recent events explained one by one.
+    method : str
+        ``"exact"`` (enumeration, at most 16 players; reported as "Exact Shapley (events)"), ``"kernel"``
+        (the ``shap`` package's KernelExplainer; "KernelSHAP (events)") or ``"loo"`` (leave one event out;
+        "LOO (events)", not additive, so no ``base_value``).
+    baseline : str or int
+        ``"remove"``, ``"average"``, ``"popular"``, ``"lowest"``, ``"highest"`` or an item id.
+    nsamples : int
+        Model evaluations for KernelSHAP.
+    prune_tol : float, optional
+        If set, the window is chosen per explanation by TimeSHAP pruning (at most ``window``).
+    small_gap : float
+        |f(x) - f(baseline)| below this many standard deviations of the user's item scores is reported
+        in ``note`` (never an error: TimeSHAP's hard 0.1 threshold is what broke the earlier GRU4Rec +
+        TimeSHAP project on its second user).
+    random_state : int
+        Seed of KernelSHAP's sampler.
+
+    Raises
+    ------
+    TypeError
+        When the model cannot score sequences.
+    ValueError
+        For an unknown method or baseline, a window longer than the model reads, or exact enumeration
+        over too many players.
     """
 
-    def __init__(self, model: GRU4Rec, sequences: Sequence[np.ndarray] | None = None, window: int = 20,
-                 method: str = "kernel", baseline: str | int = "remove", nsamples: int = 2048,
-                 prune_tol: float | None = None, small_gap: float = 0.1,
-                 titles: Sequence[str] | np.ndarray | None = None, random_state: int = 0):
+    name = "KernelSHAP (events)"
+    METHODS = {"exact": "Exact Shapley (events)", "kernel": "KernelSHAP (events)", "loo": "LOO (events)"}
+
+    def __init__(self, model: GRU4Rec, *, sequences: Sequence[np.ndarray] | None = None,
+                 titles: Sequence[str] | np.ndarray | None = None, window: int = 20, method: str = "kernel",
+                 baseline: str | int = "remove", nsamples: int = 2048, prune_tol: float | None = None,
+                 small_gap: float = 0.1, random_state: int = 0):
         super().__init__(model, sequences, window, titles)
-        if method not in ("exact", "kernel", "occlusion"):
-            raise ValueError(f"method must be 'exact', 'kernel' or 'occlusion', not {method!r}.")
+        if method not in self.METHODS:
+            raise ValueError(f"method must be one of {tuple(self.METHODS)}, not {method!r}.")
         if method == "exact" and window + 1 > MAX_EXACT and prune_tol is None:
             raise ValueError(f"Exact Shapley over window={window} events (+ the older block) needs 2^{window + 1} "
                              f"model calls; use window <= {MAX_EXACT - 1}, prune_tol, or method='kernel'.")
@@ -721,10 +1020,24 @@ class EventSHAPExplainer(_SequenceExplainer):
             raise ValueError(f"baseline must be an item id or one of {BASELINE_KINDS}, not {baseline!r}.")
         self.method, self.baseline, self.nsamples = method, baseline, int(nsamples)
         self.prune_tol, self.small_gap, self.random_state = prune_tol, small_gap, random_state
-        self.name = {"exact": "Exact Shapley", "kernel": "KernelSHAP", "occlusion": "Occlusion"}[method]
+        self.name = self.METHODS[method]
 
     def game(self, user: int, target: int | Sequence[int], window: int | None = None) -> SequenceGame:
-        """The event-level game for ``user`` and ``target`` (an item, or a set whose mean score is explained)."""
+        """The event-level game for ``user`` and ``target`` (an item, or a set whose mean score is explained).
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+        target : int or sequence of int
+            The explained item(s).
+        window : int, optional
+            Single-event players (default: the explainer's window).
+
+        Returns
+        -------
+        SequenceGame
+        """
         seq = self.sequences[user]
         baseline = resolve_baseline(self.model, as_events(seq)[-self.model.max_len:], target, self.baseline)
         return SequenceGame(self.model, seq, target, self.window if window is None else window, baseline)
@@ -732,39 +1045,49 @@ class EventSHAPExplainer(_SequenceExplainer):
     def _values(self, game: SequenceGame) -> np.ndarray:
         if self.method == "exact":
             return exact_shapley(game)
-        if self.method == "occlusion":
-            return occlusion(game)
+        if self.method == "loo":
+            return leave_one_out(game)
         return kernel_shap(game, self.nsamples, self.random_state)
 
     def explain(self, user: int, item: int | Sequence[int]) -> Explanation:
-        """Explain one item's score, or (``item`` a list) the mean score of a frozen set of items."""
+        """Explain one item's score, or (``item`` a list) the mean score of a frozen set of items.
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+        item : int or sequence of int
+            Item(s) outside the user's sequence.
+
+        Returns
+        -------
+        Explanation
+            ``kind="events"`` (class docstring).
+        """
         targets = np.atleast_1d(np.asarray(item, dtype=np.int64))
         for t in targets:
             self.check_pair(user, int(t))
         game = self.game(user, targets)
-        extra: dict = {}
+        calls = 0
         if self.prune_tol is not None:
             curve = pruning_curve(game)
+            calls = game.n_evals
             keep = min(pruning_index(curve, self.prune_tol), self.window)
-            extra |= {"kept": keep, "pruning": curve}
             game = self.game(user, targets, window=keep)
         full, base = game.full_and_base()
         values = self._values(game)
-        has_block = game.keys[0][0] == "pruned"
-        phi = values[1:] if has_block else values
-        extra |= {"full_value": full, "base_value": base, "gap": full - base, "baseline": game.baseline,
-                  "older_block": float(values[0]) if has_block else 0.0, "has_older_block": bool(has_block),
-                  "targets": targets}
         scale = float(np.std(self.model.score_sequences([game.x])[0]))
+        note = None
         if abs(full - base) < self.small_gap * scale:
-            extra["note"] = (f"f(x) - f(baseline) = {full - base:+.3f} is small: its size is under the threshold "
-                             f"{self.small_gap * scale:.3f} ({self.small_gap} x {scale:.2f}, the standard deviation "
-                             "of this user's item scores). The baseline input already "
-                             "scores the item about as high as the real one, so the events jointly add little "
-                             "and the values split almost nothing; their signs are fragile. Choose a baseline "
-                             "that scores the item lower to see what supports it.")
-        extra["n_evals"] = game.n_evals
-        return self._wrap(user, int(targets[0]), game, phi, **extra)
+            note = (f"f(x) - f(baseline) = {full - base:+.3f} is small: its size is under the threshold "
+                    f"{self.small_gap * scale:.3f} ({self.small_gap} x {scale:.2f}, the standard deviation "
+                    "of this user's item scores). The baseline input already "
+                    "scores the item about as high as the real one, so the events jointly add little "
+                    "and the values split almost nothing; their signs are fragile. Choose a baseline "
+                    "that scores the item lower to see what supports it.")
+        return self._wrap(user, int(targets[0]), game, values, base_value=None if self.method == "loo" else base,
+                          note=note, model_calls=calls + game.n_evals,
+                          targets=tuple(int(t) for t in targets) if len(targets) > 1 else None)
 
 
 class EventOrderExplainer(_SequenceExplainer):
@@ -772,13 +1095,32 @@ class EventOrderExplainer(_SequenceExplainer):
 
     ``"recent"`` (most recent first: what a reader would guess for a GRU), ``"popular"`` (the most
     popular training item first) or ``"random"``. An attribution method is informative only where
-    it beats these on the removal protocol.
+    it beats these on the removal protocol. ``explain`` returns a ``kind="events"`` Explanation over the
+    window's events (no older block); its values only order the events.
+
+    Parameters
+    ----------
+    model : GRU4Rec
+        A fitted model that scores sequences.
+    sequences : sequence of numpy.ndarray, optional
+        One time-ordered sequence per user (default: the model's training sequences).
+    titles : sequence of str, optional
+        Display titles by internal item id.
+    window : int
+        Number of most recent events ordered.
+    order : str
+        ``"recent"``, ``"popular"`` or ``"random"`` (reported as "Most recent first", "Most popular first",
+        "Random order").
+    random_state : int
+        Seed of the random order (each pair gets its own stream).
     """
 
+    name = "Most recent first"
     ORDERS = {"recent": "Most recent first", "popular": "Most popular first", "random": "Random order"}
 
-    def __init__(self, model: GRU4Rec, sequences: Sequence[np.ndarray] | None = None, window: int = 20,
-                 order: str = "recent", titles: Sequence[str] | np.ndarray | None = None, random_state: int = 0):
+    def __init__(self, model: GRU4Rec, *, sequences: Sequence[np.ndarray] | None = None,
+                 titles: Sequence[str] | np.ndarray | None = None, window: int = 20, order: str = "recent",
+                 random_state: int = 0):
         super().__init__(model, sequences, window, titles)
         if order not in self.ORDERS:
             raise ValueError(f"order must be one of {tuple(self.ORDERS)}, not {order!r}.")
@@ -786,6 +1128,17 @@ class EventOrderExplainer(_SequenceExplainer):
         self.name = self.ORDERS[order]
 
     def explain(self, user: int, item: int) -> Explanation:
+        """Order the window's events of ``user`` (see the class docstring).
+
+        Parameters
+        ----------
+        user, item : int
+            Internal ids; ``item`` outside the user's sequence.
+
+        Returns
+        -------
+        Explanation
+        """
         self.check_pair(user, item)
         game = SequenceGame(self.model, self.sequences[user], item, self.window)
         if self.order == "recent":

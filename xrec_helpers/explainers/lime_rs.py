@@ -3,20 +3,21 @@
 Taught in 03_fm_lime. LIME-RS keeps the user fixed and samples other items with probability
 proportional to their training popularity, scores them with the FM, weights them by an
 exponential kernel of the cosine distance to the explained pair, and fits a weighted ridge
-surrogate with ``lime.lime_base.LimeBase``. Its coefficients on the genre flags (and, when users
-are also swapped, on the demographic match indicators) are the explanation; its weighted R² says
-how well a linear surrogate describes the FM around that pair.
+surrogate with ``lime.lime_base.LimeBase``. Its coefficients on the slots the pair has (the movie,
+its genres and, when users are also swapped, the demographic slots) are the explanation; its
+weighted R² (``Explanation.fit_r2``) says how well a linear surrogate describes the FM around that pair.
 
 Because the FM's exact Shapley values are known in closed form (``FactorizationMachine.shapley``),
-LIME's ``attribution`` (weight x the pair's own slot value) can be graded against the truth with
-``xrec_helpers.metrics.attribution.attribution_agreement``; KernelSHAP on the same slots lives in
+LIME's attribution (weight x the pair's own slot value, i.e. the weights of the slots the pair has) can
+be graded against the truth with ``xrec_helpers.metrics.attribution.attribution_agreement`` after
+:func:`~xrec_helpers.explainers.kernel_shap_fm.slot_vector`; KernelSHAP on the same slots lives in
 ``xrec_helpers.explainers.kernel_shap_fm``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,58 +25,60 @@ from lime.lime_base import LimeBase
 from sklearn.linear_model import Ridge
 
 from xrec_helpers.explainers.base import Explainer, Explanation, markdown_escape
-from xrec_helpers.models.fm import FIELDS, FactorizationMachine
+from xrec_helpers.models.base import FEATURE_INPUTS
+from xrec_helpers.models.fm import FIELDS
 
 N_ONE_HOT = 5  # user, item, age, gender, occupation slots come first in FIELDS
 
 
-@dataclass
-class LimeResult:
-    """One LIME-RS explanation: a weight per slot of ``FIELDS`` and the surrogate's quality.
-
-    ``attribution`` is weight x the pair's own slot value (comparable to Shapley values);
-    ``varied`` marks slots that changed in the neighbourhood (the others get weight 0 by necessity).
-    """
-
-    user: int
-    item: int
-    labels: list[str]
-    weights: np.ndarray
-    attribution: np.ndarray
-    varied: np.ndarray
-    intercept: float
-    r2: float
-    local_prediction: float
-    model_prediction: float
-
-    def to_frame(self, genres_and_demographics_only: bool = True) -> pd.DataFrame:
-        """Weights with readable labels, largest |weight| first (never internal ids)."""
-        frame = pd.DataFrame({"feature": self.labels, "weight": self.weights, "varied": self.varied})
-        if genres_and_demographics_only:
-            frame = frame.drop(index=[0, 1])  # "this user" / "this movie" identity indicators
-        return frame.reindex(frame["weight"].abs().sort_values(ascending=False).index).reset_index(drop=True)
-
-
 class LimeRSExplainer(Explainer):
-    """LIME-RS on a fitted :class:`FactorizationMachine`. Taught in 03_fm_lime.
+    """LIME-RS on a fitted factorisation machine. Taught in 03_fm_lime.
 
-    Args:
-        model: the fitted FM (its ``train_`` defines histories and popularity).
-        titles: display titles by internal item id.
-        n_samples: neighbourhood size including the explained pair (the workshop used 1,000).
-        kernel_width: width w of pi(d) = sqrt(exp(-d^2 / w^2)) on cosine distance d in [0, 1]
-            (the workshop's w = 25 made every weight ~1, i.e. no locality at all).
-        user_share: share of the neighbourhood that swaps the *user* (sampled by activity) instead
-            of the item; 0 is the original LIME-RS (user fixed), where demographics cannot vary.
-        alpha: ridge penalty of the surrogate.
-        random_state: seed; each (user, item) gets its own stream, so results do not depend on order.
+    ``explain(user, item)`` returns a ``kind="features"`` explanation: keys are the readable labels of the
+    slots the pair *has* (this user, the movie, its demographics and the movie's genres), values the
+    surrogate's weights on them (= its attribution, weight x value 1), ``fit_r2`` the surrogate's weighted
+    R² and ``model_calls`` the neighbourhood size. A genre the movie lacks is absent: its weight is the
+    surrogate's guess of what *adding* that genre would do, not part of this movie's attribution, so it is
+    not a key; ``table`` shows every genre and demographic slot (feature, weight, varied, movie has it),
+    largest |weight| first, for reading. ``varied`` is False for a slot that never changed in the
+    neighbourhood (its weight is 0 by necessity, e.g. the demographics when the user is fixed).
+
+    Parameters
+    ----------
+    model : FactorizationMachine
+        A fitted model with feature inputs (its ``train_`` defines histories and popularity).
+    titles : sequence of str, optional
+        Display titles by internal item id.
+    n_samples : int
+        Neighbourhood size including the explained pair (at least 10; the 2023 tutorial this notebook
+        revisits used 1,000).
+    kernel_width : float
+        Width w of pi(d) = sqrt(exp(-d^2 / w^2)) on cosine distance d in [0, 1] (the 2023 tutorial's
+        w = 25 made every weight ~1, i.e. no locality at all).
+    user_share : float
+        Share of the neighbourhood that swaps the *user* (sampled by activity) instead of the item; 0 is
+        the original LIME-RS (user fixed), where demographics cannot vary.
+    alpha : float
+        Ridge penalty of the surrogate.
+    random_state : int
+        Seed; each (user, item) gets its own stream, so results do not depend on order.
+
+    Raises
+    ------
+    TypeError
+        When the model lacks feature inputs.
+    ValueError
+        For ``n_samples`` < 10 or ``user_share`` outside [0, 1).
     """
 
     name = "LIME-RS"
+    kind = "features"
+    requires = frozenset({FEATURE_INPUTS})
 
-    def __init__(self, model: FactorizationMachine, titles: Sequence[str] | None = None, n_samples: int = 300,
+    def __init__(self, model: Any, *, titles: Sequence[str] | None = None, n_samples: int = 300,
                  kernel_width: float = 0.5, user_share: float = 0.0, alpha: float = 1.0, random_state: int = 0):
-        super().__init__(model._fitted(), titles)
+        self.check_supports(model)
+        Explainer.__init__(self, model._fitted(), titles)
         if n_samples < 10:
             raise ValueError(f"n_samples={n_samples} is too small for a surrogate with {len(FIELDS)} features; use >= 10.")
         if not 0 <= user_share < 1:
@@ -97,7 +100,18 @@ class LimeRSExplainer(Explainer):
         return rng.choice(len(p), size=n, replace=False, p=p / p.sum()) if n > 0 else np.array([], int)
 
     def neighbourhood(self, user: int, item: int) -> tuple[np.ndarray, np.ndarray]:
-        """(users, items) of the neighbourhood, the explained pair first."""
+        """(users, items) of the neighbourhood, the explained pair first.
+
+        Parameters
+        ----------
+        user, item : int
+            The explained pair.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            Aligned user and item ids, ``n_samples`` long at most.
+        """
         rng = np.random.default_rng([self.random_state, int(user), int(item)])
         n_users_swapped = int(round((self.n_samples - 1) * self.user_share))
         items = self._sample(rng, self.item_popularity, item, self.n_samples - 1 - n_users_swapped)
@@ -106,9 +120,9 @@ class LimeRSExplainer(Explainer):
         all_items = np.concatenate([[item], items, np.full(len(users), item)]).astype(np.int64)
         return all_users, all_items
 
-    def explain_features(self, user: int, item: int) -> LimeResult:
-        """Fit the surrogate for one pair and return its weights and R²."""
-        self.check_pair(user, item)
+    def _fit(self, user: int, item: int) -> dict[str, Any]:
+        """The surrogate for one pair (a private detail): weights over ``FIELDS``, the pair's own slot values,
+        which slots varied, R² and the number of model calls."""
         users, items = self.neighbourhood(user, item)
         features = self.model.features_
         index, value = features.encode(users, items)
@@ -122,28 +136,40 @@ class LimeRSExplainer(Explainer):
         norms = np.sqrt(N_ONE_HOT + data[:, N_ONE_HOT:].sum(1))
         distances = 1.0 - shared / (norms * norms[0])
         base = LimeBase(self._kernel, verbose=False, random_state=self.random_state)
-        intercept, weights_list, r2, local_pred = base.explain_instance_with_data(
+        _, weights_list, r2, _ = base.explain_instance_with_data(
             data, y[:, None], distances, label=0, num_features=len(FIELDS), feature_selection="none",
             model_regressor=Ridge(alpha=self.alpha, fit_intercept=True))
         weights = np.zeros(len(FIELDS))
         for j, w in weights_list:
             weights[j] = w
-        varied = data.std(0) > 0
-        return LimeResult(user=int(user), item=int(item), labels=features.slot_labels(user, item, self.titles),
-                          weights=weights, attribution=weights * data[0], varied=varied, intercept=float(intercept),
-                          r2=float(r2), local_prediction=float(np.ravel(local_pred)[0]), model_prediction=float(y[0]))
+        return {"weights": weights, "own": data[0], "varied": data.std(0) > 0, "r2": float(r2), "calls": len(users)}
 
     def explain(self, user: int, item: int) -> Explanation:
-        """Contract wrapper: LIME-RS explains with features, not history items, so ``items`` is empty and
-        the feature weights are in ``extra["features"]``."""
-        result = self.explain_features(user, item)
-        frame = result.to_frame()
-        expl = Explanation(user=int(user), item=int(item), method=self.name, items=np.array([], int),
-                           scores=np.array([]), titles=self.titles,
-                           extra={"features": frame, "r2": result.r2, "result": result}, text="")
-        top = frame.head(2)
-        expl.text = (f"Around {expl._md_title(item)}, the FM's prediction moves most with "
-                     + " and ".join(f"{markdown_escape(f)} ({w:+.2f})" for f, w in zip(top["feature"], top["weight"], strict=False))
-                     + f" (surrogate R² {result.r2:.2f}).")
-        return expl
+        """Fit the surrogate around (user, item) and return its weights on the slots the pair has.
 
+        Parameters
+        ----------
+        user, item : int
+            Internal ids; ``item`` must be outside the user's history.
+
+        Returns
+        -------
+        Explanation
+            ``kind="features"``, with ``fit_r2``, ``model_calls`` and a display ``table`` (class docstring).
+        """
+        self.check_pair(user, item)
+        fit = self._fit(user, item)
+        labels = self.model.features_.slot_labels(int(user), int(item), self.titles)
+        present = np.flatnonzero(fit["own"] != 0)
+        table = pd.DataFrame({"feature": labels, "weight": fit["weights"], "varied": fit["varied"],
+                              "movie has it": fit["own"] != 0}).iloc[2:]  # drop the "this user"/"this movie" indicators
+        table = table.reindex(table["weight"].abs().sort_values(ascending=False).index).reset_index(drop=True)
+        keys, values = [labels[j] for j in present], fit["weights"][present]
+        # The sentence names the slots the movie has with the largest |weight| (never an absent genre).
+        strongest = [j for j in np.argsort(-np.abs(values), kind="stable") if values[j] != 0][:2]
+        target = f"*{markdown_escape(self.titles[item] if self.titles is not None else f'item {item}')}*"
+        text = (f"Around {target}, the FM's prediction moves most with "
+                + (" and ".join(f"{markdown_escape(keys[j])} ({values[j]:+.2f})" for j in strongest) or "no slot it has")
+                + f" (surrogate R² {fit['r2']:.2f}).")
+        return self._make(user, item, keys, values, fit_r2=fit["r2"], model_calls=fit["calls"], table=table,
+                          text=text)
