@@ -1,8 +1,13 @@
 """Ranking metrics, named correctly: HR@K is "at least one hit", recall@K is the share of hits.
 
-Taught in 01_eda. (The original workshop called recall@10 "hit_ratio"; ``workshop-seeds.md`` A.5.3.)
-All functions take ``recs`` (n_users, >=K internal item ids, best first) and the held-out items as
-a CSR matrix ``test`` whose rows align with ``users``.
+Taught in 01_eda. (The original workshop's code called recall@10 "hit_ratio": a share of held-out items
+found, which is recall, not the hit rate.) The list metrics take ``recs`` (n_users, >=K internal item ids,
+best first) and the held-out items as a CSR matrix ``test`` whose rows align with ``users``. ``coverage`` is *catalogue* coverage (share of items
+recommended to someone), not the coverage of an explainer (:func:`xrec_helpers.metrics.explanation.fidelity`).
+
+"Rank among the items outside the original history" is defined once, here (:func:`rank_among_unseen`,
+:func:`top_unseen`): the removal protocols (``counterfactual.py``, ``necessity.py``), the explorer and the
+notebooks use it. The sampled-negatives ranks of 04_shap_sequential are in ``sampled.py``.
 """
 
 from __future__ import annotations
