@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -108,6 +109,11 @@ class PerturbationResult:
     fixed_ranks: np.ndarray | None = None
     removed: np.ndarray | None = None
     metrics: tuple[Metric, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.metrics:  # built elsewhere without them: the perturbation metrics at the result's cut-offs
+            ks = [int(c.split("@")[1]) for c in self.auc.index if str(c).startswith("POS@")]
+            self.metrics = perturbation_metrics(ks)
 
     def metric(self, name: str) -> Metric:
         """The :class:`Metric` called ``name`` (``"POS@20"``; a fixed-length or interior column reads as its AUC's)."""
@@ -203,7 +209,7 @@ class PerturbationProtocol(Protocol):
         self.random_state, self.batch_rows = random_state, int(batch_rows)
         self.metrics = perturbation_metrics(self.ks)
 
-    def run(self, model, explanations: Sequence[Explanation]) -> PerturbationResult:
+    def run(self, model: Any, explanations: Sequence[Explanation]) -> PerturbationResult:
         """Curves, AUCs, fixed-length metrics and ranks of one method's ``explanations``.
 
         Parameters
@@ -300,7 +306,7 @@ class PerturbationProtocol(Protocol):
             metrics=self.metrics,
         )
 
-    def evaluate(self, model, explanations: Sequence[Explanation]) -> ProtocolResult:
+    def evaluate(self, model: Any, explanations: Sequence[Explanation]) -> ProtocolResult:
         """Test any mix of methods' explanations: one row per explanation with its AUCs.
 
         Each method's explanations are run as by :meth:`run` (same seed for every method), so a method's
@@ -335,7 +341,7 @@ class PerturbationProtocol(Protocol):
 
 
 def perturbation_curves(
-    recommender,
+    recommender: Any,
     explanations: Sequence[Explanation],
     steps: int = 10,
     ks: Sequence[int] = (5, 10, 20),
@@ -421,7 +427,7 @@ def arrow_name(metric: Metric) -> str:
     return f"{metric.name} {'↑' if metric.higher_is_better else '↓'}"
 
 
-def removal_outcomes(recommender, explanations: Sequence[Explanation], k: int = 20,
+def removal_outcomes(recommender: Any, explanations: Sequence[Explanation], k: int = 20,
                      k_e: int | None = None, fraction: float | None = None, steps: int = 10,
                      random_state: int = 0) -> pd.DataFrame:
     """Per explanation: is the item still in the top-``k`` after removing the most-blamed history items?

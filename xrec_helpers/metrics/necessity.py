@@ -27,6 +27,7 @@ the top-K count (``eligible``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -95,7 +96,7 @@ class NecessityProtocol(Protocol):
         self.use_counterfactual_set, self.random_state, self.batch_rows = use_counterfactual_set, random_state, batch_rows
         self.metrics = necessity_metrics(self.k)
 
-    def _outcomes(self, model, explanations: list[Explanation]) -> list[dict]:
+    def _outcomes(self, model: Any, explanations: list[Explanation]) -> list[dict]:
         rng = np.random.default_rng(self.random_state)  # consumed exactly as the perturbation protocol consumes it
         train, k = model.train_, self.k
         jobs = []
@@ -128,7 +129,7 @@ class NecessityProtocol(Protocol):
                              f"PS@{k}": float(rank[2] <= k) if eligible else np.nan})
         return rows
 
-    def evaluate(self, model, explanations: Sequence[Explanation]) -> ProtocolResult:
+    def evaluate(self, model: Any, explanations: Sequence[Explanation]) -> ProtocolResult:
         """Per explanation: is the explanation necessary, is it sufficient?
 
         Each method's explanations draw the order of unlisted items from the same seed (as in the
@@ -169,7 +170,7 @@ class NecessityProtocol(Protocol):
 _OUTCOME_COLUMNS = ["user", "item", "size", "rank", "rank without", "rank only", "eligible", "necessary", "sufficient"]
 
 
-def necessity_sufficiency(recommender, explanations: Sequence[Explanation], k: int = 20,
+def necessity_sufficiency(recommender: Any, explanations: Sequence[Explanation], k: int = 20,
                           fraction: float = 0.2, steps: int = 10, use_counterfactual_set: bool = False,
                           random_state: int = 0, batch_rows: int = 4096) -> pd.DataFrame:
     """Per explanation of one method: is the explanation necessary, is it sufficient? (shorthand for
@@ -215,13 +216,32 @@ def pn_ps(outcomes: pd.DataFrame, k: int | None = None, n_resamples: int = 0, le
           random_state: int = 0) -> dict[str, float]:
     """PN, PS and FNS (their harmonic mean) over the eligible rows of :func:`necessity_sufficiency`.
 
-    Args:
-        outcomes: the rows of :func:`necessity_sufficiency` (one per user and recommended item).
-        k: re-read the same ranks at another cut-off (None: the ``k`` the outcomes were computed with).
-        n_resamples: > 0 adds ``PN low``/``PN high`` (and PS, FNS): a percentile-bootstrap interval that
-            resamples the eligible rows, i.e. users (FNS recomputed from each resample's PN and PS).
+    Taught in 11_comparing_explainers. Accepts the :class:`NecessityProtocol`'s per-explanation rows of one
+    method as well.
 
-    Taught in 11_comparing_explainers. NaN when no explanation is eligible.
+    Parameters
+    ----------
+    outcomes : pandas.DataFrame
+        The rows of :func:`necessity_sufficiency` (one per user and recommended item).
+    k : int, optional
+        Re-read the same ranks at another cut-off (None: the ``k`` the outcomes were computed with).
+    n_resamples : int
+        > 0 adds ``PN low``/``PN high`` (and PS, FNS): a percentile-bootstrap interval that resamples the
+        eligible rows, i.e. users (FNS recomputed from each resample's PN and PS).
+    level : float
+        Confidence level of the interval.
+    random_state : int
+        Seed of the resampling.
+
+    Returns
+    -------
+    dict
+        ``PN``, ``PS``, ``FNS``, ``eligible`` (and the interval bounds); NaN when no explanation is eligible.
+
+    Raises
+    ------
+    ValueError
+        For ``k < 1`` or a level outside (0, 1).
     """
     if k is not None:
         if k < 1:
@@ -250,13 +270,32 @@ def pn_ps(outcomes: pd.DataFrame, k: int | None = None, n_resamples: int = 0, le
     return out
 
 
-def pn_ps_table(recommender, explanations: dict[str, Sequence[Explanation]], k: int = 20,
+def pn_ps_table(recommender: Any, explanations: dict[str, Sequence[Explanation]], k: int = 20,
                 fraction: float = 0.2, random_state: int = 0, n_resamples: int = 0) -> pd.DataFrame:
     """One row per explainer: ``PN ↑``, ``PS ↑``, ``FNS ↑`` and the number of ``eligible`` explanations.
 
-    With ``n_resamples`` > 0, also each one's bootstrap interval over users (``PN low``, ``PN high``, ...).
-    "↑" means more necessary / more sufficient, not a better explainer on its own: read PN and PS against
-    Random's row at the same ``k`` and ``fraction`` (see the module docstring). Taught in 11_comparing_explainers.
+    Taught in 11_comparing_explainers. "↑" means more necessary / more sufficient, not a better explainer on its
+    own: read PN and PS against Random's row at the same ``k`` and ``fraction`` (see the module docstring).
+
+    Parameters
+    ----------
+    recommender : Recommender
+        A fitted model with ``score_histories``.
+    explanations : dict of str to sequence of Explanation
+        Each method's explanations.
+    k, fraction, random_state
+        As in :class:`NecessityProtocol`.
+    n_resamples : int
+        > 0 adds each one's bootstrap interval over users (``PN low``, ``PN high``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    ValueError
+        Without explainers.
     """
     if not explanations:
         raise ValueError("No explainers given: pass a dict of name -> explanations.")
