@@ -154,7 +154,7 @@ def test_fidelity_is_one_definition_for_keys_paths_and_counterfactual_sets():
     import pandas as pd
 
     from xrec_helpers.explainers.base import Counterfactual
-    from xrec_helpers.metrics.explanation import fidelity
+    from xrec_helpers.metrics.explanation import explanation_size, fidelity
 
     listed = Explanation(0, 5, "m", [1, 2], [1.0, 0.5])
     empty = Explanation(1, 5, "m", [], [])
@@ -163,6 +163,10 @@ def test_fidelity_is_one_definition_for_keys_paths_and_counterfactual_sets():
     assert fidelity([listed, empty]) == model_fidelity([listed, empty]) == 0.5
     assert fidelity([listed, with_path], of="paths") == 0.5
     assert fidelity([with_set, listed, empty, with_path], of="counterfactual") == 0.25
+    # a method that searched and found no set reports an empty, not-found counterfactual: not a found set
+    searched = Explanation(4, 5, "m", [1], [1.0], counterfactual=Counterfactual(items=[], replacement=4, found=False))
+    size = explanation_size([with_set, searched])
+    assert size["CF found %"] == 50.0 and size["CF set size"] == 1.0 and size["non-empty %"] == 100.0
     with pytest.raises(ValueError, match="of="):
         fidelity([listed], of="films")
 

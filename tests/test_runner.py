@@ -80,7 +80,8 @@ def test_table_matches_the_protocols_and_measures_size_and_cost(setup):
     assert table.loc["First only", "items listed"] == 1.0
     assert table.loc["First only", "listed / history"] == pytest.approx((1 / hist_len).mean())
     assert np.isnan(table.loc["FIA", "CF set size"]) and table.loc["FIA", "CF found %"] == 0
-    found = [len(e.counterfactual_set) for e in cmp.explanations["ACCENT"] if e.counterfactual_set is not None]
+    found = [e.counterfactual.size for e in cmp.explanations["ACCENT"]
+             if e.counterfactual is not None and e.counterfactual.found and e.counterfactual.size > 0]
     assert table.loc["ACCENT", "CF found %"] == pytest.approx(100 * len(found) / len(pairs))
     assert found, "ACCENT found no counterfactual set on the planted data"
     assert table.loc["ACCENT", "CF set size"] == pytest.approx(np.mean(found))

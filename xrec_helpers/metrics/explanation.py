@@ -80,8 +80,9 @@ def explanation_size(explanations: Sequence[Explanation], histories: Sequence[in
     -------
     dict
         ``items listed`` (mean number of keys), ``listed / history`` (mean share, with ``histories``),
-        ``non-empty %`` (100 × :func:`fidelity`), ``CF found %`` (explanations with a counterfactual set)
-        and ``CF set size`` (mean over those that have one; NaN when none has).
+        ``non-empty %`` (100 × :func:`fidelity`), ``CF found %`` (explanations whose method found a
+        counterfactual set: 100 × ``fidelity(..., of="counterfactual")``) and ``CF set size`` (mean over those;
+        NaN when none has one).
 
     Raises
     ------
@@ -91,7 +92,7 @@ def explanation_size(explanations: Sequence[Explanation], histories: Sequence[in
     if len(explanations) == 0:
         raise ValueError("No explanations to measure.")
     listed = np.array([len(e.keys) for e in explanations], dtype=float)
-    cf = [len(e.counterfactual_set) for e in explanations if e.counterfactual_set is not None]
+    cf = [e.counterfactual.size for e in explanations if _explains_something(e, "counterfactual")]
     out = {"items listed": float(listed.mean()), "non-empty %": 100.0 * fidelity(explanations)}
     if histories is not None:
         h = np.asarray(histories, dtype=float)
