@@ -46,7 +46,7 @@ from xrec_helpers.models.base import SCORE_HISTORIES
 def perturbation_metrics(ks: Sequence[int] = (5, 10, 20)) -> tuple[Metric, ...]:
     """The AUC metrics of the perturbation protocol for cut-offs ``ks``, each with its direction.
 
-    Taught in 05_lxr.
+    Reported by :class:`PerturbationProtocol` (the column names of 11_comparing_explainers' table).
 
     Parameters
     ----------
@@ -73,7 +73,7 @@ def perturbation_metrics(ks: Sequence[int] = (5, 10, 20)) -> tuple[Metric, ...]:
 class PerturbationResult:
     """Curves, AUCs and fixed-length metrics of one explainer on one recommender.
 
-    Taught in 05_lxr; :func:`perturbation_curves` returns it.
+    What :func:`perturbation_curves` returns (05_lxr).
 
     Attributes
     ----------
@@ -147,7 +147,7 @@ def _cumulative_counts(n: int, steps: int) -> np.ndarray:
 def explained_history(train: sp.csr_matrix, expl: Explanation) -> np.ndarray:
     """The explained user's history (item ids) from ``train``, checked: non-empty, and without the explained item.
 
-    Shared by every protocol that edits histories (perturbation curves, PN/PS). Taught in 05_lxr.
+    Shared by every protocol that edits histories (perturbation curves, PN/PS).
 
     Parameters
     ----------
@@ -177,8 +177,9 @@ def explained_history(train: sp.csr_matrix, expl: Explanation) -> np.ndarray:
 class PerturbationProtocol(Protocol):
     """The history perturbation protocol: remove the blamed history items step by step and re-score.
 
-    Taught in 05_lxr (first met in 01_eda; 11_comparing_explainers runs every explainer through it). See the
-    module docstring for the definitions. Hyperparameters are keyword-only.
+    Taught in 11_comparing_explainers, which runs every explainer through it; :func:`perturbation_curves`
+    (01_eda, 05_lxr) is its shorthand for one method. See the module docstring for the definitions.
+    Hyperparameters are keyword-only.
 
     Parameters
     ----------
@@ -414,7 +415,7 @@ def compare(results: dict[str, PerturbationResult] | Sequence[PerturbationResult
 def arrow_name(metric: Metric) -> str:
     """A metric's column name with its direction: ``"POS@20 ↓"`` (lower is better), ``"NEG@20 ↑"``.
 
-    Taught in 11_comparing_explainers.
+    The column names of :func:`compare` and of the runner's table (11_comparing_explainers).
 
     Parameters
     ----------

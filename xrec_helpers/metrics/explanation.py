@@ -1,8 +1,8 @@
 """Explanation metrics that read the explanations alone: fidelity (coverage), size, overlap, MEP/MER, surrogate R².
 
-Taught in 01_eda (model fidelity), 02_association_rules (fidelity of rules), 03_fm_lime (surrogate R²),
-07_neighbourhood_mf (MEP, MER), 10_knowledge_graph_paths (coverage of an explainer) and
-11_comparing_explainers (size and top-n overlap). These measure whether an explanation *exists*, how large
+Taught in 02_association_rules (fidelity of rules), 03_fm_lime (surrogate R²), 07_neighbourhood_mf (MEP,
+MER) and 10_knowledge_graph_paths (coverage of an explainer); size and top-n overlap are columns and tables of
+the runner in 11_comparing_explainers. These measure whether an explanation *exists*, how large
 it is or whether two methods agree, not whether it is true: the protocols (``counterfactual.py``,
 ``necessity.py``) measure the latter by re-scoring the model.
 
@@ -36,8 +36,8 @@ def _explains_something(e: Explanation, of: str) -> bool:
 def fidelity(explanations: Sequence[Explanation], of: str = "keys") -> float:
     """Share of recommendations that received a non-empty explanation ("model fidelity", "coverage").
 
-    Taught in 01_eda; 02_association_rules calls it the fidelity of rules and 10_knowledge_graph_paths the
-    coverage of an explainer (``of="paths"``: at least one knowledge-graph path).
+    Taught in 02_association_rules (the fidelity of rules; its vectorised ``rule_fidelity`` gives the same number);
+    10_knowledge_graph_paths calls it the coverage of an explainer (``of="paths"``: at least one path).
 
     Parameters
     ----------
@@ -67,7 +67,8 @@ model_fidelity = fidelity
 def explanation_size(explanations: Sequence[Explanation], histories: Sequence[int] | None = None) -> dict[str, float]:
     """How big the explanations are: keys listed, share of the history, counterfactual sets.
 
-    Taught in 11_comparing_explainers.
+    The size columns of the runner's table (:meth:`xrec_helpers.metrics.runner.Comparison.table`, in
+    11_comparing_explainers).
 
     Parameters
     ----------
@@ -107,7 +108,8 @@ def explanation_size(explanations: Sequence[Explanation], histories: Sequence[in
 def top_overlap(explanations: Mapping[str, Sequence[Explanation]], n: int = 5) -> pd.DataFrame:
     """Mean share of the top-``n`` keys two methods agree on, over the (user, item) pairs both explained.
 
-    Taught in 11_comparing_explainers: explainers that score equally well can still blame different films.
+    Behind :meth:`xrec_helpers.metrics.runner.Comparison.overlap` (11_comparing_explainers): explainers that score
+    equally well can still blame different films.
 
     Parameters
     ----------

@@ -42,7 +42,7 @@ from xrec_helpers.models.base import SCORE_HISTORIES
 def necessity_metrics(k: int = 20) -> tuple[Metric, ...]:
     """The per-explanation metrics of :class:`NecessityProtocol` at cut-off ``k``.
 
-    Taught in 11_comparing_explainers.
+    The ``PN@20 ↑`` and ``PS@20 ↑`` columns of 11_comparing_explainers' table.
 
     Parameters
     ----------
@@ -176,7 +176,7 @@ def necessity_sufficiency(recommender: Any, explanations: Sequence[Explanation],
     """Per explanation of one method: is the explanation necessary, is it sufficient? (shorthand for
     :class:`NecessityProtocol`).
 
-    Taught in 11_comparing_explainers.
+    The protocol of 11_comparing_explainers, for one method's explanations, as a plain table.
 
     Parameters
     ----------
@@ -274,7 +274,7 @@ def pn_ps_table(recommender: Any, explanations: dict[str, Sequence[Explanation]]
                 fraction: float = 0.2, random_state: int = 0, n_resamples: int = 0) -> pd.DataFrame:
     """One row per explainer: ``PN ↑``, ``PS ↑``, ``FNS ↑`` and the number of ``eligible`` explanations.
 
-    Taught in 11_comparing_explainers. "↑" means more necessary / more sufficient, not a better explainer on its
+    The table 11_comparing_explainers builds from the runner, computed directly. "↑" means more necessary / more sufficient, not a better explainer on its
     own: read PN and PS against Random's row at the same ``k`` and ``fraction`` (see the module docstring).
 
     Parameters

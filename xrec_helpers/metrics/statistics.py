@@ -19,7 +19,7 @@ def bootstrap_ci(values: Sequence[float], level: float = 0.95, n_resamples: int 
                  random_state: int = 0) -> tuple[float, float, float]:
     """A percentile bootstrap confidence interval of the mean (scipy's ``bootstrap``).
 
-    Taught in 11_comparing_explainers.
+    Taught in 04_shap_sequential and 12_generated_explanations; behind the intervals of 11_comparing_explainers.
 
     Parameters
     ----------
@@ -102,7 +102,7 @@ def grouped_share_ci(values: Sequence[float], groups: Sequence, level: float = 0
 def holm(pvalues: Sequence[float]) -> np.ndarray:
     """Holm–Bonferroni adjusted p-values (family-wise error control for several tests at once).
 
-    Taught in 11_comparing_explainers.
+    The Holm columns of :func:`paired_tests` (11_comparing_explainers).
 
     Parameters
     ----------
@@ -188,7 +188,7 @@ def paired_test(a: Sequence[float], b: Sequence[float], outcome_a: Sequence[bool
                 outcome_b: Sequence[bool] | None = None) -> dict[str, float]:
     """Paired comparison of two explainers on the same users.
 
-    Taught in 11_comparing_explainers.
+    One row of :func:`paired_tests` (11_comparing_explainers).
 
     Parameters
     ----------
@@ -274,7 +274,7 @@ def bootstrap_table(rows: pd.DataFrame, metric: str, higher_is_better: bool, lev
                     n_resamples: int = 2000, random_state: int = 0) -> pd.DataFrame:
     """Mean ``metric`` per method with a bootstrap interval over its explanations, best first.
 
-    Taught in 11_comparing_explainers.
+    Behind :meth:`xrec_helpers.metrics.runner.Comparison.bootstrap` (11_comparing_explainers).
 
     Parameters
     ----------
