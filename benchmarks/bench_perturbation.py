@@ -14,6 +14,7 @@ import numpy as np
 from _jaccard_setup import history_mf_with_jaccard
 
 from xrec_helpers.metrics.counterfactual import _cumulative_counts, perturbation_curves
+from xrec_helpers.metrics.ranking import rank_among_unseen
 
 
 def naive_pos20_del(model, explanations, steps=10):
@@ -28,10 +29,7 @@ def naive_pos20_del(model, explanations, steps=10):
             x[0, hist] = 1
             x[0, order[:c]] = 0
             s = model.score_histories(x)[0]
-            cand = np.ones(model.n_items, bool)
-            cand[hist] = False
-            cand[e.item] = False
-            rank = 1 + (s[cand] > s[e.item]).sum()
+            rank = rank_among_unseen(s, e.item, hist)
             row_pos.append(rank <= 20)
             row_del.append(s[e.item])
         pos.append(np.mean(row_pos))

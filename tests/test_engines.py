@@ -24,11 +24,12 @@ from xrec_helpers.data.dataset import to_csr
 from xrec_helpers.data.protocols import accent_split
 from xrec_helpers.data.synthetic import synthetic
 from xrec_helpers.engines import check_engine, describe_engine, map_jobs
-from xrec_helpers.evaluation import run_explainers
 from xrec_helpers.explainers.base import top_pairs
 from xrec_helpers.explainers.baselines import JaccardExplainer, RandomExplainer
 from xrec_helpers.explainers.influence import ACCENTExplainer, FastInfluence, LOOExplainer, PureFIAExplainer
+from xrec_helpers.metrics.counterfactual import PerturbationProtocol
 from xrec_helpers.metrics.retraining import verify_by_retraining
+from xrec_helpers.metrics.runner import evaluate_explainers
 from xrec_helpers.models.history_mf import HistoryMF
 from xrec_helpers.models.ncf import NCF
 
@@ -144,17 +145,18 @@ def test_benchmark_runner_on_the_cluster_gives_the_serial_numbers(cluster):
     pairs = list(zip(users.tolist(), mf.recommend(users, k=1)[:, 0].tolist()))
     explainers = {"Random": RandomExplainer(X, random_state=0), "Jaccard": JaccardExplainer(X),
                   "LOO": LOOExplainer(mf)}
-    serial = run_explainers(mf, explainers, pairs, random_state=7)
-    on_dask = run_explainers(mf, explainers, pairs, random_state=7, engine=cluster, batch_size=7)
+    serial = evaluate_explainers(mf, explainers, [PerturbationProtocol(random_state=7)], pairs)
+    on_dask = evaluate_explainers(mf, explainers, [PerturbationProtocol(random_state=7)], pairs, engine=cluster,
+                                  batch_size=7)
     for name in explainers:
-        a, b = serial[name], on_dask[name]
-        assert [(e.user, e.item) for e in b.explanations] == pairs  # every pair, in order, once
-        for ea, eb in zip(a.explanations, b.explanations):
+        assert on_dask.pairs(name) == pairs  # every pair, in order, once
+        for ea, eb in zip(serial.explanations[name], on_dask.explanations[name]):
             np.testing.assert_array_equal(ea.items, eb.items)
             np.testing.assert_array_equal(ea.scores, eb.scores)
-        pd.testing.assert_frame_equal(a.result.per_user, b.result.per_user, check_exact=True)
-        pd.testing.assert_series_equal(a.result.auc, b.result.auc, check_exact=True)
-        assert b.seconds > 0
+        assert on_dask.seconds[name] > 0
+    a, b = serial.results["perturbation"], on_dask.results["perturbation"]
+    pd.testing.assert_frame_equal(a.per_explanation, b.per_explanation, check_exact=True)
+    pd.testing.assert_frame_equal(a.summary(), b.summary(), check_exact=True)
 
 
 @pytestmark_dask

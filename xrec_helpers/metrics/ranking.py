@@ -1,8 +1,13 @@
 """Ranking metrics, named correctly: HR@K is "at least one hit", recall@K is the share of hits.
 
-Taught in 01_eda. (The original workshop called recall@10 "hit_ratio"; ``workshop-seeds.md`` A.5.3.)
-All functions take ``recs`` (n_users, >=K internal item ids, best first) and the held-out items as
-a CSR matrix ``test`` whose rows align with ``users``.
+Taught in 01_eda. (The original workshop's code called recall@10 "hit_ratio": a share of held-out items
+found, which is recall, not the hit rate.) The list metrics take ``recs`` (n_users, >=K internal item ids,
+best first) and the held-out items as a CSR matrix ``test`` whose rows align with ``users``. ``coverage`` is *catalogue* coverage (share of items
+recommended to someone), not the coverage of an explainer (:func:`xrec_helpers.metrics.explanation.fidelity`).
+
+"Rank among the items outside the original history" is defined once, here (:func:`rank_among_unseen`,
+:func:`top_unseen`): the removal protocols (``counterfactual.py``, ``necessity.py``), the explorer and the
+notebooks use it. The sampled-negatives ranks of 04_shap_sequential are in ``sampled.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,26 @@ def _evaluable(test: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
 
 
 def hit_rate(recs: np.ndarray, test: sp.csr_matrix, k: int = 10, users: np.ndarray | None = None) -> float:
-    """HR@K: share of users (with >= 1 held-out item) whose top-K holds at least one of them."""
+    """HR@K: share of users (with >= 1 held-out item) whose top-K holds at least one of them.
+
+    Taught in 01_eda.
+
+    Parameters
+    ----------
+    recs : numpy.ndarray
+        Recommended internal item ids, one row per user, best first.
+    test : scipy.sparse.csr_matrix
+        Held-out items; rows align with ``users``.
+    k : int
+        The cut-off.
+    users : numpy.ndarray, optional
+        The rows of ``test`` to evaluate (default: all); users without held-out items are skipped.
+
+    Returns
+    -------
+    float
+        NaN when no user has a held-out item.
+    """
     users = _evaluable(test, users)
     hits, n_test = _hits(recs, test, users, k)
     ok = n_test > 0
@@ -36,7 +60,26 @@ def hit_rate(recs: np.ndarray, test: sp.csr_matrix, k: int = 10, users: np.ndarr
 
 
 def recall(recs: np.ndarray, test: sp.csr_matrix, k: int = 10, users: np.ndarray | None = None) -> float:
-    """Recall@K: held-out items found in the top-K / number of held-out items, averaged over users."""
+    """Recall@K: held-out items found in the top-K / number of held-out items, averaged over users.
+
+    Taught in 01_eda.
+
+    Parameters
+    ----------
+    recs : numpy.ndarray
+        Recommended internal item ids, one row per user, best first.
+    test : scipy.sparse.csr_matrix
+        Held-out items; rows align with ``users``.
+    k : int
+        The cut-off.
+    users : numpy.ndarray, optional
+        The rows of ``test`` to evaluate (default: all); users without held-out items are skipped.
+
+    Returns
+    -------
+    float
+        NaN when no user has a held-out item.
+    """
     users = _evaluable(test, users)
     hits, n_test = _hits(recs, test, users, k)
     ok = n_test > 0
@@ -44,7 +87,26 @@ def recall(recs: np.ndarray, test: sp.csr_matrix, k: int = 10, users: np.ndarray
 
 
 def ndcg(recs: np.ndarray, test: sp.csr_matrix, k: int = 10, users: np.ndarray | None = None) -> float:
-    """NDCG@K with binary gains; the ideal DCG places min(|test|, K) hits first."""
+    """NDCG@K with binary gains; the ideal DCG places min(|test|, K) hits first.
+
+    Taught in 01_eda.
+
+    Parameters
+    ----------
+    recs : numpy.ndarray
+        Recommended internal item ids, one row per user, best first.
+    test : scipy.sparse.csr_matrix
+        Held-out items; rows align with ``users``.
+    k : int
+        The cut-off.
+    users : numpy.ndarray, optional
+        The rows of ``test`` to evaluate (default: all); users without held-out items are skipped.
+
+    Returns
+    -------
+    float
+        NaN when no user has a held-out item.
+    """
     users = _evaluable(test, users)
     hits, n_test = _hits(recs, test, users, k)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
@@ -55,7 +117,26 @@ def ndcg(recs: np.ndarray, test: sp.csr_matrix, k: int = 10, users: np.ndarray |
 
 
 def mrr(recs: np.ndarray, test: sp.csr_matrix, k: int | None = None, users: np.ndarray | None = None) -> float:
-    """Mean reciprocal rank of the first held-out item in the list (0 when none is in it)."""
+    """Mean reciprocal rank of the first held-out item in the list (0 when none is in it).
+
+    Taught in 01_eda.
+
+    Parameters
+    ----------
+    recs : numpy.ndarray
+        Recommended internal item ids, one row per user, best first.
+    test : scipy.sparse.csr_matrix
+        Held-out items; rows align with ``users``.
+    k : int
+        The cut-off (default: the whole list).
+    users : numpy.ndarray, optional
+        The rows of ``test`` to evaluate (default: all); users without held-out items are skipped.
+
+    Returns
+    -------
+    float
+        NaN when no user has a held-out item.
+    """
     users = _evaluable(test, users)
     k = np.asarray(recs).shape[1] if k is None else k
     hits, n_test = _hits(recs, test, users, k)
@@ -65,13 +146,45 @@ def mrr(recs: np.ndarray, test: sp.csr_matrix, k: int | None = None, users: np.n
 
 
 def coverage(recs: np.ndarray, n_items: int) -> float:
-    """Catalogue coverage: share of all items that appear in at least one user's list."""
+    """Catalogue coverage: share of all items that appear in at least one user's list.
+
+    Taught in 01_eda (``coverage@10``). Not the coverage of an explainer: that is
+    :func:`xrec_helpers.metrics.explanation.fidelity`.
+
+    Parameters
+    ----------
+    recs : numpy.ndarray
+        Recommended internal item ids, one row per user.
+    n_items : int
+        Catalogue size.
+
+    Returns
+    -------
+    float
+    """
     return float(len(np.unique(np.asarray(recs))) / n_items)
 
 
 def ranking_report(recs: np.ndarray, test: sp.csr_matrix, n_items: int, ks: tuple[int, ...] = (10,),
                    users: np.ndarray | None = None) -> pd.Series:
-    """HR, recall and NDCG at each K, MRR and coverage, as one labelled Series."""
+    """HR, recall and NDCG at each K, MRR and catalogue coverage, as one labelled Series.
+
+    Taught in 01_eda.
+
+    Parameters
+    ----------
+    recs, test, users
+        As in :func:`hit_rate`.
+    n_items : int
+        Catalogue size (for coverage).
+    ks : tuple of int
+        Cut-offs.
+
+    Returns
+    -------
+    pandas.Series
+        ``HR@k``, ``recall@k``, ``NDCG@k`` per k, ``MRR`` and ``coverage@max(ks)``.
+    """
     out = {}
     for k in ks:
         out[f"HR@{k}"] = hit_rate(recs, test, k, users)

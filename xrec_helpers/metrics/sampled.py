@@ -16,7 +16,28 @@ import scipy.sparse as sp
 def target_ranks(scores: np.ndarray, targets: np.ndarray, seen: sp.csr_matrix | None = None) -> np.ndarray:
     """0-based full-ranking rank of each user's target among the items outside ``seen`` (ties count against).
 
-    Taught in 04_shap_sequential.
+    Taught in 04_shap_sequential. The held-out-target convention of sampled evaluation (0-based, ties against
+    the target); removal protocols use :func:`xrec_helpers.metrics.ranking.rank_among_unseen` (1-based, ties
+    in the item's favour).
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        Scores, one row per user.
+    targets : numpy.ndarray
+        Each user's held-out item.
+    seen : scipy.sparse matrix, optional
+        Items excluded from each user's ranking (the input history).
+
+    Returns
+    -------
+    numpy.ndarray
+        Integer ranks (0 = first).
+
+    Raises
+    ------
+    ValueError
+        For a row count that differs from the targets, or a target marked as seen.
     """
     scores = np.asarray(scores, dtype=np.float64).copy()
     targets = np.asarray(targets, dtype=np.int64)
@@ -37,6 +58,25 @@ def sampled_ranks(scores: np.ndarray, targets: np.ndarray, seen: sp.csr_matrix |
     """0-based rank of each target among ``n_negatives`` uniformly drawn unseen items (without replacement).
 
     Taught in 04_shap_sequential. Negatives exclude the target and the user's ``seen`` items.
+
+    Parameters
+    ----------
+    scores, targets, seen
+        As in :func:`target_ranks`.
+    n_negatives : int
+        Negatives drawn per user.
+    random_state : int
+        Seed of the draws.
+
+    Returns
+    -------
+    numpy.ndarray
+        Integer ranks (0 = above every negative).
+
+    Raises
+    ------
+    ValueError
+        When a user has fewer unseen items than ``n_negatives``.
     """
     scores = np.asarray(scores, dtype=np.float64)
     targets = np.asarray(targets, dtype=np.int64)
@@ -57,7 +97,22 @@ def sampled_ranks(scores: np.ndarray, targets: np.ndarray, seen: sp.csr_matrix |
 
 
 def hr_ndcg_from_ranks(ranks: np.ndarray, k: int = 10) -> dict[str, float]:
-    """HR@K and NDCG@K (one relevant item) from 0-based ranks. Taught in 04_shap_sequential."""
+    """HR@K and NDCG@K (one relevant item) from 0-based ranks.
+
+    Taught in 04_shap_sequential.
+
+    Parameters
+    ----------
+    ranks : numpy.ndarray
+        0-based ranks (:func:`target_ranks` or :func:`sampled_ranks`).
+    k : int
+        The cut-off.
+
+    Returns
+    -------
+    dict
+        ``HR@k`` and ``NDCG@k``.
+    """
     ranks = np.asarray(ranks)
     hit = ranks < k
     return {f"HR@{k}": float(hit.mean()), f"NDCG@{k}": float(np.where(hit, 1 / np.log2(ranks + 2), 0).mean())}
