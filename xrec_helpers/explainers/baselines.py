@@ -19,8 +19,8 @@ class RandomExplainer(Explainer):
 
     name = "Random"
 
-    def __init__(self, train: sp.csr_matrix, titles: Sequence[str] | None = None, random_state: int = 0):
-        super().__init__(train, titles)
+    def __init__(self, train: sp.csr_matrix, *, titles: Sequence[str] | None = None, random_state: int = 0):
+        super().__init__(train, titles=titles)
         self.random_state = random_state
 
     def explain(self, user: int, item: int) -> Explanation:
@@ -34,8 +34,8 @@ class PopularityExplainer(Explainer):
 
     name = "Popularity"
 
-    def __init__(self, train: sp.csr_matrix, titles: Sequence[str] | None = None):
-        super().__init__(train, titles)
+    def __init__(self, train: sp.csr_matrix, *, titles: Sequence[str] | None = None):
+        super().__init__(train, titles=titles)
         counts = np.asarray((self.train > 0).sum(axis=0)).ravel().astype(np.float64)
         self.popularity = counts / max(counts.max(), 1.0)
 
@@ -47,8 +47,8 @@ class PopularityExplainer(Explainer):
 class _SimilarityExplainer(Explainer):
     """Ranks history items by an item-item similarity to the recommended item."""
 
-    def __init__(self, train: sp.csr_matrix, titles: Sequence[str] | None = None):
-        super().__init__(train, titles)
+    def __init__(self, train: sp.csr_matrix, *, titles: Sequence[str] | None = None):
+        super().__init__(train, titles=titles)
         binary = (self.train > 0).astype(np.float64).tocsc()
         co = (binary.T @ binary).toarray()  # item x item co-occurrence counts
         self.similarity = self._from_cooccurrence(co, np.diag(co).copy())
