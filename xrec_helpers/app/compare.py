@@ -1,6 +1,6 @@
 """Which explanation is true? Several explanations of one recommendation, each checked by removing its movies.
 
-Taught in apps/why_this_recommendation (the conference demo) and usable in any notebook. Plain Python, no
+Part of the conference demo (apps/why_this_recommendation) and usable in any notebook. Plain Python, no
 widgets: :mod:`xrec_helpers.app.widgets` only renders what this module computes, and the unit tests drive
 this layer directly.
 
@@ -45,7 +45,7 @@ N_CHOICES = (1, 2, 3, 5, 10)
 def default_explainers(model: Recommender, titles: np.ndarray | None = None) -> dict[str, Explainer]:
     """Two plausible, data-only explanations and one that reads the model, for any model scoring histories.
 
-    Taught in apps/why_this_recommendation. Popularity ("because you watched a blockbuster") and Jaccard
+    Part of the demo (apps/why_this_recommendation). Popularity ("because you watched a blockbuster") and Jaccard
     ("people who watched X also watched Y") only read the training matrix; leave-one-out (LOO) re-scores the
     history once per watched movie and blames the movies whose removal lowers the score most, so it reads
     the model itself. All three come from :func:`~xrec_helpers.explainers.registry.build_explainers`, so they
@@ -97,7 +97,7 @@ def reads_model(explainer: Explainer) -> bool:
 class RemovalCheck:
     """Where one explanation's recommendation went when its most blamed movies were removed.
 
-    Taught in apps/why_this_recommendation. Ranks are 1-based among the movies outside the user's *original*
+    Part of the demo (apps/why_this_recommendation). Ranks are 1-based among the movies outside the user's *original*
     history, so a removed movie never re-enters the list.
 
     Attributes:
@@ -140,7 +140,7 @@ class RemovalCheck:
 class ComparisonState:
     """The logic behind the demo: one user, one recommendation, several explanations side by side.
 
-    Taught in apps/why_this_recommendation.
+    Part of the demo (apps/why_this_recommendation).
 
     Parameters
     ----------
@@ -316,7 +316,7 @@ class ComparisonState:
     def check(self, explanations: Mapping[str, Explanation], n: int | None = None) -> dict[str, RemovalCheck]:
         """Remove each explanation's ``n`` most blamed movies and re-score; one :class:`RemovalCheck` each.
 
-        Taught in apps/why_this_recommendation: the live counterfactual check. Nothing is retrained; the
+        Part of the demo (apps/why_this_recommendation): the live counterfactual check. Nothing is retrained; the
         model's ``score_histories`` re-scores every edited history exactly, all in one batched call. The
         stored history is not changed, so every press starts from what the user really watched.
         """
@@ -395,7 +395,7 @@ def _top_pick_ranks(state: ComparisonState, users: np.ndarray, n_choices: Sequen
 def movement_shares(state: ComparisonState, users: Sequence[int] | np.ndarray, n: int) -> dict[str, float]:
     """Share of ``users`` (internal ids) whose top pick moves down when each explanation's ``n`` movies go.
 
-    Taught in apps/why_this_recommendation; the measurement behind the demo's default settings. Users whose
+    Part of the demo (apps/why_this_recommendation); the measurement behind the demo's default settings. Users whose
     history is too short to remove ``n`` movies are left out of the share.
     """
     ranks = _top_pick_ranks(state, np.asarray(users), [state._check_n(n)])
@@ -407,7 +407,7 @@ def choose_default(state: ComparisonState, n_users: int = 50, n_choices: Sequenc
                    target: float = 0.75, seed: int = 0) -> DefaultChoice:
     """Choose the removal count and the first user so the contrast is visible on first load (and set them).
 
-    Taught in apps/why_this_recommendation. A seeded sample of ``n_users`` eligible users; for each removal
+    Part of the demo (apps/why_this_recommendation). A seeded sample of ``n_users`` eligible users; for each removal
     count, the share whose top pick moves under each explanation. The count is the smallest one at which
     the model-reading explanation(s) move it for at least ``target`` of them and more often than every
     data-only one; the user is, preferably among those where only the model-reading explanation takes the

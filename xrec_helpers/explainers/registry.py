@@ -129,7 +129,7 @@ def build_explainers(model: Any, *, titles: Any = None, only: Iterable[str] | No
                      exclude: Iterable[str] = (), **data: Any) -> dict[str, Explainer]:
     """Every explainer of the package that supports ``model`` and whose required data is given, keyed by display name.
 
-    Taught in apps/why_this_recommendation. Model-based explainers get ``model``; model-free ones get its
+    Used by the demo (:func:`xrec_helpers.app.compare.default_explainers`). Model-based explainers get ``model``; model-free ones get its
     histories (``model.train_``), so both read the same histories.
 
     Parameters
