@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -53,7 +53,7 @@ def notebook_path(name: str) -> Path:
     return ROOT / (f"{name}.ipynb" if name.startswith("apps/") else f"notebooks/{name}.ipynb")
 
 
-@lru_cache(maxsize=None)
+@cache
 def notebook_code(name: str) -> str:
     paths = [notebook_path(name)]
     if not name.startswith("apps/"):
@@ -82,16 +82,16 @@ def claims() -> list[tuple[str, int, str, list[str], list[str]]]:
         if doc and taught_in(doc):
             out.append((f"{rel}:1", module, [module, *public], taught_in(doc)))
 
-        def visit(node, prefix):
+        stack = [(tree, f"{module}.")]
+        while stack:
+            node, prefix = stack.pop()
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                     doc = ast.get_docstring(child)
                     if doc and taught_in(doc):
                         out.append((f"{rel}:{child.lineno}", f"{prefix}{child.name}", [child.name], taught_in(doc)))
                     if isinstance(child, ast.ClassDef):
-                        visit(child, f"{prefix}{child.name}.")
-
-        visit(tree, f"{module}.")
+                        stack.append((child, f"{prefix}{child.name}."))
     return out
 
 

@@ -1,7 +1,8 @@
 """Baseline explainers: random, popularity, item-item Jaccard and cosine.
 
 Taught in 01_eda; the yardsticks every later explainer must beat on the counterfactual metrics.
-Similarities are computed on the training matrix only (no test information).
+Similarities are computed on the training matrix only (no test information). All four are model-free
+(``requires`` is empty): they read only the histories they are built on.
 """
 
 from __future__ import annotations
@@ -15,7 +16,19 @@ from xrec_helpers.explainers.base import Explainer, Explanation
 
 
 class RandomExplainer(Explainer):
-    """Ranks history items in a random order (seeded per (user, item)): the floor."""
+    """Ranks history items in a random order (seeded per (user, item)): the floor.
+
+    Taught in 01_eda.
+
+    Parameters
+    ----------
+    train : scipy.sparse matrix
+        User x item matrix of histories.
+    titles : sequence of str, optional
+        Display titles by internal item id.
+    random_state : int
+        Seed; with the (user, item) pair it fixes the order, so a pair is always explained alike.
+    """
 
     name = "Random"
 
@@ -30,7 +43,17 @@ class RandomExplainer(Explainer):
 
 
 class PopularityExplainer(Explainer):
-    """Ranks history items by training popularity: "because you watched a blockbuster"."""
+    """Ranks history items by training popularity: "because you watched a blockbuster".
+
+    Taught in 01_eda.
+
+    Parameters
+    ----------
+    train : scipy.sparse matrix
+        User x item matrix of histories; popularity is each item's share of the most popular item's users.
+    titles : sequence of str, optional
+        Display titles by internal item id.
+    """
 
     name = "Popularity"
 
@@ -64,7 +87,17 @@ class _SimilarityExplainer(Explainer):
 
 
 class JaccardExplainer(_SimilarityExplainer):
-    """|U_h ∩ U_y| / |U_h ∪ U_y| over training users."""
+    """Ranks history items ``h`` by |U_h ∩ U_y| / |U_h ∪ U_y| over training users (``y``: the recommended item).
+
+    Taught in 01_eda.
+
+    Parameters
+    ----------
+    train : scipy.sparse matrix
+        User x item matrix of histories (the similarities are computed from it once).
+    titles : sequence of str, optional
+        Display titles by internal item id.
+    """
 
     name = "Jaccard"
 
@@ -75,7 +108,17 @@ class JaccardExplainer(_SimilarityExplainer):
 
 
 class CosineExplainer(_SimilarityExplainer):
-    """Cosine of the two items' training user columns."""
+    """Ranks history items by the cosine of their training user column with the recommended item's.
+
+    Taught in 01_eda (exercise) and 02_association_rules.
+
+    Parameters
+    ----------
+    train : scipy.sparse matrix
+        User x item matrix of histories.
+    titles : sequence of str, optional
+        Display titles by internal item id.
+    """
 
     name = "Cosine"
 
