@@ -383,6 +383,8 @@ def check_recommender(model_or_class: Recommender | type[Recommender], world: Wo
 def build_for_check(cls: type[Explainer], world: World | None = None) -> Explainer:
     """Build ``cls`` in the world by the constructor convention: its model (by capability) or histories, its data.
 
+    A trainable explainer (one with a ``fit()`` method, e.g. LXR's mask network) is then fitted with its defaults.
+
     Parameters
     ----------
     cls : type
@@ -415,7 +417,11 @@ def build_for_check(cls: type[Explainer], world: World | None = None) -> Explain
         first = world.train
     for name in required_data(cls):
         kwargs.setdefault(name, world.data[name])
-    return cls(first, **kwargs)
+    explainer = cls(first, **kwargs)
+    fit = getattr(explainer, "fit", None)
+    if callable(fit):  # a trainable explainer (LXR): train it with its defaults, as a user would
+        fit()
+    return explainer
 
 
 def _pairs(explainer: Explainer, n: int = 2) -> list[tuple[int, int]]:

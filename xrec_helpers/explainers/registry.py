@@ -126,7 +126,7 @@ def convention_violations(cls: type[Explainer]) -> list[str]:
 
 
 def build_explainers(model: Any, *, titles: Any = None, only: Iterable[str] | None = None,
-                     exclude: Iterable[str] = (), **data: Any) -> dict[str, Explainer]:
+                     exclude: Iterable[str] = (), strict: bool = False, **data: Any) -> dict[str, Explainer]:
     """Every explainer of the package that supports ``model`` and whose required data is given, keyed by display name.
 
     Used by the demo (:func:`xrec_helpers.app.compare.default_explainers`). Model-based explainers get ``model``; model-free ones get its
@@ -142,6 +142,10 @@ def build_explainers(model: Any, *, titles: Any = None, only: Iterable[str] | No
         Display names (or class names) to build; default all.
     exclude : iterable of str
         Display names (or class names) to leave out.
+    strict : bool
+        If False (default), a class whose constructor refuses this model's histories or data (a ``ValueError``,
+        e.g. an explainer that needs explicit ratings given a 0/1 history model) is left out; if True, the error
+        propagates. Trainable explainers (a ``fit`` method, e.g. LXR) are returned untrained: call ``fit``.
     **data
         Data by name (one of :data:`DATA_NAMES`: ``kg``, ``corpus``, ``sequences``, ...); a class that requires
         a name not given is skipped.
@@ -173,6 +177,11 @@ def build_explainers(model: Any, *, titles: Any = None, only: Iterable[str] | No
         if "titles" in params:
             kwargs["titles"] = titles
         first = model if first_parameter(cls) == "model" else model.train_
-        explainer = cls(first, **kwargs)
+        try:
+            explainer = cls(first, **kwargs)
+        except ValueError:
+            if strict:
+                raise
+            continue
         out[explainer.name] = explainer
     return out
