@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from xrec_helpers.explainers.base import Explanation
 titles = np.array(["M*A*S*H (1970)", "B*A*P*S (1997)", "Toy Story (1995)"], dtype=object)
-e = Explanation(user=0, item=0, method="test", items=np.array([1, 2]), scores=np.array([0.5, 0.2]), titles=titles)
+e = Explanation(user=0, item=0, method="test", keys=np.array([1, 2]), values=np.array([0.5, 0.2]), titles=titles)
 display(Markdown(e.text))
 print("size is", os.environ["XREC_SIZE"], "answer", 6 * 7)
 fig, ax = plt.subplots()

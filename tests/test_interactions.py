@@ -154,6 +154,7 @@ def test_the_source_is_never_modified(csv):
 
 def test_explainers_and_models_run_on_own_data(csv):
     from xrec_helpers.explainers import JaccardExplainer
+    from xrec_helpers.explainers.base import derive
 
     d = load_interactions(csv, **COLUMNS)
     e = JaccardExplainer(d.csr(), d.titles()).explain(d.user_index("u2"), d.item_index("B-2"))
@@ -161,7 +162,7 @@ def test_explainers_and_models_run_on_own_data(csv):
     assert e.text.startswith("Because you watched ")  # the default verb
     assert e.render(verb="bought").startswith("Because you bought *M\\*A\\*S\\*H (1970)*")
     e = JaccardExplainer(d.csr(), d.titles()).explain(d.user_index("u2"), d.item_index("B-2"))
-    e.extra["verb"] = "bought"  # a domain verb kept with the explanation
-    assert e.render().startswith("Because you bought")
+    e = derive(e, verb="bought")  # a domain verb kept with the (immutable) explanation
+    assert e.render().startswith("Because you bought") and e.text.startswith("Because you bought")
     snake = JaccardExplainer(d.csr(), d.titles()).explain(d.user_index("u2"), d.item_index("B-2"))
     assert "*Snake\\_Eyes*" in snake.render(), "an underscore is escaped too"
