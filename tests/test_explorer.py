@@ -56,11 +56,11 @@ def _scores(model, history):
 
 
 def _reference_rank(model, history, original, item):
-    """1-based rank of ``item`` by hand: score the edited history, count better items outside the original."""
+    """1-based rank of ``item`` by hand: score the edited history, count strictly better items outside the original
+    (the course's one rule, ties in the item's favour)."""
     s = _scores(model, history)
     s[original] = -np.inf
-    better = (s > s[item]) | ((s == s[item]) & (np.arange(len(s)) < item))
-    return int(better.sum()) + 1
+    return int((s > s[item]).sum()) + 1
 
 
 class BlameExplainer(Explainer):
@@ -74,8 +74,8 @@ class BlameExplainer(Explainer):
 
     def explain(self, user, item):
         item = item if self.item is None else self.item
-        return Explanation(user=int(user), item=int(item), method=self.name, items=self.blame,
-                           scores=np.arange(len(self.blame), 0, -1, dtype=float), titles=self.titles)
+        return Explanation(user=int(user), item=int(item), method=self.name, keys=self.blame,
+                           values=np.arange(len(self.blame), 0, -1, dtype=float), titles=self.titles)
 
 
 # --- the logic ---------------------------------------------------------------------------------------
@@ -180,6 +180,22 @@ def test_clear_errors(state, small, ml100k):
         ComparisonState(data, model, explainers={"Random": RandomExplainer(shuffled)})
 
 
+def test_the_explorer_reads_only_the_public_contract(small):
+    """No model-type switch: capabilities, build_explainers and metrics.ranking's one rank rule."""
+    source = (ROOT / "xrec_helpers" / "app" / "compare.py").read_text()
+    for banned in ("hasattr(", "getattr(", "isinstance(model", "isinstance(explainer", "HistoryRecommender",
+                   "explainers.perturbation", "explainers.baselines", "argsort("):
+        assert banned not in source, banned
+    for used in ("build_explainers", "capabilities_of", "rank_among_unseen", "top_unseen"):
+        assert used in source, used
+    data, model = small
+    other = HistoryMF(factors=4, epochs=1, random_state=1).fit(model.train_)
+    with pytest.raises(ValueError, match="another model"):
+        ComparisonState(data, model, explainers=default_explainers(other))
+    with pytest.raises(TypeError, match="score_histories"):
+        default_explainers(BPRMF(factors=4, epochs=1).fit(model.train_))
+
+
 def test_users_with_a_one_movie_history_are_not_offered(small):
     data, _ = small
     X = data.csr(data.ratings).tolil()
@@ -187,7 +203,7 @@ def test_users_with_a_one_movie_history_are_not_offered(small):
     X[4, 0] = 1
     X = sp.csr_matrix(X)
     model = HistoryMF(factors=8, epochs=1, random_state=0).fit(X)
-    state = ComparisonState(data, model, explainers={"Jaccard": JaccardExplainer(X, data.titles())})
+    state = ComparisonState(data, model, explainers={"Jaccard": JaccardExplainer(X, titles=titles=data.titles())})
     raw4 = data.users["raw_id"].iloc[4]
     assert raw4 not in [raw for _, raw in state.user_options()]
     before = state.user

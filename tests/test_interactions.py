@@ -157,12 +157,12 @@ def test_explainers_and_models_run_on_own_data(csv):
     from xrec_helpers.explainers.base import derive
 
     d = load_interactions(csv, **COLUMNS)
-    e = JaccardExplainer(d.csr(), d.titles()).explain(d.user_index("u2"), d.item_index("B-2"))
+    e = JaccardExplainer(d.csr(), titles=d.titles()).explain(d.user_index("u2"), d.item_index("B-2"))
     assert "*M\\*A\\*S\\*H (1970)*" in e.text and np.isfinite(e.scores).all()
     assert e.text.startswith("Because you watched ")  # the default verb
     assert e.render(verb="bought").startswith("Because you bought *M\\*A\\*S\\*H (1970)*")
-    e = JaccardExplainer(d.csr(), d.titles()).explain(d.user_index("u2"), d.item_index("B-2"))
+    e = JaccardExplainer(d.csr(), titles=d.titles()).explain(d.user_index("u2"), d.item_index("B-2"))
     e = derive(e, verb="bought")  # a domain verb kept with the (immutable) explanation
     assert e.render().startswith("Because you bought") and e.text.startswith("Because you bought")
-    snake = JaccardExplainer(d.csr(), d.titles()).explain(d.user_index("u2"), d.item_index("B-2"))
+    snake = JaccardExplainer(d.csr(), titles=d.titles()).explain(d.user_index("u2"), d.item_index("B-2"))
     assert "*Snake\\_Eyes*" in snake.render(), "an underscore is escaped too"

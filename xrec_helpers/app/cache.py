@@ -1,6 +1,6 @@
 """Keep what the demo trains between starts: one file per settings, verified before it is used.
 
-Taught in apps/why_this_recommendation. The first start of the demo trains its models (tens of seconds);
+Part of the demo (apps/why_this_recommendation). The first start of the demo trains its models (tens of seconds);
 every later start, and every page load, reads them back in well under a second. A cached object is keyed by
 its *settings* (a JSON-able dict that must name everything the object depends on, data fingerprint included),
 stored with its SHA-256 next to it and written atomically (unique temporary file, then rename), under a lock
@@ -57,7 +57,7 @@ def cached(name: str, settings: dict[str, Any], build: Callable[[], T], director
            log: Callable[[str], None] = print) -> tuple[T, bool]:
     """``build()`` once per ``settings``; later calls load the verified file. Returns (object, loaded).
 
-    Taught in apps/why_this_recommendation.
+    Part of the demo (apps/why_this_recommendation).
 
     Args:
         name: a file-name-safe label ("history-mf").

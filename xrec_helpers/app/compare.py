@@ -1,6 +1,6 @@
 """Which explanation is true? Several explanations of one recommendation, each checked by removing its movies.
 
-Taught in apps/why_this_recommendation (the conference demo) and usable in any notebook. Plain Python, no
+Part of the conference demo (apps/why_this_recommendation) and usable in any notebook. Plain Python, no
 widgets: :mod:`xrec_helpers.app.widgets` only renders what this module computes, and the unit tests drive
 this layer directly.
 
@@ -10,9 +10,10 @@ with the model's ``score_histories`` (exact, nothing is retrained) and reports w
 moves, as a *rank* among the movies the user had not watched. Ranks, not scores: the models' outputs are
 probabilities that saturate (0.998 → 0.998 says nothing) while a rank always shows the move.
 
-Everything comes from the course's contract: any :class:`~xrec_helpers.models.base.HistoryRecommender` and
-any :class:`~xrec_helpers.explainers.base.Explainer` built on the model's training matrix; the app never
-asks which model class it is showing.
+Everything comes from the course's public contract: any model that declares the ``SCORE_HISTORIES``
+capability, the explainers that :func:`~xrec_helpers.explainers.registry.build_explainers` builds for it
+(model-based ones read the model's histories, ``model.train_``), and the one rank-among-unseen rule of
+:mod:`xrec_helpers.metrics.ranking`. The app never asks which model or explainer class it is showing.
 """
 
 from __future__ import annotations
@@ -26,48 +27,77 @@ import scipy.sparse as sp
 
 from xrec_helpers.data.dataset import Dataset
 from xrec_helpers.explainers.base import Explainer, Explanation
-from xrec_helpers.explainers.baselines import JaccardExplainer, PopularityExplainer
-from xrec_helpers.explainers.perturbation import FIAExplainer
-from xrec_helpers.models.base import HistoryRecommender
+from xrec_helpers.explainers.registry import build_explainers
+from xrec_helpers.metrics.ranking import rank_among_unseen, top_unseen
+from xrec_helpers.models.base import SCORE_HISTORIES, Recommender, capabilities_of
 
-#: Display names of the default explainers; "data only" explainers never look at the model.
+#: The explainers the demo shows by default (display names), and their labels in the app;
+#: "data only" explainers never look at the model.
+DEFAULT_METHODS = ("Popularity", "Jaccard", "LOO")
 POPULARITY = "Popularity (data only)"
 JACCARD = "Jaccard similarity (data only)"
 LEAVE_ONE_OUT = "Leave-one-out (reads the model)"
+LABELS = {"Popularity": POPULARITY, "Jaccard": JACCARD, "LOO": LEAVE_ONE_OUT}
 #: Removal counts the start-up criterion chooses from (see :func:`choose_default`).
 N_CHOICES = (1, 2, 3, 5, 10)
 
 
-def default_explainers(model: HistoryRecommender, titles: np.ndarray | None = None) -> dict[str, Explainer]:
-    """Two plausible, data-only explanations and one that reads the model, for any history recommender.
+def default_explainers(model: Recommender, titles: np.ndarray | None = None) -> dict[str, Explainer]:
+    """Two plausible, data-only explanations and one that reads the model, for any model scoring histories.
 
-    Taught in apps/why_this_recommendation. Popularity ("because you watched a blockbuster") and Jaccard
-    ("people who watched X also watched Y") only read the training matrix; leave-one-out re-scores the
+    Part of the demo (apps/why_this_recommendation). Popularity ("because you watched a blockbuster") and Jaccard
+    ("people who watched X also watched Y") only read the training matrix; leave-one-out (LOO) re-scores the
     history once per watched movie and blames the movies whose removal lowers the score most, so it reads
-    the model itself. All three are built on the model's own training matrix, so they agree on histories.
+    the model itself. All three come from :func:`~xrec_helpers.explainers.registry.build_explainers`, so they
+    read the model's own histories.
+
+    Parameters
+    ----------
+    model : Recommender
+        A fitted model with the ``SCORE_HISTORIES`` capability.
+    titles : numpy.ndarray, optional
+        Display titles by internal item id.
+
+    Returns
+    -------
+    dict of str to Explainer
+        Keyed by the app's labels (:data:`POPULARITY`, :data:`JACCARD`, :data:`LEAVE_ONE_OUT`).
+
+    Raises
+    ------
+    TypeError
+        When the model cannot score edited histories (leave-one-out needs it).
     """
-    train = model._fitted()
-    return {
-        POPULARITY: PopularityExplainer(train, titles),
-        JACCARD: JaccardExplainer(train, titles),
-        LEAVE_ONE_OUT: FIAExplainer(train, model, titles),
-    }
+    built = build_explainers(model, titles=titles, only=DEFAULT_METHODS)
+    missing = [name for name in DEFAULT_METHODS if name not in built]
+    if missing:
+        raise TypeError(f"{type(model).__name__} supports no {', '.join(missing)} explainer: the demo needs a model "
+                        f"with {SCORE_HISTORIES} (offers {sorted(capabilities_of(model))}).")
+    return {LABELS[name]: built[name] for name in DEFAULT_METHODS}
 
 
 def reads_model(explainer: Explainer) -> bool:
-    """True when the explainer queries the model it explains (it holds it), False for data-only explainers.
+    """True when the explainer queries the model it explains, False for a data-only explainer.
 
-    The course's explainers that read a model keep it as ``recommender`` (the perturbation explainers) or
-    ``model`` (ALS explain, review attention); the baselines hold only the training matrix.
+    By the explainer contract a model-based explainer holds its model as ``explainer.model`` (and declares
+    what it ``requires`` of it); a data-only one holds only histories.
+
+    Parameters
+    ----------
+    explainer : Explainer
+
+    Returns
+    -------
+    bool
     """
-    return hasattr(explainer, "recommender") or hasattr(explainer, "model")
+    return explainer.model is not None
 
 
 @dataclass(frozen=True)
 class RemovalCheck:
     """Where one explanation's recommendation went when its most blamed movies were removed.
 
-    Taught in apps/why_this_recommendation. Ranks are 1-based among the movies outside the user's *original*
+    Part of the demo (apps/why_this_recommendation). Ranks are 1-based among the movies outside the user's *original*
     history, so a removed movie never re-enters the list.
 
     Attributes:
@@ -110,21 +140,36 @@ class RemovalCheck:
 class ComparisonState:
     """The logic behind the demo: one user, one recommendation, several explanations side by side.
 
-    Taught in apps/why_this_recommendation.
+    Part of the demo (apps/why_this_recommendation).
 
-    Args:
-        data: the dataset the model was trained on (titles, raw user ids, user table).
-        model: a fitted history-conditioned recommender; its ``train_`` rows are the users' histories.
-        explainers: display name -> explainer built on ``model.train_`` (default: :func:`default_explainers`).
-        k: length of the recommendation list.
-        n_remove: how many of each explanation's most blamed movies "remove" takes out.
+    Parameters
+    ----------
+    data : Dataset
+        The dataset the model was trained on (titles, raw user ids, user table).
+    model : Recommender
+        A fitted model with the ``SCORE_HISTORIES`` capability; its ``train_`` rows are the users' histories.
+    explainers : mapping of str to Explainer, optional
+        Display name -> explainer of this model, or a data-only one built on ``model.train_``
+        (default: :func:`default_explainers`).
+    k : int
+        Length of the recommendation list.
+    n_remove : int
+        How many of each explanation's most blamed movies "remove" takes out.
+
+    Raises
+    ------
+    TypeError
+        When the model cannot score edited histories.
+    ValueError
+        When the dataset, ``k`` or an explainer does not fit the model.
     """
 
-    def __init__(self, data: Dataset, model: HistoryRecommender, explainers: Mapping[str, Explainer] | None = None,
+    def __init__(self, data: Dataset, model: Recommender, explainers: Mapping[str, Explainer] | None = None,
                  k: int = 10, n_remove: int = 3):
-        if not isinstance(model, HistoryRecommender):
-            raise TypeError(f"The demo needs a history-conditioned recommender (score_histories), got "
-                            f"{type(model).__name__}: use HistoryMF, ALS or another HistoryRecommender.")
+        if SCORE_HISTORIES not in capabilities_of(model):
+            raise TypeError(f"The demo needs a history-conditioned recommender ({SCORE_HISTORIES}), got "
+                            f"{type(model).__name__} offering {sorted(capabilities_of(model))}: use a model such "
+                            "as HistoryMF or ALS.")
         train = model._fitted()
         if train.shape != (data.n_users, data.n_items):
             raise ValueError(f"The model was trained on a {train.shape} matrix but the dataset has "
@@ -137,6 +182,8 @@ class ComparisonState:
         if not self.explainers:
             raise ValueError("No explainers given: pass at least one, or None for the default three.")
         for name, explainer in self.explainers.items():
+            if reads_model(explainer) and explainer.model is not model:
+                raise ValueError(f"Explainer {name!r} explains another model: build it on the model shown.")
             if explainer.train.shape != train.shape or (explainer.train != train).nnz:
                 raise ValueError(f"Explainer {name!r} reads different histories from the model's training matrix: "
                                  "build it on model.train_ so both agree on what the user watched.")
@@ -201,21 +248,16 @@ class ComparisonState:
                           shape=(len(histories), self.data.n_items))
         return np.asarray(self.model.score_histories(x), dtype=np.float64)
 
-    def _ranks(self, scores: np.ndarray, original: np.ndarray) -> np.ndarray:
-        """Item order (best first) among items outside ``original``; ties keep the lower id first."""
-        masked = scores.copy()
-        masked[original] = -np.inf
-        return np.argsort(-masked, kind="stable")[: self.data.n_items - len(original)]
-
-    def _table(self, order: np.ndarray) -> pd.DataFrame:
-        top = order[: self.k]
+    def _table(self, scores: np.ndarray, original: np.ndarray) -> pd.DataFrame:
+        """The top-k among the items outside ``original`` (:func:`~xrec_helpers.metrics.ranking.top_unseen`)."""
+        top = top_unseen(scores, original, self.k)
         return pd.DataFrame({"rank": np.arange(1, len(top) + 1), "title": self.titles[top],
                              "item": top}).set_index("rank")
 
     def recommendations(self) -> pd.DataFrame:
         """The selected user's top-k: ``rank`` index, ``title`` and the internal ``item`` (never shown)."""
         history = self.history()
-        return self._table(self._ranks(self._scores([history])[0], history))
+        return self._table(self._scores([history])[0], history)
 
     def select_rank(self, rank: int) -> int:
         """Choose which recommendation to explain by its position in the top-k (1 = the top pick)."""
@@ -274,7 +316,7 @@ class ComparisonState:
     def check(self, explanations: Mapping[str, Explanation], n: int | None = None) -> dict[str, RemovalCheck]:
         """Remove each explanation's ``n`` most blamed movies and re-score; one :class:`RemovalCheck` each.
 
-        Taught in apps/why_this_recommendation: the live counterfactual check. Nothing is retrained; the
+        Part of the demo (apps/why_this_recommendation): the live counterfactual check. Nothing is retrained; the
         model's ``score_histories`` re-scores every edited history exactly, all in one batched call. The
         stored history is not changed, so every press starts from what the user really watched.
         """
@@ -285,15 +327,14 @@ class ComparisonState:
         if len(items) > 1:
             raise ValueError("The explanations are of different recommendations: compare explanations of one item.")
         scores = self._scores([history] + [np.setdiff1d(history, b) for b in blamed.values()])
-        order0 = self._ranks(scores[0], history)
+        # one rank rule for the whole course: among the items outside the *original* history
+        ranks = rank_among_unseen(scores, items.pop(), history) if items else np.empty(0, int)
         out = {}
         for row, (name, explanation) in enumerate(explanations.items(), start=1):
-            order = self._ranks(scores[row], history)
             out[name] = RemovalCheck(
                 name=name, explanation=explanation, removed=blamed[name],
-                rank_before=int(np.flatnonzero(order0 == explanation.item)[0]) + 1,
-                rank_after=int(np.flatnonzero(order == explanation.item)[0]) + 1,
-                after=self._table(order), k=self.k)
+                rank_before=int(ranks[0]), rank_after=int(ranks[row]),
+                after=self._table(scores[row], history), k=self.k)
         return out
 
     def remove(self, n: int | None = None) -> dict[str, RemovalCheck]:
@@ -354,7 +395,7 @@ def _top_pick_ranks(state: ComparisonState, users: np.ndarray, n_choices: Sequen
 def movement_shares(state: ComparisonState, users: Sequence[int] | np.ndarray, n: int) -> dict[str, float]:
     """Share of ``users`` (internal ids) whose top pick moves down when each explanation's ``n`` movies go.
 
-    Taught in apps/why_this_recommendation; the measurement behind the demo's default settings. Users whose
+    Part of the demo (apps/why_this_recommendation); the measurement behind the demo's default settings. Users whose
     history is too short to remove ``n`` movies are left out of the share.
     """
     ranks = _top_pick_ranks(state, np.asarray(users), [state._check_n(n)])
@@ -366,7 +407,7 @@ def choose_default(state: ComparisonState, n_users: int = 50, n_choices: Sequenc
                    target: float = 0.75, seed: int = 0) -> DefaultChoice:
     """Choose the removal count and the first user so the contrast is visible on first load (and set them).
 
-    Taught in apps/why_this_recommendation. A seeded sample of ``n_users`` eligible users; for each removal
+    Part of the demo (apps/why_this_recommendation). A seeded sample of ``n_users`` eligible users; for each removal
     count, the share whose top pick moves under each explanation. The count is the smallest one at which
     the model-reading explanation(s) move it for at least ``target`` of them and more often than every
     data-only one; the user is, preferably among those where only the model-reading explanation takes the

@@ -1,6 +1,6 @@
 """The served configuration of the demo (``make demo``): loopback only, Host-checked, token, culled, capped.
 
-Taught in apps/why_this_recommendation. Voilà starts one kernel per page load. Served as-is it would accept
+Part of the demo (apps/why_this_recommendation). Voilà starts one kernel per page load. Served as-is it would accept
 any ``Host`` header (weak against DNS rebinding), ask for no token, keep every kernel forever and start as
 many as pages are opened. :func:`configure` (read by ``apps/voila.py``) and :func:`demo_command` fix each:
 

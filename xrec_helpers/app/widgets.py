@@ -50,7 +50,7 @@ def check_html(check: RemovalCheck) -> str:
 class ComparisonPanel:
     """Several explanations of one recommendation side by side, and one button that checks them all.
 
-    Taught in apps/why_this_recommendation. ``panel.widget`` is the box to display.
+    Part of the demo (apps/why_this_recommendation, inside DemoView). ``panel.widget`` is the box to display.
     """
 
     def __init__(self, state: ComparisonState, choice: DefaultChoice | None = None):
@@ -195,7 +195,7 @@ def _stars(n: int) -> str:
 class ReviewPanel:
     """Three picks of a recommended item's reviews for one user; the planted truth and the hiding check on demand.
 
-    Taught in apps/why_this_recommendation. ``panel.widget`` is the box to display.
+    Part of the demo (apps/why_this_recommendation, inside DemoView). ``panel.widget`` is the box to display.
     """
 
     def __init__(self, state: ReviewViewState, numbers: dict[str, float] | None = None):

@@ -1,7 +1,8 @@
 """Baseline explainers: random, popularity, item-item Jaccard and cosine.
 
 Taught in 01_eda; the yardsticks every later explainer must beat on the counterfactual metrics.
-Similarities are computed on the training matrix only (no test information).
+Similarities are computed on the training matrix only (no test information). All four are model-free
+(``requires`` is empty): they read only the histories they are built on.
 """
 
 from __future__ import annotations
@@ -15,12 +16,24 @@ from xrec_helpers.explainers.base import Explainer, Explanation
 
 
 class RandomExplainer(Explainer):
-    """Ranks history items in a random order (seeded per (user, item)): the floor."""
+    """Ranks history items in a random order (seeded per (user, item)): the floor.
+
+    Taught in 01_eda.
+
+    Parameters
+    ----------
+    train : scipy.sparse matrix
+        User x item matrix of histories.
+    titles : sequence of str, optional
+        Display titles by internal item id.
+    random_state : int
+        Seed; with the (user, item) pair it fixes the order, so a pair is always explained alike.
+    """
 
     name = "Random"
 
-    def __init__(self, train: sp.csr_matrix, titles: Sequence[str] | None = None, random_state: int = 0):
-        super().__init__(train, titles)
+    def __init__(self, train: sp.csr_matrix, *, titles: Sequence[str] | None = None, random_state: int = 0):
+        super().__init__(train, titles=titles)
         self.random_state = random_state
 
     def explain(self, user: int, item: int) -> Explanation:
@@ -30,12 +43,22 @@ class RandomExplainer(Explainer):
 
 
 class PopularityExplainer(Explainer):
-    """Ranks history items by training popularity: "because you watched a blockbuster"."""
+    """Ranks history items by training popularity: "because you watched a blockbuster".
+
+    Taught in 01_eda.
+
+    Parameters
+    ----------
+    train : scipy.sparse matrix
+        User x item matrix of histories; popularity is each item's share of the most popular item's users.
+    titles : sequence of str, optional
+        Display titles by internal item id.
+    """
 
     name = "Popularity"
 
-    def __init__(self, train: sp.csr_matrix, titles: Sequence[str] | None = None):
-        super().__init__(train, titles)
+    def __init__(self, train: sp.csr_matrix, *, titles: Sequence[str] | None = None):
+        super().__init__(train, titles=titles)
         counts = np.asarray((self.train > 0).sum(axis=0)).ravel().astype(np.float64)
         self.popularity = counts / max(counts.max(), 1.0)
 
@@ -47,8 +70,8 @@ class PopularityExplainer(Explainer):
 class _SimilarityExplainer(Explainer):
     """Ranks history items by an item-item similarity to the recommended item."""
 
-    def __init__(self, train: sp.csr_matrix, titles: Sequence[str] | None = None):
-        super().__init__(train, titles)
+    def __init__(self, train: sp.csr_matrix, *, titles: Sequence[str] | None = None):
+        super().__init__(train, titles=titles)
         binary = (self.train > 0).astype(np.float64).tocsc()
         co = (binary.T @ binary).toarray()  # item x item co-occurrence counts
         self.similarity = self._from_cooccurrence(co, np.diag(co).copy())
@@ -64,7 +87,17 @@ class _SimilarityExplainer(Explainer):
 
 
 class JaccardExplainer(_SimilarityExplainer):
-    """|U_h ∩ U_y| / |U_h ∪ U_y| over training users."""
+    """Ranks history items ``h`` by |U_h ∩ U_y| / |U_h ∪ U_y| over training users (``y``: the recommended item).
+
+    Taught in 01_eda.
+
+    Parameters
+    ----------
+    train : scipy.sparse matrix
+        User x item matrix of histories (the similarities are computed from it once).
+    titles : sequence of str, optional
+        Display titles by internal item id.
+    """
 
     name = "Jaccard"
 
@@ -75,7 +108,17 @@ class JaccardExplainer(_SimilarityExplainer):
 
 
 class CosineExplainer(_SimilarityExplainer):
-    """Cosine of the two items' training user columns."""
+    """Ranks history items by the cosine of their training user column with the recommended item's.
+
+    Taught in 01_eda (exercise) and 02_association_rules.
+
+    Parameters
+    ----------
+    train : scipy.sparse matrix
+        User x item matrix of histories.
+    titles : sequence of str, optional
+        Display titles by internal item id.
+    """
 
     name = "Cosine"
 

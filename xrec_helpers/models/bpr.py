@@ -18,15 +18,27 @@ from xrec_helpers.models.base import Recommender
 class BPRMF(Recommender):
     """Bayesian personalised ranking MF: score(u, i) = p_u . q_i + b_i.
 
-    Args:
-        factors: latent dimension.
-        epochs: passes over the training interactions (one sampled negative each).
-        lr: Adam learning rate.
-        reg: L2 penalty on the embeddings used in each batch.
-        batch_size: interactions per step.
-        random_state: seed for initialisation and sampling.
-        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
-            initial weights and random draws on every device.
+    Taught in 01_eda. Declares only the ``SCORE`` capability (an ID-embedding model).
+
+    Parameters
+    ----------
+    factors : int
+        Latent dimension.
+    epochs : int
+        Passes over the training interactions (one sampled negative each).
+    lr : float
+        Adam learning rate.
+    reg : float
+        L2 penalty on the embeddings used in each batch.
+    batch_size : int
+        Interactions per step.
+    random_state : int or None
+        Seed for initialisation and sampling.
+    progress : bool
+        Show a progress bar over epochs.
+    device : str
+        ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same initial
+        weights and random draws on every device.
     """
 
     def __init__(self, factors: int = 64, epochs: int = 30, lr: float = 0.01, reg: float = 1e-4,
@@ -36,6 +48,18 @@ class BPRMF(Recommender):
         self.batch_size, self.random_state, self.progress = batch_size, random_state, progress
 
     def fit(self, train: sp.csr_matrix) -> BPRMF:
+        """Train on the observed (user, item) pairs of ``train`` with one sampled negative each.
+
+        Parameters
+        ----------
+        train : scipy.sparse matrix
+            User x item matrix; every stored entry is a positive. Copied, never modified.
+
+        Returns
+        -------
+        BPRMF
+            self, fitted.
+        """
         train = self._set_train(train)
         dev = resolve_device(self.device)
         prepare_cpu_training()

@@ -9,9 +9,24 @@ from xrec_helpers.models.base import Recommender
 
 
 class PopularityRecommender(Recommender):
-    """Scores every item by its number of training interactions (same list for everyone)."""
+    """Scores every item by its number of training interactions (same list for everyone).
+
+    Taught in 01_eda. Declares only the ``SCORE`` capability: it cannot re-score an edited history.
+    """
 
     def fit(self, train: sp.csr_matrix) -> PopularityRecommender:
+        """Count each item's training users.
+
+        Parameters
+        ----------
+        train : scipy.sparse matrix
+            User x item matrix (ratings or 0/1); copied, never modified.
+
+        Returns
+        -------
+        PopularityRecommender
+            self, fitted.
+        """
         train = self._set_train(train)
         self.popularity_ = np.asarray((train > 0).sum(axis=0)).ravel().astype(np.float32)
         return self
