@@ -24,10 +24,9 @@ from xrec_helpers.metrics.retraining import (
     RetrainingVerification,
     cf_summary,
     compare_methods,
-    mcnemar,
-    paired_size_test,
     verify_by_retraining,
 )
+from xrec_helpers.metrics.statistics import mcnemar, paired_size_test
 from xrec_helpers.models.ncf import NCF, ncf_forward
 
 

@@ -203,7 +203,7 @@ def test_users_with_a_one_movie_history_are_not_offered(small):
     X[4, 0] = 1
     X = sp.csr_matrix(X)
     model = HistoryMF(factors=8, epochs=1, random_state=0).fit(X)
-    state = ComparisonState(data, model, explainers={"Jaccard": JaccardExplainer(X, titles=titles=data.titles())})
+    state = ComparisonState(data, model, explainers={"Jaccard": JaccardExplainer(X, titles=data.titles())})
     raw4 = data.users["raw_id"].iloc[4]
     assert raw4 not in [raw for _, raw in state.user_options()]
     before = state.user

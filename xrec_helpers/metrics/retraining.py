@@ -23,11 +23,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from xrec_helpers.engines import Engine
 from xrec_helpers.explainers.base import Explanation
 from xrec_helpers.metrics.protocol import Metric, Protocol, ProtocolResult
+from xrec_helpers.metrics.statistics import mcnemar, paired_size_test
 from xrec_helpers.models.base import RETRAIN
 
 
@@ -144,35 +144,6 @@ def cf_summary(verified: pd.DataFrame) -> pd.DataFrame:
                           "cf_size": float(g.loc[ok, "size"].mean()) if ok.any() else np.nan})
 
     return verified.groupby(["method", "k"], sort=False).apply(one, include_groups=False)
-
-
-def mcnemar(success_a: Sequence[bool], success_b: Sequence[bool]) -> tuple[int, int, float]:
-    """Exact McNemar test on paired binary outcomes (same users, two methods).
-
-    Returns (only A succeeded, only B succeeded, two-sided p-value); the p-value is the exact
-    binomial test on the discordant pairs (1.0 when there are none). Taught in 06_accent.
-    """
-    a, b = np.asarray(success_a, dtype=bool), np.asarray(success_b, dtype=bool)
-    if a.shape != b.shape:
-        raise ValueError(f"Paired outcomes differ in length: {a.shape} vs {b.shape}.")
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    if only_a + only_b == 0:
-        return only_a, only_b, 1.0
-    return only_a, only_b, float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
-
-
-def paired_size_test(size_a: Sequence[float], size_b: Sequence[float]) -> tuple[int, float, float]:
-    """One-sided paired t-test that A's sets are smaller than B's (users where both succeeded).
-
-    Returns (pairs, mean difference A - B, p-value); p is NaN with fewer than 2 pairs or no
-    variation. Taught in 06_accent.
-    """
-    a, b = np.asarray(size_a, dtype=float), np.asarray(size_b, dtype=float)
-    if a.shape != b.shape:
-        raise ValueError(f"Paired sizes differ in length: {a.shape} vs {b.shape}.")
-    if len(a) < 2 or np.all(a - b == (a - b)[0]):
-        return len(a), float((a - b).mean()) if len(a) else np.nan, np.nan
-    return len(a), float((a - b).mean()), float(stats.ttest_rel(a, b, alternative="less").pvalue)
 
 
 def compare_methods(verified: pd.DataFrame, a: str, b: str, k: int) -> dict[str, float]:
