@@ -17,7 +17,7 @@ from scipy import stats
 from xrec_helpers.data.synthetic import synthetic
 from xrec_helpers.explainers.base import Explainer, Explanation
 from xrec_helpers.explainers.baselines import JaccardExplainer, RandomExplainer
-from xrec_helpers.explainers.perturbation import ACCENTExplainer, FIAExplainer
+from xrec_helpers.explainers.influence import LOOCounterfactualExplainer, LOOExplainer
 from xrec_helpers.metrics.counterfactual import PerturbationProtocol, compare, perturbation_curves, removal_outcomes
 from xrec_helpers.metrics.explanation import explanation_size, top_overlap
 from xrec_helpers.metrics.necessity import NecessityProtocol, necessity_sufficiency, pn_ps
@@ -48,8 +48,8 @@ def setup():
     explainers, setup_s = build_timed({
         "Random": lambda: RandomExplainer(X, random_state=0),
         "Jaccard": lambda: JaccardExplainer(X),
-        "FIA": lambda: FIAExplainer(X, mf),
-        "ACCENT": lambda: ACCENTExplainer(X, mf, k=3),
+        "LOO": lambda: LOOExplainer(mf),
+        "LOO counterfactual": lambda: LOOCounterfactualExplainer(mf, k=3),
     })
     protocols = [PerturbationProtocol(random_state=7), NecessityProtocol(k=20, fraction=0.2, random_state=7)]
     # a factory is built and timed by the runner itself
@@ -79,12 +79,12 @@ def test_table_matches_the_protocols_and_measures_size_and_cost(setup):
     assert table.loc["Jaccard", "listed / history"] == pytest.approx(1.0)
     assert table.loc["First only", "items listed"] == 1.0
     assert table.loc["First only", "listed / history"] == pytest.approx((1 / hist_len).mean())
-    assert np.isnan(table.loc["FIA", "CF set size"]) and table.loc["FIA", "CF found %"] == 0
-    found = [e.counterfactual.size for e in cmp.explanations["ACCENT"]
+    assert np.isnan(table.loc["LOO", "CF set size"]) and table.loc["LOO", "CF found %"] == 0
+    found = [e.counterfactual.size for e in cmp.explanations["LOO counterfactual"]
              if e.counterfactual is not None and e.counterfactual.found and e.counterfactual.size > 0]
-    assert table.loc["ACCENT", "CF found %"] == pytest.approx(100 * len(found) / len(pairs))
-    assert found, "ACCENT found no counterfactual set on the planted data"
-    assert table.loc["ACCENT", "CF set size"] == pytest.approx(np.mean(found))
+    assert table.loc["LOO counterfactual", "CF found %"] == pytest.approx(100 * len(found) / len(pairs))
+    assert found, "LOO counterfactual found no counterfactual set on the planted data"
+    assert table.loc["LOO counterfactual", "CF set size"] == pytest.approx(np.mean(found))
     assert (table["ms / explanation"] > 0).all() and (table["setup s"] > 0).all()
 
 
@@ -105,8 +105,8 @@ def test_protocol_result_has_one_row_per_explanation_and_directed_metrics(setup)
 
 def test_model_reading_explainer_beats_random_on_planted_data(setup):
     *_, runs = setup
-    assert runs["FIA"].auc["POS@20"] < runs["Random"].auc["POS@20"]
-    assert runs["FIA"].auc["DEL"] < runs["Random"].auc["DEL"]
+    assert runs["LOO"].auc["POS@20"] < runs["Random"].auc["POS@20"]
+    assert runs["LOO"].auc["DEL"] < runs["Random"].auc["DEL"]
 
 
 @pytest.mark.parametrize("k_e, k", [(1, 5), (3, 10), (5, 20)])
@@ -150,13 +150,13 @@ def test_removal_outcomes_agree_with_the_curve_points(setup, fraction, k):
 def test_slicing_a_full_run_equals_rerunning_on_the_subsample(setup):
     _, mf, pairs, explainers, cmp, runs = setup
     sub = pairs[5:20]
-    rerun = perturbation_curves(mf, explainers["FIA"].explain_many(sub), random_state=7)
+    rerun = perturbation_curves(mf, explainers["LOO"].explain_many(sub), random_state=7)
     sliced = cmp.rows("POS@20", sub)
-    np.testing.assert_allclose(sliced[sliced["method"] == "FIA"]["POS@20"], rerun.per_user["POS@20"])
+    np.testing.assert_allclose(sliced[sliced["method"] == "LOO"]["POS@20"], rerun.per_user["POS@20"])
     table = cmp.table(pairs=sub)
     assert (table["users"] == len(sub)).all()
-    assert table.loc["FIA", "POS@20 ↓"] == pytest.approx(rerun.auc["POS@20"])
-    assert table.loc["FIA", "DEL ↓"] == pytest.approx(rerun.auc["DEL"])
+    assert table.loc["LOO", "POS@20 ↓"] == pytest.approx(rerun.auc["POS@20"])
+    assert table.loc["LOO", "DEL ↓"] == pytest.approx(rerun.auc["DEL"])
     assert list(compare({"x": rerun}).columns) == [c for c in table.columns if c[:2] not in ("us", "PN", "PS")]
     with pytest.raises(KeyError, match="was not run on pairs"):
         cmp.rows("POS@20", [(0, 10**6)])
@@ -177,7 +177,7 @@ def test_bootstrap_interval_brackets_the_mean_and_orders_best_first(setup):
     assert table["POS@20"].is_monotonic_increasing  # lower is better: best first
     assert (table["low"] <= table["POS@20"]).all() and (table["POS@20"] <= table["high"]).all()
     assert cmp.bootstrap("NEG@20")["NEG@20"].is_monotonic_decreasing
-    assert table.loc["FIA", "POS@20"] == pytest.approx(runs["FIA"].auc["POS@20"])
+    assert table.loc["LOO", "POS@20"] == pytest.approx(runs["LOO"].auc["POS@20"])
     with pytest.raises(KeyError, match="No protocol here reports"):
         cmp.bootstrap("POS@7")
     with pytest.raises(ValueError, match="at least two"):
@@ -217,17 +217,17 @@ def test_paired_tests_table_on_shared_users(setup):
     tests = cmp.paired_tests(adjacent(ranking), "POS@20", outcome=outcome)
     assert len(tests) == len(cmp.methods) - 1
     assert (tests["p Wilcoxon (Holm)"] >= tests["p Wilcoxon"] - 1e-12).all()
-    row = cmp.paired_tests([("FIA", "Random")], "POS@20", outcome=outcome).iloc[0]
-    fia, rnd = runs["FIA"].per_user["POS@20"], runs["Random"].per_user["POS@20"]
-    assert row["mean diff"] == pytest.approx((fia - rnd).mean())
-    assert row["p Wilcoxon"] == pytest.approx(stats.wilcoxon(fia, rnd, method="asymptotic").pvalue)  # AUCs tie
+    row = cmp.paired_tests([("LOO", "Random")], "POS@20", outcome=outcome).iloc[0]
+    loo, rnd = runs["LOO"].per_user["POS@20"], runs["Random"].per_user["POS@20"]
+    assert row["mean diff"] == pytest.approx((loo - rnd).mean())
+    assert row["p Wilcoxon"] == pytest.approx(stats.wilcoxon(loo, rnd, method="asymptotic").pvalue)  # AUCs tie
     by = outcome.groupby("method")["in_top_k"]
-    assert row["only a"] + row["only b"] == int((by.get_group("FIA").to_numpy() != by.get_group("Random").to_numpy()).sum())
+    assert row["only a"] + row["only b"] == int((by.get_group("LOO").to_numpy() != by.get_group("Random").to_numpy()).sum())
     # McNemar's outcome is the complement of the PN/PS protocol's necessity at the same removal
     nec = cmp.results["PN/PS"].per_explanation
     np.testing.assert_array_equal(nec["necessary"].to_numpy(), ~outcome["in_top_k"].to_numpy())
     with pytest.raises(KeyError, match="Unknown explainer"):
-        cmp.paired_tests([("FIA", "LXR")], "POS@20")
+        cmp.paired_tests([("LOO", "LXR")], "POS@20")
     assert adjacent(["x", "y", "z"]) == [("x", "y"), ("y", "z")]
 
 
@@ -258,14 +258,14 @@ def test_clear_errors(setup):
     with pytest.raises(TypeError, match="not an Explainer"):
         build_timed({"bad": lambda: object()})
     with pytest.raises(ValueError, match="one positive history length"):
-        explanation_size(cmp.explanations["FIA"], [1, 2])
+        explanation_size(cmp.explanations["LOO"], [1, 2])
     u = pairs[0][0]
     seen = int(X[u].indices[0])
     bad_copy = Explanation(user=u, item=seen, method="x", keys=[], values=[])
     with pytest.raises(ValueError, match="in user"):
         removal_outcomes(mf, [bad_copy], k_e=1)
     with pytest.raises(ValueError, match="k_e"):
-        removal_outcomes(mf, cmp.explanations["FIA"], k_e=0)
+        removal_outcomes(mf, cmp.explanations["LOO"], k_e=0)
     with pytest.raises(ValueError, match="in user"):
         removal_outcomes(mf, [bad_copy], fraction=0.2)
     with pytest.raises(IndexError, match="Unknown user"):
@@ -276,9 +276,9 @@ def test_top_overlap_by_hand(setup):
     *_, cmp, runs = setup
     table = cmp.overlap(n=3)
     pd.testing.assert_frame_equal(table, top_overlap(cmp.explanations, n=3))
-    assert table.loc["FIA", "FIA"] == pytest.approx(1.0)  # FIA lists the whole history (>= 3 items here)
+    assert table.loc["LOO", "LOO"] == pytest.approx(1.0)  # LOO lists the whole history (>= 3 items here)
     assert table.loc["First only", "First only"] == pytest.approx(1 / 3)
     manual = np.mean([len(set(a.items[:3]) & set(b.items[:3])) / 3
-                      for a, b in zip(cmp.explanations["FIA"], cmp.explanations["Jaccard"], strict=False)])
-    assert table.loc["FIA", "Jaccard"] == pytest.approx(manual)
+                      for a, b in zip(cmp.explanations["LOO"], cmp.explanations["Jaccard"], strict=False)])
+    assert table.loc["LOO", "Jaccard"] == pytest.approx(manual)
     assert np.allclose(table.to_numpy(), table.to_numpy().T)
