@@ -46,7 +46,11 @@ class _ReviewExplainer(Explainer):
                              f"{corpus.n_items}) differ: pass the corpus the model was trained on.")
         Explainer.__init__(self, model.train_, corpus.titles() if titles is None else titles)
         self.model, self.corpus, self.top = model, corpus, top
-        self._by_id = corpus.reviews.set_index("review_id")
+        reviews = corpus.reviews
+        self._position = pd.Index(reviews["review_id"].to_numpy())
+        self._stars, self._text = reviews["rating"].to_numpy(), reviews["text"].to_numpy()
+        self._aspects = (np.array([", ".join(a) for a in reviews["aspects"]], dtype=object) if corpus.aspects
+                         else None)
 
     def review_table(self, review_ids: np.ndarray, weights: np.ndarray) -> pd.DataFrame:
         """Reviews as a readable table: rank, stars, aspects (if planted), attention, text, review_id.
@@ -62,13 +66,15 @@ class _ReviewExplainer(Explainer):
         -------
         pandas.DataFrame
         """
-        rows = self._by_id.loc[np.asarray(review_ids, dtype=int)]
-        table = pd.DataFrame({"stars": rows["rating"].to_numpy(), "attention": np.asarray(weights, dtype=float),
-                              "text": rows["text"].to_numpy(), "review_id": np.asarray(review_ids, dtype=int)})
-        if self.corpus.aspects:
-            table.insert(1, "aspects", [", ".join(a) for a in rows["aspects"]])
-        table.index = pd.RangeIndex(1, len(table) + 1, name="rank")
-        return table
+        ids = np.asarray(review_ids, dtype=np.int64)
+        pos = self._position.get_indexer(ids)
+        if (pos < 0).any():
+            raise KeyError(f"Unknown review id(s) {ids[pos < 0][:5].tolist()}.")
+        columns = {"stars": self._stars[pos]}
+        if self._aspects is not None:
+            columns["aspects"] = self._aspects[pos]
+        columns.update({"attention": np.asarray(weights, dtype=float), "text": self._text[pos], "review_id": ids})
+        return pd.DataFrame(columns, index=pd.RangeIndex(1, len(ids) + 1, name="rank"))
 
     def _readable(self, pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         for u, i in pairs:
@@ -222,7 +228,6 @@ class ReviewOrderExplainer(_ReviewExplainer):
             return []
         users, items = self._readable(pairs)
         docs = self.model.documents(users, items)[1]
-        stars = self._by_id["rating"]
         rng = np.random.default_rng(self.seed)
         out = []
         for (u, i), ids in zip(pairs, docs):
@@ -232,7 +237,7 @@ class ReviewOrderExplainer(_ReviewExplainer):
                 ordered = ids[np.argsort(noise, kind="stable")]
                 values = np.arange(len(ids), 0, -1) / max(len(ids), 1)
             else:
-                s = stars.loc[ids].to_numpy(np.float64)
+                s = self._stars[self._position.get_indexer(ids)].astype(np.float64)
                 order = np.argsort(-s + 0.1 * noise, kind="stable")
                 ordered, values = ids[order], s[order]
             lead = ("{n} random reviews of *{title}*" if self.how == "random"
