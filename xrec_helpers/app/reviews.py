@@ -41,12 +41,16 @@ def _quiet():
 class ReviewPick:
     """One method's pick of an item's reviews for one user, with both checks computed.
 
-    Attributes:
-        name: the method's display name.
-        reviews: the picked reviews (``rank`` index; ``stars``, ``text``, ``aspects`` when planted,
-            ``relevant``: whether the review discusses the user's planted top aspect).
-        predicted, predicted_hidden: the rating the method's model predicts with all reviews, and with the
-            picked reviews hidden.
+    Attributes
+    ----------
+    name
+        the method's display name.
+    reviews
+        the picked reviews (``rank`` index; ``stars``, ``text``, ``aspects`` when planted,
+        ``relevant``: whether the review discusses the user's planted top aspect).
+    predicted, predicted_hidden
+        the rating the method's model predicts with all reviews, and with the
+        picked reviews hidden.
     """
 
     name: str
@@ -70,12 +74,18 @@ class ReviewViewState:
 
     Taught in apps/why_this_recommendation.
 
-    Args:
-        corpus: the training corpus both models were fitted on (synthetic: it carries the planted truth).
-        personalised, narre: fitted :class:`ReviewAttentionRecommender` models (``"personalised"``/``"narre"``).
-        top: how many reviews each method picks.
-        k: how many recommendations are offered per user.
-        seed: seeds the random pick.
+    Parameters
+    ----------
+    corpus
+        the training corpus both models were fitted on (synthetic: it carries the planted truth).
+    personalised, narre
+        fitted :class:`ReviewAttentionRecommender` models (``"personalised"``/``"narre"``).
+    top
+        how many reviews each method picks.
+    k
+        how many recommendations are offered per user.
+    seed
+        seeds the random pick.
     """
 
     def __init__(self, corpus: ReviewCorpus, personalised: ReviewAttentionRecommender,

@@ -59,18 +59,26 @@ def tokenize(text: str) -> list[str]:
 class ReviewCorpus:
     """Reviews with contiguous internal ids and their token ids.
 
-    Attributes:
-        name: where it came from.
-        reviews: one row per review: ``review_id`` (row of ``tokens``), ``user``, ``item``,
-            ``rating`` (stars), ``text``, and for synthetic corpora ``aspects`` (tuple of names).
-        users: indexed by internal user id: ``raw_id``; synthetic corpora add ``top_aspect`` and one
-            preference column per aspect (``pref_<aspect>``).
-        items: indexed by internal item id: ``raw_id``, ``title``; synthetic corpora add
-            ``quality_<aspect>`` columns.
-        tokens: (n_reviews_total, max_len) int32 token ids, 0-padded, row = ``review_id``. Subsets made
-            by :meth:`split` share it, so a review id means the same review everywhere.
-        vocab: the words; ``vocab[t]`` is token ``t`` (0 = padding, 1 = unknown word).
-        aspects: the planted aspect names (empty for real data).
+    Attributes
+    ----------
+    name
+        where it came from.
+    reviews
+        one row per review: ``review_id`` (row of ``tokens``), ``user``, ``item``,
+        ``rating`` (stars), ``text``, and for synthetic corpora ``aspects`` (tuple of names).
+    users
+        indexed by internal user id: ``raw_id``; synthetic corpora add ``top_aspect`` and one
+        preference column per aspect (``pref_<aspect>``).
+    items
+        indexed by internal item id: ``raw_id``, ``title``; synthetic corpora add
+        ``quality_<aspect>`` columns.
+    tokens
+        (n_reviews_total, max_len) int32 token ids, 0-padded, row = ``review_id``. Subsets made
+        by :meth:`split` share it, so a review id means the same review everywhere.
+    vocab
+        the words; ``vocab[t]`` is token ``t`` (0 = padding, 1 = unknown word).
+    aspects
+        the planted aspect names (empty for real data).
     """
 
     name: str

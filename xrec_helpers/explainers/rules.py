@@ -53,11 +53,16 @@ def mine_rules(baskets: sp.csr_matrix, min_support: float, min_confidence: float
                max_len: int = 2) -> pd.DataFrame:
     """Single-item rules A -> C with support, confidence and lift, mined by mlxtend.
 
-    Args:
-        baskets: transactions x items 0/1 matrix (``baskets_from_histories`` / ``baskets_from_top_n``).
-        min_support: share of baskets an itemset must appear in (0 < min_support <= 1).
-        min_confidence: keep rules with confidence >= this.
-        max_len: itemset length; the explainer uses single-item rules, so 2.
+    Parameters
+    ----------
+    baskets
+        transactions x items 0/1 matrix (``baskets_from_histories`` / ``baskets_from_top_n``).
+    min_support
+        share of baskets an itemset must appear in (0 < min_support <= 1).
+    min_confidence
+        keep rules with confidence >= this.
+    max_len
+        itemset length; the explainer uses single-item rules, so 2.
 
     Returns a frame with integer ``antecedent`` and ``consequent`` item ids, sorted by confidence then
     lift. Raises ValueError (saying how far to lower it) when ``min_support`` yields no rule.
@@ -89,7 +94,7 @@ def mine_rules(baskets: sp.csr_matrix, min_support: float, min_confidence: float
             f"{n_baskets} baskets (support {best_pair / n_baskets:.4f}). Lower min_support to at most "
             f"{best_pair / n_baskets:.4f}.")
     frame = pd.DataFrame(basket[:, frequent].toarray() > 0, columns=frequent.tolist())
-    # apriori's vectorised pair count is ~10x faster than fpgrowth here; fall back to its low-memory
+    # apriori's vectorised pair count is the faster choice for pairs; fall back to its low-memory
     # loop when the (baskets x candidate pairs) boolean array would pass ~300 MB.
     low_memory = len(frequent) ** 2 / 2 * n_baskets > 3e8
     itemsets = apriori(frame, min_support=min_support, use_colnames=True, max_len=max_len, low_memory=low_memory)

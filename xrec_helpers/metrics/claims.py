@@ -133,13 +133,18 @@ def check_aspect_statements(
 ) -> pd.DataFrame:
     """One row per statement: true of the item?, relevant to the user?, and (with ``predict``) faithful?
 
-    Args:
-        statements: e.g. the flattened output of :func:`aspect_statements`.
-        quality: (n_items, n_aspects) planted qualities; ``top_aspect``: (n_users,) index of each user's aspect
-            (both from :func:`xrec_helpers.data.reviews.planted_truth`).
-        aspects: aspect names in the column order of ``quality``.
-        predict: ``predict(users, items, hide_aspect)`` -> predicted ratings, where ``hide_aspect`` is an
-            aspect index per pair or -1 for none (``ReviewTextGenerator.predict``).
+    Parameters
+    ----------
+    statements
+        e.g. the flattened output of :func:`aspect_statements`.
+    quality
+        (n_items, n_aspects) planted qualities; ``top_aspect``: (n_users,) index of each user's aspect
+        (both from :func:`xrec_helpers.data.reviews.planted_truth`).
+    aspects
+        aspect names in the column order of ``quality``.
+    predict
+        ``predict(users, items, hide_aspect)`` -> predicted ratings, where ``hide_aspect`` is an
+        aspect index per pair or -1 for none (``ReviewTextGenerator.predict``).
 
     Columns: ``user``, ``item``, ``aspect``, ``polarity``, ``true_of_item`` (None when the statement names
     the aspect without a verdict), ``relevant``; with ``predict``: ``effect_cited`` (predicted rating minus
@@ -227,17 +232,24 @@ class ClaimChecker:
 
     Taught in 12_generated_explanations.
 
-    Args:
-        histories: user x item matrix whose rows are the histories the model reads (the recommender's
-            ``train_`` after ``use_histories``).
-        recommender: a fitted model declaring ``SCORE_HISTORIES`` (it re-scores edited histories), for causal
-            claims (None: they are not checkable).
-        titles: display titles by internal item id (the parser finds them in the sentence).
-        kg: the item–entity graph (:func:`xrec_helpers.data.kg.build_item_kg`), for :class:`SameEntity`.
-        ratings: user x item star ratings and ``neighbours`` ((n_users, k) ids, nearest first), for
-            :class:`NeighboursLiked`. The ratings are also the full watch history for :class:`Watched`: a film
-            rated 1 star was watched even when the model reads only liked films.
-        min_drop: a removal must lower the score by more than this to count as an effect (float noise).
+    Parameters
+    ----------
+    histories
+        user x item matrix whose rows are the histories the model reads (the recommender's
+        ``train_`` after ``use_histories``).
+    recommender
+        a fitted model declaring ``SCORE_HISTORIES`` (it re-scores edited histories), for causal
+        claims (None: they are not checkable).
+    titles
+        display titles by internal item id (the parser finds them in the sentence).
+    kg
+        the item–entity graph (:func:`xrec_helpers.data.kg.build_item_kg`), for :class:`SameEntity`.
+    ratings
+        user x item star ratings and ``neighbours`` ((n_users, k) ids, nearest first), for
+        :class:`NeighboursLiked`. The ratings are also the full watch history for :class:`Watched`: a film
+        rated 1 star was watched even when the model reads only liked films.
+    min_drop
+        a removal must lower the score by more than this to count as an effect (float noise).
     """
 
     def __init__(self, histories: sp.csr_matrix, recommender: Any | None = None,
