@@ -18,6 +18,7 @@ re-predicting (:class:`~xrec_helpers.metrics.attention.AttentionHiding`).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -93,6 +94,10 @@ class _ReviewExplainer(Explainer):
         text = f"{lead.format(n=min(self.top, len(table)), title=markdown_escape(self.title_of(item)))}: {named}"
         labels = [f"{'★' * int(s)} {t[:40]}" for s, t in zip(table["stars"], table["text"])]
         return self._make(user, item, review_ids, values, order="given", labels=labels, table=table, text=text)
+
+    @abstractmethod
+    def explain_many(self, pairs: Iterable[tuple[int, int]]) -> list[Explanation]:
+        """Explain many pairs in one batched model call (each subclass orders the reviews its own way)."""
 
     def title_of(self, item: int) -> str:
         """Display title of an internal item id."""

@@ -99,9 +99,9 @@ def path_metrics(explanations: Sequence[Explanation], kg: ItemKG, ratings: pd.Da
                  beta: float = 0.3) -> pd.DataFrame:
     """One row per explanation with a path: LIR and SEP of its best path, and the path's relation.
 
-    Taught in 10_knowledge_graph_paths. ``ratings`` must hold the (user, item, timestamp) rows of the
-    histories the explanations were built from. Explanations without a path are left out
-    (``coverage`` counts them).
+    The per-path table behind :class:`PathQuality` (10_knowledge_graph_paths). ``ratings`` must hold the
+    (user, item, timestamp) rows of the histories the explanations were built from. Explanations without a
+    path are left out (``coverage`` counts them).
     """
     lir = interaction_recency(ratings, beta)
     sep = entity_popularity(kg, beta)
