@@ -49,7 +49,6 @@ def test_contributions_sum_to_explain_total_and_fold_in_score(fitted):
         total = e.base_value + e.values.sum()  # additive: the folded-in score
         assert abs(e.base_value) < 1e-6  # an empty history folds in to 0: the history accounts for the score
         assert abs(total - scores[u, i]) < 1e-4
-        assert e.extra == {}
     # the stored (stale) factors give a different score: the point of re-folding
     gap = np.abs(model.stored_scores(np.arange(20)) - scores).max()
     assert gap > 1e-4

@@ -62,10 +62,10 @@ def test_explainer_orders_by_confidence_and_uses_history(data):
     assert set(e.items) <= set(ex.history(int(holders[0])))
     assert np.all(np.diff(e.scores) <= 0)
     assert "co-occurrence" in e.text
-    # the lifts travel in the display table, aligned with the explanation's order; nothing in extra
+    # the lifts travel in the display table, aligned with the explanation's order
     lifts = expected.set_index("antecedent")["lift"]
     assert list(e.table["antecedent"]) == list(e.items)
-    assert np.allclose(e.table["lift"], lifts.loc[e.items].to_numpy()) and e.extra == {}
+    assert np.allclose(e.table["lift"], lifts.loc[e.items].to_numpy())
     with pytest.raises(dataclasses.FrozenInstanceError):
         e.text = "changed"  # frozen: an explanation is never edited after it is built
 
