@@ -68,14 +68,20 @@ class _ReviewExplainer(Explainer):
         pandas.DataFrame
         """
         ids = np.asarray(review_ids, dtype=np.int64)
+        return self._table(ids, self._positions(ids), np.asarray(weights, dtype=float))
+
+    def _positions(self, ids: np.ndarray) -> np.ndarray:
         pos = self._position.get_indexer(ids)
         if (pos < 0).any():
             raise KeyError(f"Unknown review id(s) {ids[pos < 0][:5].tolist()}.")
+        return pos
+
+    def _table(self, ids: np.ndarray, pos: np.ndarray, weights: np.ndarray) -> pd.DataFrame:
         columns = {"stars": self._stars[pos]}
         if self._aspects is not None:
             columns["aspects"] = self._aspects[pos]
-        columns.update({"attention": np.asarray(weights, dtype=float), "text": self._text[pos], "review_id": ids})
-        return pd.DataFrame(columns, index=pd.RangeIndex(1, len(ids) + 1, name="rank"))
+        columns.update({"attention": weights, "text": self._text[pos], "review_id": ids})
+        return pd.DataFrame(columns, index=pd.RangeIndex(1, len(ids) + 1, name="rank"), copy=False)
 
     def _readable(self, pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
         for u, i in pairs:
@@ -87,13 +93,15 @@ class _ReviewExplainer(Explainer):
         if len(review_ids) == 0:
             raise ValueError(f"{self.title_of(item)} has no training review the model can read: there is nothing "
                              "to explain it with.")
-        table = self.review_table(review_ids, values)
+        ids = np.asarray(review_ids, dtype=np.int64)
+        pos = self._positions(ids)
+        stars, texts = self._stars[pos], self._text[pos]
+        table = self._table(ids, pos, np.asarray(values, dtype=float))
         # Stars as ★ and the review text escaped: the sentence is Markdown, where "*****" would be emphasis.
-        named = "; ".join(f"{'★' * int(s)} \"{markdown_escape(t)}\""
-                          for s, t in zip(table["stars"][:self.top], table["text"][:self.top]))
-        text = f"{lead.format(n=min(self.top, len(table)), title=markdown_escape(self.title_of(item)))}: {named}"
-        labels = [f"{'★' * int(s)} {t[:40]}" for s, t in zip(table["stars"], table["text"])]
-        return self._make(user, item, review_ids, values, order="given", labels=labels, table=table, text=text)
+        named = "; ".join(f"{'★' * int(st)} \"{markdown_escape(t)}\"" for st, t in zip(stars[:self.top], texts[:self.top]))
+        text = f"{lead.format(n=min(self.top, len(ids)), title=markdown_escape(self.title_of(item)))}: {named}"
+        labels = [f"{'★' * int(st)} {t[:40]}" for st, t in zip(stars.tolist(), texts.tolist())]
+        return self._make(user, item, ids, values, order="given", labels=labels, table=table, text=text)
 
     @abstractmethod
     def explain_many(self, pairs: Iterable[tuple[int, int]]) -> list[Explanation]:
