@@ -157,4 +157,4 @@ class KGPathExplainer(Explainer):
         else:
             text = f"No knowledge-graph path links this history to {self._md_title(item)}."
         return self._make(user, item, best["history_item"].to_numpy(np.int64), best["score"].to_numpy(float),
-                          order="given", text=text, paths=paths.head(self.max_paths).reset_index(drop=True))
+                          order="given", text=text, paths=paths.head(self.max_paths))

@@ -89,7 +89,7 @@ class NeighbourhoodExplainer(Explainer):
         else:
             scores = np.zeros(len(hist))
         table = pd.DataFrame({"neighbour": nb, "rating": ratings, "liked": liked},
-                             index=pd.RangeIndex(1, len(nb) + 1, name="rank"))
+                             index=pd.RangeIndex(1, len(nb) + 1, name="rank"), copy=False)
         title = str(self.titles[item]) if self.titles is not None else f"item {item}"
         low = int(self.like_threshold) if float(self.like_threshold).is_integer() else self.like_threshold
         text = f"{len(liked_by)} of your {len(nb)} nearest neighbours rated *{markdown_escape(title)}* {low} or higher."
