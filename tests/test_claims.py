@@ -18,8 +18,8 @@ from xrec_helpers.metrics.claims import (
     Watched,
     aspect_statements,
     check_aspect_statements,
-    grouped_share_ci,
 )
+from xrec_helpers.metrics.statistics import grouped_share_ci
 from xrec_helpers.models.base import HistoryRecommender
 from xrec_helpers.models.popularity import PopularityRecommender
 

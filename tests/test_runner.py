@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 import torch
 from scipy import stats
+from xrec_helpers.explainers.perturbation import ACCENTExplainer, FIAExplainer
 
 from xrec_helpers.data.synthetic import synthetic
 from xrec_helpers.explainers.base import Explainer, Explanation
 from xrec_helpers.explainers.baselines import JaccardExplainer, RandomExplainer
-from xrec_helpers.explainers.perturbation import ACCENTExplainer, FIAExplainer
 from xrec_helpers.metrics.counterfactual import PerturbationProtocol, compare, perturbation_curves, removal_outcomes
 from xrec_helpers.metrics.explanation import explanation_size, top_overlap
 from xrec_helpers.metrics.necessity import NecessityProtocol, necessity_sufficiency, pn_ps

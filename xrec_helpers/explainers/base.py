@@ -28,7 +28,6 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -207,7 +206,6 @@ class Explanation:
     verb: str = "watched"
     text: str | None = None
     titles: np.ndarray | None = field(default=None, repr=False, compare=False)
-    extra: Any = field(default_factory=dict, repr=False, compare=False)  # transitional: removed once unread
 
     def __post_init__(self) -> None:
         set_ = functools.partial(object.__setattr__, self)
@@ -239,7 +237,6 @@ class Explanation:
             set_("targets", tuple(int(t) for t in self.targets))
         if self.base_value is not None:
             set_("base_value", float(self.base_value))
-        set_("extra", MappingProxyType(dict(self.extra)))
         if self.text is None:
             set_("text", self.render())
 
@@ -537,12 +534,6 @@ class Explainer(ABC):
             if fields.get(name) is not None:
                 fields[name] = [fields[name][j] for j in idx]
         fields.setdefault("kind", self.kind)
-        if "counterfactual_set" in fields or "replacement" in fields or "predicted_gap" in fields:  # transitional
-            cf = fields.pop("counterfactual_set", None)
-            rep, gap = fields.pop("replacement", None), fields.pop("predicted_gap", None)
-            if cf is not None or rep is not None or gap is not None:
-                fields["counterfactual"] = Counterfactual(items=[] if cf is None else cf, replacement=rep,
-                                                          predicted_gap=gap, found=cf is not None and len(cf) > 0)
         return Explanation(user=int(user), item=int(item), method=self.name, keys=keys[idx] if len(keys) else keys,
                            values=values[idx], titles=self.titles, **fields)
 

@@ -196,32 +196,6 @@ def check_aspect_statements(
     return frame
 
 
-def grouped_share_ci(values: Sequence[float], groups: Sequence, level: float = 0.95, n_resamples: int = 2000,
-                     random_state: int = 0) -> tuple[float, float, float, int]:
-    """(share, low, high, n_groups): the share of true ``values`` with a bootstrap interval that resamples groups.
-
-    Claims come in clusters (two claims of one sentence, the sentences of one user) that are not independent,
-    so resampling single claims gives too narrow an interval. This resamples whole groups (pass a sentence
-    or user id per claim) and recomputes the share over all claims of the drawn groups (percentile interval).
-    Taught in 12_generated_explanations.
-    """
-    v = np.asarray(values, dtype=float)
-    codes, uniques = pd.factorize(pd.Series(list(groups)))
-    if len(v) != len(codes):
-        raise ValueError(f"One group per value: {len(v)} values, {len(codes)} groups.")
-    if len(uniques) < 2:
-        raise ValueError(f"Need at least two groups for a bootstrap interval, got {len(uniques)}.")
-    if not 0 < level < 1:
-        raise ValueError(f"level={level} must be between 0 and 1 (e.g. 0.95).")
-    sums = np.bincount(codes, weights=v, minlength=len(uniques))
-    counts = np.bincount(codes, minlength=len(uniques)).astype(float)
-    rng = np.random.default_rng(random_state)
-    draws = rng.integers(0, len(uniques), size=(n_resamples, len(uniques)))
-    shares = sums[draws].sum(1) / counts[draws].sum(1)
-    low, high = np.percentile(shares, [50 * (1 - level), 50 * (1 + level)])
-    return float(v.mean()), float(low), float(high), int(len(uniques))
-
-
 # ---- the checker for MovieLens-style explanations ----------------------------------------------------
 _NUMBER_WORDS = {w: k for k, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven",
                                              "eight", "nine", "ten"])}
