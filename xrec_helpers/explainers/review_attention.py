@@ -189,8 +189,8 @@ class ReviewOrderExplainer(_ReviewExplainer):
     """The reviews a review model reads for a pair, ordered without attention: the baselines of 09.
 
     Taught in 09_attention_reviews. ``how="random"``: a seeded shuffle; ``"most_liked"``: highest stars
-    first (ties in a seeded random order). One generator seeded with ``seed`` serves a whole
-    :meth:`explain_many` call, pair after pair, so a batch is reproducible.
+    first (ties in a seeded random order). Each pair's order is drawn from a generator seeded with
+    ``(seed, user, item)``, so a pair gets the same order alone or in any batch.
 
     Parameters
     ----------
@@ -241,11 +241,10 @@ class ReviewOrderExplainer(_ReviewExplainer):
             return []
         users, items = self._readable(pairs)
         docs = self.model.documents(users, items)[1]
-        rng = np.random.default_rng(self.seed)
         out = []
         for (u, i), ids in zip(pairs, docs):
             ids = ids[ids >= 0]
-            noise = rng.random(len(ids))
+            noise = np.random.default_rng([self.seed, int(u), int(i)]).random(len(ids))
             if self.how == "random":
                 ordered = ids[np.argsort(noise, kind="stable")]
                 values = np.arange(len(ids), 0, -1) / max(len(ids), 1)

@@ -89,11 +89,11 @@ class AttentionHiding(Protocol):
         items = np.array([e.item for e in explanations])
         base = model.predict(users, items)
         top = [np.asarray(e.keys[:self.k], dtype=np.int64) for e in explanations]
-        rng = np.random.default_rng(self.seed)
-        rand = []
-        for ids in model.documents(users, items)[1]:
+        rand = []  # the random-order baseline's first k: the same per-pair draw as ReviewOrderExplainer(seed=seed)
+        for u, i, ids in zip(users, items, model.documents(users, items)[1], strict=True):
             ids = ids[ids >= 0]
-            rand.append(ids[np.argsort(rng.random(len(ids)), kind="stable")][:self.k])
+            noise = np.random.default_rng([self.seed, int(u), int(i)]).random(len(ids))
+            rand.append(ids[np.argsort(noise, kind="stable")][:self.k])
         moved_top = np.abs(model.predict(users, items, hide=top) - base)
         moved_rand = np.abs(model.predict(users, items, hide=rand) - base)
         names = [m.name for m in self.metrics]
