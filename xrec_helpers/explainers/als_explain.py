@@ -107,9 +107,7 @@ class ALSExplainer(Explainer):
     requires = frozenset({ITEM_DECOMPOSITION})
 
     def __init__(self, model: ALS, *, titles: Sequence[str] | np.ndarray | None = None, n: int | None = None):
-        self.check_supports(model)
-        Explainer.__init__(self, model._fitted(), titles)
-        self.model = model
+        self._attach(model, titles)
         if n is not None and (not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1):
             raise ValueError(f"n={n!r} must be a positive integer (or None for the whole history).")
         self.n = None if n is None else int(n)

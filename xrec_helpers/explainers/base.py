@@ -447,6 +447,12 @@ class Explainer(ABC):
             raise TypeError(f"{cls.name} needs a model with {', '.join(missing)}; {type(model).__name__} offers "
                             f"{sorted(capabilities_of(model)) or 'none of them'}.")
 
+    def _attach(self, model: Any, titles: Sequence[str] | np.ndarray | None) -> None:
+        """Set-up of a model-based explainer: check the model's capabilities, read histories from it, keep it."""
+        self.check_supports(model)
+        Explainer.__init__(self, model._fitted(), titles)
+        self.model = model
+
     # ---- histories --------------------------------------------------------------------------------------
     @property
     def train(self) -> sp.csr_matrix:
@@ -486,6 +492,12 @@ class Explainer(ABC):
         if len(hist) == 0:
             raise ValueError(f"User {user} has an empty history: there is nothing to explain a recommendation with.")
         return hist
+
+    def _row(self, history: np.ndarray) -> np.ndarray:
+        """The dense 0/1 float32 history vector with ``history``'s items set."""
+        x = np.zeros(self.n_items, dtype=np.float32)
+        x[history] = 1.0
+        return x
 
     def check_pair(self, user: int, item: int) -> np.ndarray:
         """Validate (user, item) and return the user's history."""

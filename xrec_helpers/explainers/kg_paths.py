@@ -66,9 +66,7 @@ class KGPathExplainer(Explainer):
 
     def __init__(self, model: Any, *, kg: ItemKG, titles: Sequence[str] | None = None, weighting: str = "model",
                  relations: Sequence[str] | None = None, max_paths: int = 50):
-        self.check_supports(model)
-        Explainer.__init__(self, model._fitted(), titles)
-        self.model = model
+        self._attach(model, titles)
         if kg.n_items != self.n_items:
             raise ValueError(f"The KG covers {kg.n_items} items but the model has {self.n_items}: build it from "
                              "the same Dataset (build_item_kg(data)).")
