@@ -229,7 +229,7 @@ def test_explainers_contract_and_nesting(small):
         sizes = [e.counterfactual.size if e.counterfactual.found else np.inf for e in expls]
         assert sizes[0] >= sizes[1] >= sizes[2]  # nested candidates: never larger for a larger k
         e = expls[0]
-        assert e.item == model.recommend(user, 1)[0, 0] and not e.extra
+        assert e.item == model.recommend(user, 1)[0, 0]
         if e.counterfactual.found:
             found += 1
             top = acc.predicted_scores(e)

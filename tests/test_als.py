@@ -8,6 +8,7 @@ import scipy.sparse as sp
 
 from xrec_helpers.explainers.als_explain import ALSExplainer, batched_explain
 from xrec_helpers.models.als import ALS
+from xrec_helpers.models.popularity import PopularityRecommender
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +40,15 @@ def test_fold_in_solves_the_normal_equations(fitted):
 
 def test_contributions_sum_to_explain_total_and_fold_in_score(fitted):
     small, model = fitted
-    ex = ALSExplainer(model, small.titles())
+    ex = ALSExplainer(model, titles=small.titles())
     recs = model.recommend(np.arange(20), 1)[:, 0]
     scores = model.score(np.arange(20))
     for u, i in zip(range(20), recs):
         e = ex.explain(u, int(i))
         assert len(e.items) == len(ex.history(u))
-        assert abs(e.scores.sum() - e.extra["total_score"]) < 1e-6
-        assert abs(e.extra["total_score"] - scores[u, i]) < 1e-4
+        total = e.base_value + e.values.sum()  # additive: the folded-in score
+        assert abs(e.base_value) < 1e-6  # an empty history folds in to 0: the history accounts for the score
+        assert abs(total - scores[u, i]) < 1e-4
     # the stored (stale) factors give a different score: the point of re-folding
     gap = np.abs(model.stored_scores(np.arange(20)) - scores).max()
     assert gap > 1e-4
@@ -62,7 +64,7 @@ def test_batched_matches_per_call(fitted):
         assert set(a.items) == set(b.items)
         da = dict(zip(a.items, a.scores))
         assert max(abs(da[k] - s) for k, s in zip(b.items, b.scores)) < 1e-6
-        assert abs(a.extra["total_score"] - b.extra["total_score"]) < 1e-6
+        assert abs((a.base_value + a.values.sum()) - (b.base_value + b.values.sum())) < 1e-6
     totals, C = batched_explain(model, [p[0] for p in pairs], [p[1] for p in pairs])
     np.testing.assert_allclose(np.asarray(C.sum(1)).ravel(), totals)
 
@@ -89,7 +91,15 @@ def test_bad_input(fitted):
         ex.explain(0, int(hist[0]))
     free = int(np.setdiff1d(np.arange(model.n_items), hist)[0])
     with pytest.raises(ValueError, match="larger than user 0's history"):
-        ex.explain(0, free, n=len(hist) + 1)
+        ALSExplainer(model, n=len(hist) + 1).explain(0, free)
+    top3 = ALSExplainer(model, n=3).explain(0, free)
+    full = ex.explain(0, free)
+    assert list(top3.keys) == list(full.keys[:3]) and top3.note
+    assert top3.base_value + top3.values.sum() == pytest.approx(full.base_value + full.values.sum(), abs=1e-9)
+    with pytest.raises(TypeError, match="n"):
+        ex.explain(0, free, n=3)
+    with pytest.raises(TypeError, match="item_decomposition"):
+        ALSExplainer(PopularityRecommender().fit(model.train_))
     empty = sp.lil_matrix(model.train_.copy())
     empty.rows[3], empty.data[3] = [], []
     m2 = ALS(factors=8, iterations=2).fit(sp.csr_matrix(empty))

@@ -18,9 +18,10 @@ from xrec_helpers.metrics.claims import (
     Watched,
     aspect_statements,
     check_aspect_statements,
-    grouped_share_ci,
 )
+from xrec_helpers.metrics.statistics import grouped_share_ci
 from xrec_helpers.models.base import HistoryRecommender
+from xrec_helpers.models.popularity import PopularityRecommender
 
 
 class PlantedLinear(HistoryRecommender):
@@ -87,6 +88,9 @@ def test_causal_claim_about_an_ignored_item_fails_the_removal_check(planted):
     assert not verdicts.any()
     # Without a model the causal claim cannot be checked: no verdict rather than a guess.
     assert ClaimChecker(X).check([Because(u, effect, cause)])["verdict"].iloc[0] is None
+    # A model that cannot re-score an edited history is refused by capability, whatever its class.
+    with pytest.raises(TypeError, match="score_histories"):
+        ClaimChecker(X, PopularityRecommender().fit(X))
 
 
 def test_parse_reads_course_sentences_with_titles(planted):

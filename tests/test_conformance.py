@@ -35,31 +35,8 @@ from xrec_helpers.testing import (
 #: Classes that cannot be built in the tiny world, with the reason. Keep it short (today: none).
 UNBUILDABLE: dict[str, str] = {}
 
-#: TRANSITIONAL (issue 14): classes whose owners are migrating them onto the contract in parallel branches.
-#: Each fails the suite today for the reason given; the lead empties this dict at merge, after which every
-#: class must pass. Keyed by "module.Class".
-_MIGRATING = "positional parameters after the first / no `requires` or class `name` yet"
-PENDING: dict[str, str] = {
-    "accent.AccentExplainer": f"influence slice: {_MIGRATING}",
-    "accent.AccentResumeExplainer": f"influence slice: {_MIGRATING}",
-    "accent.FIAExplainer": f"influence slice: {_MIGRATING}; name 'FIA' shared with perturbation.FIAExplainer",
-    "accent.PureFIAExplainer": f"influence slice: {_MIGRATING}",
-    "perturbation.ACCENTExplainer": f"influence slice: {_MIGRATING}; name 'ACCENT' shared with accent.AccentExplainer",
-    "perturbation.ClusterSHAPExplainer": f"influence slice: {_MIGRATING}",
-    "perturbation.FIAExplainer": f"influence slice (becomes LOOExplainer): {_MIGRATING}",
-    "perturbation.LIMEExplainer": f"influence slice: {_MIGRATING}",
-    "lxr.LXRExplainer": f"influence slice: {_MIGRATING}; `name` is a constructor argument",
-    "event_shap.EventOrderExplainer": f"features slice: {_MIGRATING}",
-    "event_shap.EventSHAPExplainer": f"features slice: {_MIGRATING}",
-    "kernel_shap_fm.KernelSHAPFMExplainer": f"features slice: {_MIGRATING}",
-    "lime_rs.LimeRSExplainer": f"features slice: {_MIGRATING}",
-    "als_explain.ALSExplainer": f"intrinsic slice: {_MIGRATING}",
-    "kg_paths.KGPathExplainer": f"intrinsic slice: {_MIGRATING}",
-    "neighbourhood.NeighbourhoodExplainer": f"intrinsic slice: {_MIGRATING}; `neighbours` is not a data name "
-                                            "(read it from the model, e.g. EMF.neighbours_)",
-    "review_attention.ReviewAttentionExplainer": f"intrinsic slice: {_MIGRATING}",
-    "rules.RuleExplainer": f"intrinsic slice: {_MIGRATING}; `name` is a constructor argument",
-}
+#: Classes that fail the suite for a known reason (none: every class in the package must pass).
+PENDING: dict[str, str] = {}
 
 
 def _key(cls: type) -> str:

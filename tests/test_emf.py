@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from xrec_helpers.explainers.neighbourhood import NeighbourhoodExplainer, plot_neighbour_ratings
+from xrec_helpers.explainers.neighbourhood import NeighbourhoodExplainer, neighbour_histogram, plot_neighbour_ratings
 from xrec_helpers.models.emf import (
     EMF,
     _solve_side,
@@ -128,16 +128,17 @@ def test_bad_input(small):
 def test_neighbour_explanation_counts_match_the_ratings(small):
     data, R = small
     nb = nearest_neighbours(R, 10)
-    ex = NeighbourhoodExplainer(R, nb, data.titles())
+    ex = NeighbourhoodExplainer(R, neighbours=nb, titles=data.titles())
     frame = data.ratings
     for user in range(5):
         seen = set(frame.loc[frame.user == user, "item"])
         item = next(i for i in frame.item.value_counts().index if i not in seen)
         e = ex.explain(user, int(item))
         rows = frame[(frame.item == item) & frame.user.isin(nb[user])]
-        assert e.extra["n_liked"] == int((rows.rating >= 4).sum())
-        assert sum(e.extra["histogram"].values()) == len(rows)
-        assert e.text.startswith(f"{e.extra['n_liked']} of your 10 nearest neighbours")
+        n_liked = int(e.table["liked"].sum())
+        assert n_liked == int((rows.rating >= 4).sum()) and list(e.table["neighbour"]) == list(nb[user])
+        assert sum(neighbour_histogram(e).values()) == len(rows)
+        assert e.text.startswith(f"{n_liked} of your 10 nearest neighbours")
         assert set(e.items) == seen and (np.diff(e.scores) <= 0).all() and (e.scores <= 1).all()
         # a history item's score: share of the item's likers among the neighbours who also liked it
         likers = rows.loc[rows.rating >= 4, "user"]
@@ -152,7 +153,8 @@ def test_neighbour_explanation_counts_match_the_ratings(small):
 def test_neighbour_explainer_bad_input(small):
     data, R = small
     nb = nearest_neighbours(R, 10)
-    ex = NeighbourhoodExplainer(R, nb)
+    ex = NeighbourhoodExplainer(R, neighbours=nb)
+    assert (NeighbourhoodExplainer(R, k=10).neighbours == nb).all()  # the default neighbours: the same k nearest
     seen = int(R[0].indices[0])
     with pytest.raises(ValueError, match="already in user 0's history"):
         ex.explain(0, seen)
@@ -161,9 +163,9 @@ def test_neighbour_explainer_bad_input(small):
     with pytest.raises(IndexError, match="Unknown user"):
         ex.explain(R.shape[0], 0)
     with pytest.raises(ValueError, match="shape"):
-        NeighbourhoodExplainer(R, nb[:5])
+        NeighbourhoodExplainer(R, neighbours=nb[:5])
     with pytest.raises(ValueError, match="ratings, not a 0/1"):
-        NeighbourhoodExplainer(data.csr(data.ratings), nb)
+        NeighbourhoodExplainer(data.csr(data.ratings), neighbours=nb)
 
 
 def test_pseudo_rating_variant_solves_its_own_objective(small):

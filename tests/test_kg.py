@@ -10,13 +10,17 @@ from xrec_helpers.data.kg import FORWARD, INVERSE, build_item_kg, connective, re
 from xrec_helpers.explainers.baselines import JaccardExplainer
 from xrec_helpers.explainers.kg_paths import KGPathExplainer
 from xrec_helpers.metrics.kg_paths import (
+    PathQuality,
+    PathRemoval,
     coverage,
     entity_popularity,
     interaction_recency,
     path_metrics,
     path_type_diversity,
 )
+from xrec_helpers.metrics.ranking import rank_among_unseen
 from xrec_helpers.models.history_mf import HistoryMF
+from xrec_helpers.models.popularity import PopularityRecommender
 
 
 @pytest.fixture(scope="module")
@@ -94,16 +98,16 @@ def test_no_kg_is_a_clear_error(planted):
 
 def test_paths_agree_with_brute_force(small):
     data, X, kg, model = small
-    explainer = KGPathExplainer(X, kg, model, data.titles(), max_paths=100_000)  # keep every path
+    explainer = KGPathExplainer(model, kg=kg, titles=data.titles(), max_paths=100_000)  # keep every path
     rarity = np.log(len(kg.linked_items()) / np.maximum(kg.node_degree(), 1))
     checked = 0
     for user in range(10):
         item = int(model.recommend([user], 1)[0, 0])
         expl = explainer.explain(user, item)
-        paths = expl.extra["paths"]
+        paths = expl.paths
         hist = X[user].indices
         expected = sum(len(kg.shared_entities(int(h), item)) for h in hist)
-        assert expl.extra["n_paths"] == expected
+        assert len(paths) == expected and len(explainer.paths(user, item)) == expected
         if expected == 0:
             continue
         checked += 1
@@ -126,8 +130,9 @@ def test_paths_agree_with_brute_force(small):
 
 
 def test_kg_weighting_and_relation_filter(small):
-    data, X, kg, _ = small
-    explainer = KGPathExplainer(X, kg, None, data.titles(), weighting="kg", relations=["director", "writer"])
+    data, X, kg, model = small
+    explainer = KGPathExplainer(model, kg=kg, titles=data.titles(), weighting="kg",
+                                relations=["director", "writer"])
     assert explainer.name == "KG paths (KG only)"
     found = 0
     for user in range(40):
@@ -142,7 +147,7 @@ def test_kg_weighting_and_relation_filter(small):
 
 def test_no_path_and_errors(small):
     data, X, kg, model = small
-    explainer = KGPathExplainer(X, kg, model, data.titles())
+    explainer = KGPathExplainer(model, kg=kg, titles=data.titles())
     unlinked = np.flatnonzero(kg.item_degree() == 0)
     user = next(u for u in range(X.shape[0]) if unlinked[0] not in set(X[u].indices))
     expl = explainer.explain(user, int(unlinked[0]))
@@ -152,15 +157,15 @@ def test_no_path_and_errors(small):
         explainer.explain(0, seen)
     with pytest.raises(IndexError, match="Unknown user id"):
         explainer.explain(X.shape[0], 0)
-    with pytest.raises(TypeError, match="HistoryRecommender"):
-        KGPathExplainer(X, kg, None)
+    with pytest.raises(TypeError, match="score_histories"):
+        KGPathExplainer(PopularityRecommender().fit(X), kg=kg)
     with pytest.raises(ValueError, match="weighting"):
-        KGPathExplainer(X, kg, model, weighting="both")
+        KGPathExplainer(model, kg=kg, weighting="both")
     with pytest.raises(ValueError, match="Unknown relation"):
-        KGPathExplainer(X, kg, model, relations=["budget"])
+        KGPathExplainer(model, kg=kg, relations=["budget"])
     other = build_item_kg(data.subset_users(20, seed=3))
     with pytest.raises(ValueError, match="build it from the same Dataset"):
-        KGPathExplainer(X, other, model)
+        KGPathExplainer(model, kg=other)
 
 
 def test_recency_and_popularity_definitions(kg):
@@ -183,7 +188,7 @@ def test_recency_and_popularity_definitions(kg):
 
 def test_path_metrics_and_diversity(small):
     data, X, kg, model = small
-    explainer = KGPathExplainer(X, kg, model, data.titles())
+    explainer = KGPathExplainer(model, kg=kg, titles=data.titles())
     pairs = [(u, int(i)) for u in range(8) for i in model.recommend([u], 3)[0]]
     expls = explainer.explain_many(pairs)
     table = path_metrics(expls, kg, data.ratings)
@@ -192,9 +197,43 @@ def test_path_metrics_and_diversity(small):
     assert table["LIR"].between(0, 1).all() and table["SEP"].between(0, 1).all()
     lir = interaction_recency(data.ratings)
     first = next(e for e in expls if len(e.items))
-    assert table.iloc[0]["LIR"] == pytest.approx(lir[(first.user, int(first.extra["paths"].iloc[0]["history_item"]))])
+    assert table.iloc[0]["LIR"] == pytest.approx(lir[(first.user, int(first.paths.iloc[0]["history_item"]))])
     frame = pd.DataFrame({"user": [0, 0, 0, 1, 1], "relation": ["actor", "actor", "genre", "genre", "genre"]})
     ptd = path_type_diversity(frame, n_types=14)
     assert ptd[0] == pytest.approx(2 / 3) and ptd[1] == pytest.approx(1 / 2)
     with pytest.raises(ValueError, match="KGPathExplainer"):
         path_metrics(JaccardExplainer(X).explain_many(pairs[:2]), kg, data.ratings)
+    # the same numbers through the protocol interface: one row per explanation, NaN without a path
+    result = PathQuality(kg=kg, ratings=data.ratings).evaluate(model, expls)
+    rows = result.per_explanation
+    assert len(rows) == len(expls) and rows["has path"].mean() == pytest.approx(coverage(expls))
+    with_path = rows[rows["has path"] == 1]
+    np.testing.assert_allclose(with_path["LIR"], table["LIR"])
+    np.testing.assert_allclose(with_path["SEP"], table["SEP"])
+    assert rows.loc[rows["has path"] == 0, "LIR"].isna().all()
+    assert {m.name for m in result.metrics} == {"has path", "LIR", "SEP"}
+    assert set(result.summary().columns) == {"has path", "LIR", "SEP"}
+
+
+def test_path_removal_protocol_rescores_without_the_blamed_items(small):
+    data, X, kg, model = small
+    explainer = KGPathExplainer(model, kg=kg, titles=data.titles())
+    users = np.arange(12)
+    pairs = [(int(u), int(model.recommend([u], 1)[0, 0])) for u in users]
+    expls = explainer.explain_many(pairs)
+    result = PathRemoval(n=3).evaluate(model, expls)
+    rows = result.per_explanation
+    assert list(rows["user"]) == [e.user for e in expls] and result.details == {"n": 3}
+    for e, (_, row) in zip(expls, rows.iterrows()):
+        x = X[e.user].toarray()
+        before = model.score_histories(x)[0]
+        x[0, e.keys[:3]] = 0
+        after = model.score_histories(x)[0]
+        assert row["score drop (top-n removed)"] == pytest.approx(before[e.item] - after[e.item], abs=1e-5)
+        assert row["rank (top-n removed)"] == rank_among_unseen(after, e.item, X[e.user].indices)
+    # a history explanation without paths goes through the same protocol (comparison with a baseline)
+    assert len(PathRemoval().evaluate(model, JaccardExplainer(X).explain_many(pairs)).per_explanation) == len(pairs)
+    with pytest.raises(TypeError, match="score_histories"):
+        PathRemoval().evaluate(PopularityRecommender().fit(X), expls)
+    with pytest.raises(ValueError, match="n="):
+        PathRemoval(n=0)

@@ -108,7 +108,7 @@ def test_lime_neighbourhood_follows_lxr_sampler(setup):
     changed = (N[1:] != N[0]).sum(1)
     assert np.all(changed <= flips[1:]) and np.all((flips[1:] >= 5) & (flips[1:] <= 10))
     e1, e2 = lime.explain(user, item), lime.explain(user, item)
-    assert e1.fit_r2 is not None and e1.model_calls == 21 and not e1.extra
+    assert e1.fit_r2 is not None and e1.model_calls == 21
     np.testing.assert_array_equal(e1.scores, e2.scores)  # seeded per (user, item)
 
 
@@ -151,7 +151,7 @@ def test_lxr_batched_equals_single_and_masks_in_range(setup, lxr):
         single = lxr.explain(u, i)
         np.testing.assert_array_equal(single.items, e.items)
         assert set(e.items.tolist()) == set(X[u].indices.tolist())
-        assert np.all((e.scores > 0) & (e.scores < 1)) and not e.extra
+        assert np.all((e.scores > 0) & (e.scores < 1))
         logits = lxr.masks([u], [i], logits=True)[0, e.items]
         assert np.all(np.diff(logits) <= 0)  # ordered by the logits (probabilities saturate at 1.0)
     M = lxr.masks([u for u, _ in pairs[:3]], [i for _, i in pairs[:3]])

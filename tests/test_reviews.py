@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from xrec_helpers.data.reviews import ASPECTS, ReviewCorpus, load_amazon_5core, synthetic_reviews, tokenize
-from xrec_helpers.explainers.review_attention import ReviewAttentionExplainer
+from xrec_helpers.explainers.baselines import JaccardExplainer
+from xrec_helpers.explainers.review_attention import ReviewAttentionExplainer, ReviewOrderExplainer
+from xrec_helpers.metrics.attention import AspectPrecision, AttentionHiding
 from xrec_helpers.models.review_attention import BiasedMF, ReviewAttentionRecommender
 
 FIXTURE = Path(__file__).parent / "fixtures" / "amazon_5core_tiny.json"
@@ -219,19 +221,60 @@ def test_biased_mf_learns_the_biases():
 # --- explainer --------------------------------------------------------------------------------------
 def test_explainer_orders_reviews_by_attention(fitted):
     train, test, model = fitted
-    explainer = ReviewAttentionExplainer(model, train)
+    explainer = ReviewAttentionExplainer(model, corpus=train)
     u, i = int(test.reviews["user"].iloc[0]), int(test.reviews["item"].iloc[0])
     e = explainer.explain(u, i)
     w = model.attention_weights([u], [i])
-    assert np.all(np.diff(e.extra["review_weights"]) <= 1e-9)
-    assert set(e.extra["review_ids"].tolist()) == set(w["item_reviews"][0][w["item_reviews"][0] >= 0].tolist())
-    assert e.extra["reviews"]["stars"].between(1, 5).all()
-    assert set(e.items.tolist()) <= set(explainer.history(u).tolist())
+    assert e.kind == "reviews" and explainer.name == "Review attention (personalised)"
+    assert np.all(np.diff(e.values) <= 1e-9) and e.values.sum() == pytest.approx(1, abs=1e-5)
+    assert set(e.keys.tolist()) == set(w["item_reviews"][0][w["item_reviews"][0] >= 0].tolist())
+    assert list(e.table["review_id"]) == list(e.keys) and e.table["stars"].between(1, 5).all()
     assert train.titles(i) in e.text and "Top" in e.text
+    with pytest.raises(ValueError, match="history items"):
+        _ = e.items  # a review explanation does not rank history items
+    many = explainer.explain_many([(u, i), (u, i)])
+    assert list(many[0].keys) == list(e.keys) and np.allclose(many[1].values, e.values)
     with pytest.raises(ValueError, match="already in user"):
         explainer.explain(u, int(explainer.history(u)[0]))
     with pytest.raises(IndexError, match="Unknown item"):
         explainer.explain(u, train.n_items + 3)
+    with pytest.raises(TypeError, match="review_attention"):
+        ReviewAttentionExplainer(BiasedMF(epochs=1).fit(train), corpus=train)
+
+
+def test_baseline_orders_and_the_protocols(fitted):
+    train, test, model = fitted
+    pairs = list(zip(test.reviews["user"].head(12).tolist(), test.reviews["item"].head(12).tolist()))
+    attention = ReviewAttentionExplainer(model, corpus=train).explain_many(pairs)
+    random = ReviewOrderExplainer(model, corpus=train, how="random", seed=4).explain_many(pairs)
+    liked = ReviewOrderExplainer(model, corpus=train, how="most_liked").explain_many(pairs)
+    for a, r, m in zip(attention, random, liked):
+        assert set(a.keys) == set(r.keys) == set(m.keys)  # the same readable reviews, three orders
+        assert np.all(np.diff(m.table["stars"]) <= 0)
+    assert [list(e.keys) for e in random] == [list(e.keys) for e in
+                                             ReviewOrderExplainer(model, corpus=train, seed=4).explain_many(pairs)]
+    with pytest.raises(ValueError, match="how="):
+        ReviewOrderExplainer(model, corpus=train, how="longest")
+    # hiding: the top-k column is the prediction change when the first k reviews are hidden
+    result = AttentionHiding(k=2, seed=0).evaluate(model, attention)
+    rows = result.per_explanation
+    users, items = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    base = model.predict(users, items)
+    moved = np.abs(model.predict(users, items, hide=[e.keys[:2] for e in attention]) - base)
+    np.testing.assert_allclose(rows["stars moved (top-k hidden)"], moved, atol=1e-6)
+    # the random reference is the random-order explainer's first k with the same seed
+    ref = ReviewOrderExplainer(model, corpus=train, seed=0).explain_many(pairs)
+    moved_ref = np.abs(model.predict(users, items, hide=[e.keys[:2] for e in ref]) - base)
+    np.testing.assert_allclose(rows["stars moved (k random hidden)"], moved_ref, atol=1e-6)
+    assert result.metric("stars moved (top-k hidden)").higher_is_better
+    # planted truth: precision of the first k reviews, NaN with fewer than k
+    prec = AspectPrecision(corpus=train, k=2).evaluate(model, attention).per_explanation["aspect precision@k"]
+    expected = [train.relevant(e.user, e.keys[:2]).mean() if len(e.keys) >= 2 else np.nan for e in attention]
+    np.testing.assert_allclose(prec, expected)
+    with pytest.raises(ValueError, match="reviews"):
+        AttentionHiding().evaluate(model, [JaccardExplainer(train.csr()).explain(*pairs[0])])
+    with pytest.raises(ValueError, match="k="):
+        AspectPrecision(corpus=train, k=0)
 
 
 # --- the fair planted design: bottleneck, no item ID, validation ------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -48,7 +50,7 @@ def test_planted_pairs_are_found(data):
 
 def test_explainer_orders_by_confidence_and_uses_history(data):
     d, X, rules = data
-    ex = RuleExplainer(X, rules, d.titles())
+    ex = RuleExplainer(X, rules=rules, titles=d.titles())
     B = X.toarray() > 0
     user, effect = next((u, int(r.consequent)) for r in rules.itertuples() for u in range(len(B))
                         if B[u, r.antecedent] and not B[u, r.consequent])
@@ -60,11 +62,17 @@ def test_explainer_orders_by_confidence_and_uses_history(data):
     assert set(e.items) <= set(ex.history(int(holders[0])))
     assert np.all(np.diff(e.scores) <= 0)
     assert "co-occurrence" in e.text
+    # the lifts travel in the display table, aligned with the explanation's order
+    lifts = expected.set_index("antecedent")["lift"]
+    assert list(e.table["antecedent"]) == list(e.items)
+    assert np.allclose(e.table["lift"], lifts.loc[e.items].to_numpy())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        e.text = "changed"  # frozen: an explanation is never edited after it is built
 
 
 def test_vectorised_fidelity_matches_explain_many(data):
     d, X, rules = data
-    ex = RuleExplainer(X, rules, d.titles())
+    ex = RuleExplainer(X, rules=rules, titles=d.titles())
     pop = PopularityRecommender().fit(X)
     users = np.arange(30)
     recs = pop.recommend(users, 5)
@@ -84,14 +92,14 @@ def test_clear_errors(data):
         mine_rules(baskets_from_histories(X), min_support=0.9)
     with pytest.raises(ValueError, match="min_support must be"):
         mine_rules(baskets_from_histories(X), min_support=0)
-    ex = RuleExplainer(X, rules, d.titles())
+    ex = RuleExplainer(X, rules=rules, titles=d.titles())
     seen = int(ex.history(0)[0])
     with pytest.raises(ValueError, match="already in user 0's history"):
         ex.explain(0, seen)
     empty = sp.lil_matrix(X.shape)
     empty[1:] = X[1:]
-    ex2 = RuleExplainer(sp.csr_matrix(empty), rules)
+    ex2 = RuleExplainer(sp.csr_matrix(empty), rules=rules)
     with pytest.raises(ValueError, match="empty history"):
         ex2.explain(0, 1)
     with pytest.raises(ValueError, match="lacks columns"):
-        RuleExplainer(X, rules.drop(columns="lift"))
+        RuleExplainer(X, rules=rules.drop(columns="lift"))

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from xrec_helpers.data.reviews import ReviewCorpus
-from xrec_helpers.explainers.review_attention import ReviewAttentionExplainer, review_orderings
+from xrec_helpers.explainers.review_attention import ReviewAttentionExplainer, ReviewOrderExplainer
 from xrec_helpers.models.review_attention import ReviewAttentionRecommender
 
 PERSONALISED = "Personalised attention"
@@ -41,12 +41,16 @@ def _quiet():
 class ReviewPick:
     """One method's pick of an item's reviews for one user, with both checks computed.
 
-    Attributes:
-        name: the method's display name.
-        reviews: the picked reviews (``rank`` index; ``stars``, ``text``, ``aspects`` when planted,
-            ``relevant``: whether the review discusses the user's planted top aspect).
-        predicted, predicted_hidden: the rating the method's model predicts with all reviews, and with the
-            picked reviews hidden.
+    Attributes
+    ----------
+    name
+        the method's display name.
+    reviews
+        the picked reviews (``rank`` index; ``stars``, ``text``, ``aspects`` when planted,
+        ``relevant``: whether the review discusses the user's planted top aspect).
+    predicted, predicted_hidden
+        the rating the method's model predicts with all reviews, and with the
+        picked reviews hidden.
     """
 
     name: str
@@ -70,12 +74,18 @@ class ReviewViewState:
 
     Taught in apps/why_this_recommendation.
 
-    Args:
-        corpus: the training corpus both models were fitted on (synthetic: it carries the planted truth).
-        personalised, narre: fitted :class:`ReviewAttentionRecommender` models (``"personalised"``/``"narre"``).
-        top: how many reviews each method picks.
-        k: how many recommendations are offered per user.
-        seed: seeds the random pick.
+    Parameters
+    ----------
+    corpus
+        the training corpus both models were fitted on (synthetic: it carries the planted truth).
+    personalised, narre
+        fitted :class:`ReviewAttentionRecommender` models (``"personalised"``/``"narre"``).
+    top
+        how many reviews each method picks.
+    k
+        how many recommendations are offered per user.
+    seed
+        seeds the random pick.
     """
 
     def __init__(self, corpus: ReviewCorpus, personalised: ReviewAttentionRecommender,
@@ -91,8 +101,9 @@ class ReviewViewState:
             raise ValueError(f"top={top!r} must be a positive integer (reviews per pick).")
         self.corpus, self.top, self.k, self.seed = corpus, int(top), int(k), seed
         self.models = {PERSONALISED: personalised, NARRE: narre}
-        self.explainers = {PERSONALISED: ReviewAttentionExplainer(personalised, corpus, top=top),
-                           NARRE: ReviewAttentionExplainer(narre, corpus, top=top)}
+        self.explainers = {PERSONALISED: ReviewAttentionExplainer(personalised, corpus=corpus, top=top),
+                           NARRE: ReviewAttentionExplainer(narre, corpus=corpus, top=top),
+                           RANDOM: ReviewOrderExplainer(personalised, corpus=corpus, how="random", seed=seed, top=top)}
         with _quiet():
             readable = personalised.documents(np.zeros(corpus.n_items, dtype=int), np.arange(corpus.n_items))[1]
         self._n_readable = (readable >= 0).sum(axis=1)  # each item's reviews the models can read
@@ -168,10 +179,7 @@ class ReviewViewState:
 
     def _picks(self) -> dict[str, ReviewPick]:
         u, i = np.array([self.user]), np.array([self.item])
-        chosen = {name: e.explain(self.user, self.item).extra["review_ids"][: self.top]
-                  for name, e in self.explainers.items()}
-        chosen[RANDOM] = review_orderings(self.models[PERSONALISED], self.corpus, u, i, "random",
-                                          seed=self.seed)[0][: self.top]
+        chosen = {name: e.explain(self.user, self.item).keys[: self.top] for name, e in self.explainers.items()}
         out = {}
         for name, ids in chosen.items():
             model = self.models.get(name, self.models[PERSONALISED])  # the random pick is checked on the personalised model

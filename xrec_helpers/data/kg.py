@@ -103,11 +103,16 @@ class ItemKG:
 
     Taught in 10_knowledge_graph_paths.
 
-    Attributes:
-        incidence: CSR (n_items, n_nodes), 1 where the item links to the node.
-        node_relation: short relation name of each node.
-        node_entity: Freebase entity id of each node ("series:<film entity>" for derived series nodes).
-        edges: one row per (item, node): ``item``, ``node``, ``relation``.
+    Attributes
+    ----------
+    incidence
+        CSR (n_items, n_nodes), 1 where the item links to the node.
+    node_relation
+        short relation name of each node.
+    node_entity
+        Freebase entity id of each node ("series:<film entity>" for derived series nodes).
+    edges
+        one row per (item, node): ``item``, ``node``, ``relation``.
     """
 
     incidence: sp.csr_matrix

@@ -59,18 +59,26 @@ def tokenize(text: str) -> list[str]:
 class ReviewCorpus:
     """Reviews with contiguous internal ids and their token ids.
 
-    Attributes:
-        name: where it came from.
-        reviews: one row per review: ``review_id`` (row of ``tokens``), ``user``, ``item``,
-            ``rating`` (stars), ``text``, and for synthetic corpora ``aspects`` (tuple of names).
-        users: indexed by internal user id: ``raw_id``; synthetic corpora add ``top_aspect`` and one
-            preference column per aspect (``pref_<aspect>``).
-        items: indexed by internal item id: ``raw_id``, ``title``; synthetic corpora add
-            ``quality_<aspect>`` columns.
-        tokens: (n_reviews_total, max_len) int32 token ids, 0-padded, row = ``review_id``. Subsets made
-            by :meth:`split` share it, so a review id means the same review everywhere.
-        vocab: the words; ``vocab[t]`` is token ``t`` (0 = padding, 1 = unknown word).
-        aspects: the planted aspect names (empty for real data).
+    Attributes
+    ----------
+    name
+        where it came from.
+    reviews
+        one row per review: ``review_id`` (row of ``tokens``), ``user``, ``item``,
+        ``rating`` (stars), ``text``, and for synthetic corpora ``aspects`` (tuple of names).
+    users
+        indexed by internal user id: ``raw_id``; synthetic corpora add ``top_aspect`` and one
+        preference column per aspect (``pref_<aspect>``).
+    items
+        indexed by internal item id: ``raw_id``, ``title``; synthetic corpora add
+        ``quality_<aspect>`` columns.
+    tokens
+        (n_reviews_total, max_len) int32 token ids, 0-padded, row = ``review_id``. Subsets made
+        by :meth:`split` share it, so a review id means the same review everywhere.
+    vocab
+        the words; ``vocab[t]`` is token ``t`` (0 = padding, 1 = unknown word).
+    aspects
+        the planted aspect names (empty for real data).
     """
 
     name: str
@@ -118,8 +126,20 @@ class ReviewCorpus:
     def relevant(self, user: int, review_ids: np.ndarray) -> np.ndarray:
         """Ground truth: which of ``review_ids`` discuss ``user``'s planted top aspect (bool array)."""
         aspect = self.top_aspect([user])[0]
-        by_id = self.reviews.set_index("review_id")["aspects"]
-        return np.array([aspect in by_id[r] for r in np.asarray(review_ids, dtype=int)], dtype=bool)
+        ids = np.asarray(review_ids, dtype=int)
+        pos = self._review_index().get_indexer(ids)
+        if (pos < 0).any():
+            raise KeyError(f"Unknown review id(s) {ids[pos < 0][:5].tolist()} in {self.name}.")
+        aspects = self.reviews["aspects"].to_numpy()
+        return np.array([aspect in aspects[p] for p in pos], dtype=bool)
+
+    def _review_index(self) -> pd.Index:
+        """``review_id`` as an index (rebuilt when ``reviews`` is replaced), for fast look-ups by id."""
+        cached = self.__dict__.get("_by_review_id")
+        if cached is None or cached[0] is not self.reviews:
+            cached = (self.reviews, pd.Index(self.reviews["review_id"].to_numpy()))
+            self.__dict__["_by_review_id"] = cached
+        return cached[1]
 
     def subset(self, mask: np.ndarray, name: str) -> ReviewCorpus:
         """The same users, items, vocabulary and tokens, with only the reviews where ``mask`` is True."""

@@ -28,7 +28,6 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -207,7 +206,6 @@ class Explanation:
     verb: str = "watched"
     text: str | None = None
     titles: np.ndarray | None = field(default=None, repr=False, compare=False)
-    extra: Any = field(default_factory=dict, repr=False, compare=False)  # transitional: removed once unread
 
     def __post_init__(self) -> None:
         set_ = functools.partial(object.__setattr__, self)
@@ -239,7 +237,6 @@ class Explanation:
             set_("targets", tuple(int(t) for t in self.targets))
         if self.base_value is not None:
             set_("base_value", float(self.base_value))
-        set_("extra", MappingProxyType(dict(self.extra)))
         if self.text is None:
             set_("text", self.render())
 
@@ -450,6 +447,12 @@ class Explainer(ABC):
             raise TypeError(f"{cls.name} needs a model with {', '.join(missing)}; {type(model).__name__} offers "
                             f"{sorted(capabilities_of(model)) or 'none of them'}.")
 
+    def _attach(self, model: Any, titles: Sequence[str] | np.ndarray | None) -> None:
+        """Set-up of a model-based explainer: check the model's capabilities, read histories from it, keep it."""
+        self.check_supports(model)
+        Explainer.__init__(self, model._fitted(), titles)
+        self.model = model
+
     # ---- histories --------------------------------------------------------------------------------------
     @property
     def train(self) -> sp.csr_matrix:
@@ -489,6 +492,12 @@ class Explainer(ABC):
         if len(hist) == 0:
             raise ValueError(f"User {user} has an empty history: there is nothing to explain a recommendation with.")
         return hist
+
+    def _row(self, history: np.ndarray) -> np.ndarray:
+        """The dense 0/1 float32 history vector with ``history``'s items set."""
+        x = np.zeros(self.n_items, dtype=np.float32)
+        x[history] = 1.0
+        return x
 
     def check_pair(self, user: int, item: int) -> np.ndarray:
         """Validate (user, item) and return the user's history."""
@@ -537,12 +546,6 @@ class Explainer(ABC):
             if fields.get(name) is not None:
                 fields[name] = [fields[name][j] for j in idx]
         fields.setdefault("kind", self.kind)
-        if "counterfactual_set" in fields or "replacement" in fields or "predicted_gap" in fields:  # transitional
-            cf = fields.pop("counterfactual_set", None)
-            rep, gap = fields.pop("replacement", None), fields.pop("predicted_gap", None)
-            if cf is not None or rep is not None or gap is not None:
-                fields["counterfactual"] = Counterfactual(items=[] if cf is None else cf, replacement=rep,
-                                                          predicted_gap=gap, found=cf is not None and len(cf) > 0)
         return Explanation(user=int(user), item=int(item), method=self.name, keys=keys[idx] if len(keys) else keys,
                            values=values[idx], titles=self.titles, **fields)
 

@@ -183,14 +183,7 @@ class LOOExplainer(Explainer):
     requires: ClassVar[frozenset[str]] = frozenset({SCORE_HISTORIES})
 
     def __init__(self, model: Any, *, titles: Sequence[str] | np.ndarray | None = None):
-        self.check_supports(model)
-        Explainer.__init__(self, model._fitted(), titles)
-        self.model = model
-
-    def _row(self, history: np.ndarray) -> np.ndarray:
-        x = np.zeros(self.n_items, dtype=np.float32)
-        x[history] = 1.0
-        return x
+        self._attach(model, titles)
 
     def effects(self, user: int, items: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Exact leave-one-out effects of the user's history on the scores of ``items``.
@@ -399,9 +392,7 @@ class _InfluenceExplainer(Explainer):
 
     def __init__(self, model: Any, *, titles: Sequence[str] | np.ndarray | None = None, k: int = 5,
                  influence: FastInfluence | None = None):
-        self.check_supports(model)
-        Explainer.__init__(self, model._fitted(), titles)
-        self.model = model
+        self._attach(model, titles)
         if influence is None:
             influence = FastInfluence(model, k=_check_k(k, model.n_items, "the catalogue size"))
         elif influence.model is not model:

@@ -144,9 +144,8 @@ class KernelSHAPFMExplainer(Explainer):
 
     def __init__(self, model: Any, *, titles: Sequence[str] | None = None, nsamples: int | str = 128,
                  seed: int = 0):
-        self.check_supports(model)
-        Explainer.__init__(self, model._fitted(), titles)
-        self.model, self.nsamples, self.seed = model, nsamples, seed
+        self._attach(model, titles)
+        self.nsamples, self.seed = nsamples, seed
 
     def explain(self, user: int, item: int) -> Explanation:
         """KernelSHAP values of the pair's active slots (see the class docstring)."""

@@ -11,22 +11,22 @@ KG node (same director, a shared actor, ...) with y gives a path. A path is scor
   from the history (``score_histories``: exact, no retraining), signed; with ``weighting="kg"``
   it is 1, i.e. the path is ranked on side data alone.
 
-``items`` lists the history items that have a path, ranked by their best path; ``extra["paths"]``
-holds every path, best first. A KG path is a plausible link in side data, not the model's reason:
+``keys`` lists the history items that have a path, ranked by their best path; the ``paths`` field
+holds the paths, best first (``PATH_COLUMNS``). A KG path is a plausible link in side data, not the model's reason:
 only the counterfactual check (remove the blamed items, re-score) says whether the model cares.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from xrec_helpers.data.kg import READABLE, ItemKG
 from xrec_helpers.explainers.base import Explainer, Explanation, markdown_escape
-from xrec_helpers.models.base import HistoryRecommender
+from xrec_helpers.models.base import SCORE_HISTORIES
 
 PATH_COLUMNS = ["history_item", "node", "relation", "in words", "degree", "rarity", "weight", "score", "text"]
 
@@ -36,35 +36,46 @@ class KGPathExplainer(Explainer):
 
     Taught in 10_knowledge_graph_paths.
 
-    Args:
-        train: user x item matrix (the histories).
-        kg: the item–entity graph from :func:`xrec_helpers.data.kg.build_item_kg` (same item ids).
-        recommender: a fitted history-conditioned model; needed for ``weighting="model"``.
-        titles: display titles by internal item id.
-        weighting: "model" (rarity x score drop when h is removed) or "kg" (rarity only).
-        relations: restrict paths to these short relation names (default: all).
-        max_paths: paths kept in ``extra["paths"]`` (best first).
+    Parameters
+    ----------
+    model : Recommender
+        The explained model, fitted, declaring ``SCORE_HISTORIES`` (its ``train_`` holds the histories;
+        ``weighting="model"`` re-scores each history without each item).
+    kg : ItemKG
+        The item-entity graph from :func:`xrec_helpers.data.kg.build_item_kg` (same item ids).
+    titles : sequence of str, optional
+        Display titles by internal item id.
+    weighting : str
+        ``"model"`` (rarity x score drop when h is removed) or ``"kg"`` (rarity only: the paths are
+        ranked on side data alone, and the model only supplies the histories).
+    relations : sequence of str, optional
+        Restrict paths to these short relation names (default: all).
+    max_paths : int
+        Paths kept in the explanation's ``paths`` (best first).
+
+    Raises
+    ------
+    TypeError
+        When the model does not declare ``SCORE_HISTORIES``.
+    ValueError
+        For a KG of another size, an unknown ``weighting`` or relation.
     """
 
-    def __init__(self, train: sp.csr_matrix, kg: ItemKG, recommender: HistoryRecommender | None = None,
-                 titles: Sequence[str] | None = None, weighting: str = "model",
+    name = "KG paths"
+    requires = frozenset({SCORE_HISTORIES})
+
+    def __init__(self, model: Any, *, kg: ItemKG, titles: Sequence[str] | None = None, weighting: str = "model",
                  relations: Sequence[str] | None = None, max_paths: int = 50):
-        super().__init__(train, titles)
+        self._attach(model, titles)
         if kg.n_items != self.n_items:
-            raise ValueError(f"The KG covers {kg.n_items} items but the matrix has {self.n_items}: build it from "
+            raise ValueError(f"The KG covers {kg.n_items} items but the model has {self.n_items}: build it from "
                              "the same Dataset (build_item_kg(data)).")
         if weighting not in ("model", "kg"):
             raise ValueError(f"weighting must be 'model' or 'kg', not {weighting!r}.")
-        if weighting == "model":
-            if not isinstance(recommender, HistoryRecommender):
-                raise TypeError("weighting='model' needs a fitted HistoryRecommender (it re-scores the history "
-                                "without each item); pass weighting='kg' to rank paths on the KG alone.")
-            if recommender.n_items != self.n_items:
-                raise ValueError(f"The recommender has {recommender.n_items} items, the matrix {self.n_items}.")
         unknown = set(relations or ()) - set(READABLE)
         if unknown:
             raise ValueError(f"Unknown relation(s) {sorted(unknown)}; choose from {sorted(READABLE)}.")
-        self.kg, self.recommender, self.weighting = kg, recommender, weighting
+        self.kg, self.weighting = kg, weighting
         self.relations = None if relations is None else set(relations)
         self.max_paths = max_paths
         self.rarity = kg.node_idf()
@@ -78,7 +89,7 @@ class KGPathExplainer(Explainer):
         X = np.zeros((len(candidates) + 1, self.n_items), dtype=np.float32)
         X[:, history] = 1
         X[np.arange(1, len(candidates) + 1), candidates] = 0
-        s = self.recommender.score_histories(X)[:, item].astype(np.float64)
+        s = self.model.score_histories(X)[:, item].astype(np.float64)
         return s[0] - s[1:]
 
     def path_text(self, history_item: int, relation: str, item: int) -> str:
@@ -93,7 +104,18 @@ class KGPathExplainer(Explainer):
         return f"*{markdown_escape(self._title(item))}*"
 
     def paths(self, user: int, item: int) -> pd.DataFrame:
-        """Every path from ``user``'s history to ``item``, best first (columns: ``PATH_COLUMNS``)."""
+        """Every path from ``user``'s history to ``item``, best first.
+
+        Parameters
+        ----------
+        user, item : int
+            Internal ids; ``item`` outside the user's history.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``PATH_COLUMNS``; every path, not only the ``max_paths`` an explanation keeps.
+        """
         history = self.check_pair(user, item)
         target_nodes = self.kg.nodes_of(item)
         if self.relations is not None:
@@ -114,7 +136,18 @@ class KGPathExplainer(Explainer):
         return frame.reset_index(drop=True)
 
     def explain(self, user: int, item: int) -> Explanation:
-        """History items with a path to ``item``, ranked by their best path; the paths in ``extra``."""
+        """History items with a path to ``item``, ranked by their best path; the paths in ``paths``.
+
+        Parameters
+        ----------
+        user, item : int
+            Internal ids; ``item`` outside the user's history.
+
+        Returns
+        -------
+        Explanation
+            ``kind="history"``; ``paths`` holds the best ``max_paths`` paths (empty when none).
+        """
         paths = self.paths(user, item)
         best = paths.drop_duplicates("history_item")  # already sorted: first row per item is its best path
         if len(best):
@@ -122,4 +155,4 @@ class KGPathExplainer(Explainer):
         else:
             text = f"No knowledge-graph path links this history to {self._md_title(item)}."
         return self._make(user, item, best["history_item"].to_numpy(np.int64), best["score"].to_numpy(float),
-                          text=text, extra={"paths": paths.head(self.max_paths), "n_paths": len(paths)})
+                          order="given", text=text, paths=paths.head(self.max_paths))

@@ -77,13 +77,12 @@ class LimeRSExplainer(Explainer):
 
     def __init__(self, model: Any, *, titles: Sequence[str] | None = None, n_samples: int = 300,
                  kernel_width: float = 0.5, user_share: float = 0.0, alpha: float = 1.0, random_state: int = 0):
-        self.check_supports(model)
-        Explainer.__init__(self, model._fitted(), titles)
+        self._attach(model, titles)
         if n_samples < 10:
             raise ValueError(f"n_samples={n_samples} is too small for a surrogate with {len(FIELDS)} features; use >= 10.")
         if not 0 <= user_share < 1:
             raise ValueError(f"user_share must be in [0, 1), got {user_share}.")
-        self.model, self.n_samples, self.kernel_width = model, n_samples, kernel_width
+        self.n_samples, self.kernel_width = n_samples, kernel_width
         self.user_share, self.alpha, self.random_state = user_share, alpha, random_state
         binary = (self.train > 0)
         self.item_popularity = np.asarray(binary.sum(0)).ravel().astype(np.float64)

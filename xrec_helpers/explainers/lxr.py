@@ -123,9 +123,7 @@ class LXRExplainer(Explainer):
     def __init__(self, model: Any, *, titles: Sequence[str] | np.ndarray | None = None, hidden: int = 64,
                  lambda_pos: float = 11.6, lambda_neg: float = 0.14, alpha: float = 1.0, lr: float = 4e-3,
                  batch_size: int = 32, epochs: int = 10, random_state: int | None = 0, name: str | None = None):
-        self.check_supports(model)
-        Explainer.__init__(self, model._fitted(), titles)
-        self.model = model
+        self._attach(model, titles)
         if lambda_pos < 0 or lambda_neg < 0 or alpha < 0 or lambda_pos + lambda_neg == 0:
             raise ValueError("lambda_pos, lambda_neg and alpha must be >= 0, and at least one lambda positive.")
         if hidden < 1 or batch_size < 1 or epochs < 0:

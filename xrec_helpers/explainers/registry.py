@@ -120,8 +120,10 @@ def convention_violations(cls: type[Explainer]) -> list[str]:
             out.append(f"*{p.name}/**{p.name} in the constructor")
         elif p.kind == p.KEYWORD_ONLY and p.default is p.empty and p.name not in DATA_NAMES:
             out.append(f"required keyword {p.name!r} is not a data name {DATA_NAMES} (give hyperparameters defaults)")
-    if "name" in [p.name for p in params]:
-        out.append("`name` is a constructor parameter: the display name is a class attribute (one per class)")
+    named = [p for p in params if p.name == "name"]
+    if named and (named[0].kind != named[0].KEYWORD_ONLY or named[0].default not in (None, cls.name)):
+        out.append("`name` in the constructor must be keyword-only with default None or the class's `name` "
+                   "(an instance may be renamed to tell variants apart in one table; the class name stays unique)")
     return out
 
 

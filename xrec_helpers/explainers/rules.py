@@ -18,7 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 from mlxtend.frequent_patterns import apriori, association_rules
 
-from xrec_helpers.explainers.base import Explainer, Explanation
+from xrec_helpers.explainers.base import Explainer, Explanation, markdown_escape
 from xrec_helpers.models.base import Recommender
 
 RULE_COLUMNS = ["antecedent", "consequent", "support", "confidence", "lift", "antecedent support",
@@ -53,11 +53,16 @@ def mine_rules(baskets: sp.csr_matrix, min_support: float, min_confidence: float
                max_len: int = 2) -> pd.DataFrame:
     """Single-item rules A -> C with support, confidence and lift, mined by mlxtend.
 
-    Args:
-        baskets: transactions x items 0/1 matrix (``baskets_from_histories`` / ``baskets_from_top_n``).
-        min_support: share of baskets an itemset must appear in (0 < min_support <= 1).
-        min_confidence: keep rules with confidence >= this.
-        max_len: itemset length; the explainer uses single-item rules, so 2.
+    Parameters
+    ----------
+    baskets
+        transactions x items 0/1 matrix (``baskets_from_histories`` / ``baskets_from_top_n``).
+    min_support
+        share of baskets an itemset must appear in (0 < min_support <= 1).
+    min_confidence
+        keep rules with confidence >= this.
+    max_len
+        itemset length; the explainer uses single-item rules, so 2.
 
     Returns a frame with integer ``antecedent`` and ``consequent`` item ids, sorted by confidence then
     lift. Raises ValueError (saying how far to lower it) when ``min_support`` yields no rule.
@@ -89,7 +94,7 @@ def mine_rules(baskets: sp.csr_matrix, min_support: float, min_confidence: float
             f"{n_baskets} baskets (support {best_pair / n_baskets:.4f}). Lower min_support to at most "
             f"{best_pair / n_baskets:.4f}.")
     frame = pd.DataFrame(basket[:, frequent].toarray() > 0, columns=frequent.tolist())
-    # apriori's vectorised pair count is ~10x faster than fpgrowth here; fall back to its low-memory
+    # apriori's vectorised pair count is the faster choice for pairs; fall back to its low-memory
     # loop when the (baskets x candidate pairs) boolean array would pass ~300 MB.
     low_memory = len(frequent) ** 2 / 2 * n_baskets > 3e8
     itemsets = apriori(frame, min_support=min_support, use_colnames=True, max_len=max_len, low_memory=low_memory)
@@ -125,14 +130,26 @@ class RuleExplainer(Explainer):
     Scored by rule confidence, ties broken by lift. A recommendation that no rule reaches gets an
     empty explanation (that is what "model fidelity" counts). Taught in 02_association_rules.
 
-    Args:
-        train: the user x item matrix that defines histories.
-        rules: output of :func:`mine_rules`.
-        titles: display titles by internal item id.
-        name: display name (e.g. "Rules (top-N)" vs "Rules (histories)").
+    Parameters
+    ----------
+    train : scipy.sparse matrix
+        The user x item matrix that defines histories.
+    rules : pandas.DataFrame
+        Output of :func:`mine_rules`.
+    titles : sequence of str, optional
+        Display titles by internal item id.
+    name : str
+        Display name (e.g. "Rules (top-N)" vs "Rules (histories)").
+
+    Raises
+    ------
+    ValueError
+        When ``rules`` lacks the columns :func:`mine_rules` writes.
     """
 
-    def __init__(self, train: sp.csr_matrix, rules: pd.DataFrame, titles: Sequence[str] | None = None,
+    name = "Rules"
+
+    def __init__(self, train: sp.csr_matrix, *, rules: pd.DataFrame, titles: Sequence[str] | None = None,
                  name: str = "Rules"):
         super().__init__(train, titles)
         missing = set(RULE_COLUMNS[:5]) - set(rules.columns)
@@ -145,19 +162,36 @@ class RuleExplainer(Explainer):
         self._by_consequent = {int(c): (g["antecedent"].to_numpy(), g["confidence"].to_numpy(), g["lift"].to_numpy())
                                for c, g in by_cons.groupby("consequent", sort=False)}
 
+    def _md(self, item: int) -> str:
+        return f"*{markdown_escape(self.titles[item] if self.titles is not None else f'item {item}')}*"
+
     def explain(self, user: int, item: int) -> Explanation:
+        """The user's history items that lead to ``item`` by a rule, by confidence (lift in ``table``).
+
+        Parameters
+        ----------
+        user, item : int
+            Internal ids; ``item`` outside the user's history.
+
+        Returns
+        -------
+        Explanation
+            ``kind="history"``, values = rule confidences; ``table`` has each rule's confidence and lift.
+        """
         hist = self.check_pair(user, item)
         ante, conf, lift = self._by_consequent.get(int(item), (np.array([], int), np.array([]), np.array([])))
         keep = np.isin(ante, hist)
-        items, scores, lifts = ante[keep], conf[keep], lift[keep]
-        expl = self._make(user, item, items, scores, extra={"lift": lifts})
+        items, scores, lifts = ante[keep].astype(np.int64), conf[keep], lift[keep]
         if len(items):
-            lead = ", ".join(f"{expl._md_title(i)} ({s:.0%})" for i, s in zip(expl.items[:2], expl.scores[:2]))
-            expl.text = (f"Baskets that contain {lead} also contain {expl._md_title(item)} that often "
-                         f"({self.name}): co-occurrence, not the model's reason.")
+            lead = ", ".join(f"{self._md(int(i))} ({s:.0%})" for i, s in zip(items[:2], scores[:2]))
+            text = (f"Baskets that contain {lead} also contain {self._md(item)} that often "
+                    f"({self.name}): co-occurrence, not the model's reason.")
         else:
-            expl.text = f"No {self.name} rule leads from this user's history to {expl._md_title(item)}."
-        return expl
+            text = f"No {self.name} rule leads from this user's history to {self._md(item)}."
+        table = pd.DataFrame({"antecedent": items, "confidence": scores, "lift": lifts},
+                             index=pd.RangeIndex(1, len(items) + 1, name="rank"))
+        # already in confidence-then-lift order: keep it (a value sort would break lift ties differently)
+        return self._make(user, item, items, scores, order="given", text=text, table=table)
 
 
 def rule_fidelity(explainer: RuleExplainer, users: np.ndarray, recs: np.ndarray) -> float:

@@ -26,14 +26,7 @@ class _HistorySurrogate(Explainer):
     requires: ClassVar[frozenset[str]] = frozenset({SCORE_HISTORIES})
 
     def __init__(self, model: Any, titles: Sequence[str] | np.ndarray | None = None):
-        self.check_supports(model)
-        Explainer.__init__(self, model._fitted(), titles)
-        self.model = model
-
-    def _row(self, history: np.ndarray) -> np.ndarray:
-        x = np.zeros(self.n_items, dtype=np.float32)
-        x[history] = 1.0
-        return x
+        self._attach(model, titles)
 
 
 class LIMEExplainer(_HistorySurrogate):

@@ -40,6 +40,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,7 +48,8 @@ import scipy.sparse as sp
 
 from xrec_helpers.data.kg import READABLE, ItemKG
 from xrec_helpers.data.reviews import aspect_mentions
-from xrec_helpers.models.base import HistoryRecommender
+from xrec_helpers.metrics.ranking import rank_among_unseen
+from xrec_helpers.models.base import SCORE_HISTORIES, capabilities_of
 
 
 # ---- claims ----------------------------------------------------------------------------------------
@@ -131,13 +133,18 @@ def check_aspect_statements(
 ) -> pd.DataFrame:
     """One row per statement: true of the item?, relevant to the user?, and (with ``predict``) faithful?
 
-    Args:
-        statements: e.g. the flattened output of :func:`aspect_statements`.
-        quality: (n_items, n_aspects) planted qualities; ``top_aspect``: (n_users,) index of each user's aspect
-            (both from :func:`xrec_helpers.data.reviews.planted_truth`).
-        aspects: aspect names in the column order of ``quality``.
-        predict: ``predict(users, items, hide_aspect)`` -> predicted ratings, where ``hide_aspect`` is an
-            aspect index per pair or -1 for none (``ReviewTextGenerator.predict``).
+    Parameters
+    ----------
+    statements
+        e.g. the flattened output of :func:`aspect_statements`.
+    quality
+        (n_items, n_aspects) planted qualities; ``top_aspect``: (n_users,) index of each user's aspect
+        (both from :func:`xrec_helpers.data.reviews.planted_truth`).
+    aspects
+        aspect names in the column order of ``quality``.
+    predict
+        ``predict(users, items, hide_aspect)`` -> predicted ratings, where ``hide_aspect`` is an
+        aspect index per pair or -1 for none (``ReviewTextGenerator.predict``).
 
     Columns: ``user``, ``item``, ``aspect``, ``polarity``, ``true_of_item`` (None when the statement names
     the aspect without a verdict), ``relevant``; with ``predict``: ``effect_cited`` (predicted rating minus
@@ -189,32 +196,6 @@ def check_aspect_statements(
     return frame
 
 
-def grouped_share_ci(values: Sequence[float], groups: Sequence, level: float = 0.95, n_resamples: int = 2000,
-                     random_state: int = 0) -> tuple[float, float, float, int]:
-    """(share, low, high, n_groups): the share of true ``values`` with a bootstrap interval that resamples groups.
-
-    Claims come in clusters (two claims of one sentence, the sentences of one user) that are not independent,
-    so resampling single claims gives too narrow an interval. This resamples whole groups (pass a sentence
-    or user id per claim) and recomputes the share over all claims of the drawn groups (percentile interval).
-    Taught in 12_generated_explanations.
-    """
-    v = np.asarray(values, dtype=float)
-    codes, uniques = pd.factorize(pd.Series(list(groups)))
-    if len(v) != len(codes):
-        raise ValueError(f"One group per value: {len(v)} values, {len(codes)} groups.")
-    if len(uniques) < 2:
-        raise ValueError(f"Need at least two groups for a bootstrap interval, got {len(uniques)}.")
-    if not 0 < level < 1:
-        raise ValueError(f"level={level} must be between 0 and 1 (e.g. 0.95).")
-    sums = np.bincount(codes, weights=v, minlength=len(uniques))
-    counts = np.bincount(codes, minlength=len(uniques)).astype(float)
-    rng = np.random.default_rng(random_state)
-    draws = rng.integers(0, len(uniques), size=(n_resamples, len(uniques)))
-    shares = sums[draws].sum(1) / counts[draws].sum(1)
-    low, high = np.percentile(shares, [50 * (1 - level), 50 * (1 + level)])
-    return float(v.mean()), float(low), float(high), int(len(uniques))
-
-
 # ---- the checker for MovieLens-style explanations ----------------------------------------------------
 _NUMBER_WORDS = {w: k for k, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven",
                                              "eight", "nine", "ten"])}
@@ -225,19 +206,27 @@ class ClaimChecker:
 
     Taught in 12_generated_explanations.
 
-    Args:
-        histories: user x item matrix whose rows are the histories the model reads (the recommender's
-            ``train_`` after ``use_histories``).
-        recommender: a fitted history-conditioned model, for causal claims (None: they are not checkable).
-        titles: display titles by internal item id (the parser finds them in the sentence).
-        kg: the item–entity graph (:func:`xrec_helpers.data.kg.build_item_kg`), for :class:`SameEntity`.
-        ratings: user x item star ratings and ``neighbours`` ((n_users, k) ids, nearest first), for
-            :class:`NeighboursLiked`. The ratings are also the full watch history for :class:`Watched`: a film
-            rated 1 star was watched even when the model reads only liked films.
-        min_drop: a removal must lower the score by more than this to count as an effect (float noise).
+    Parameters
+    ----------
+    histories
+        user x item matrix whose rows are the histories the model reads (the recommender's
+        ``train_`` after ``use_histories``).
+    recommender
+        a fitted model declaring ``SCORE_HISTORIES`` (it re-scores edited histories), for causal
+        claims (None: they are not checkable).
+    titles
+        display titles by internal item id (the parser finds them in the sentence).
+    kg
+        the item–entity graph (:func:`xrec_helpers.data.kg.build_item_kg`), for :class:`SameEntity`.
+    ratings
+        user x item star ratings and ``neighbours`` ((n_users, k) ids, nearest first), for
+        :class:`NeighboursLiked`. The ratings are also the full watch history for :class:`Watched`: a film
+        rated 1 star was watched even when the model reads only liked films.
+    min_drop
+        a removal must lower the score by more than this to count as an effect (float noise).
     """
 
-    def __init__(self, histories: sp.csr_matrix, recommender: HistoryRecommender | None = None,
+    def __init__(self, histories: sp.csr_matrix, recommender: Any | None = None,
                  titles: Sequence[str] | None = None, kg: ItemKG | None = None,
                  ratings: sp.csr_matrix | None = None, neighbours: np.ndarray | None = None,
                  min_drop: float = 1e-6):
@@ -245,9 +234,10 @@ class ClaimChecker:
             raise TypeError("histories must be a scipy.sparse user x item matrix (the histories the model reads).")
         self.histories = sp.csr_matrix(histories)
         if recommender is not None:
-            if not isinstance(recommender, HistoryRecommender):
+            if SCORE_HISTORIES not in capabilities_of(recommender):
                 raise TypeError(f"{type(recommender).__name__} cannot re-score an edited history: causal claims need "
-                                "a HistoryRecommender (or pass recommender=None and they are reported unchecked).")
+                                "a model with score_histories (or pass recommender=None and they are reported "
+                                "unchecked).")
             if recommender.n_items != self.histories.shape[1]:
                 raise ValueError(f"The recommender has {recommender.n_items} items, the histories "
                                  f"{self.histories.shape[1]}.")
@@ -353,14 +343,11 @@ class ClaimChecker:
         drops = S[0, claim.item] - S[1:, claim.item]
         drop = float(drops[history == claim.cause][0])
         typical = float(np.median(drops[history != claim.cause])) if len(others) else 0.0
-        candidates = np.ones(X.shape[1], dtype=bool)
-        candidates[history] = False
+        seen = history
         if self.ratings is not None:  # rank among the films the user has not rated, as a recommender would list them
-            candidates[self.ratings.indices[self.ratings.indptr[claim.user]:self.ratings.indptr[claim.user + 1]]] = False
-        candidates[claim.item] = False
-        rank0 = 1 + int((S[0, candidates] > S[0, claim.item]).sum())
+            seen = np.union1d(history, self.ratings.indices[self.ratings.indptr[claim.user]:self.ratings.indptr[claim.user + 1]])
         row = 1 + int(np.flatnonzero(history == claim.cause)[0])
-        rank1 = 1 + int((S[row, candidates] > S[row, claim.item]).sum())
+        rank0, rank1 = (int(r) for r in rank_among_unseen(S[[0, row]], claim.item, seen))
         position = 1 + int((drops > drop).sum())
         held = drop > self.min_drop and drop >= typical
         return held, (f"removing it changes the score by {-drop:+.4f} (rank {rank0} → {rank1}); a typical film "

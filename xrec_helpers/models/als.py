@@ -28,14 +28,21 @@ class ALS(HistoryRecommender):
 
     Taught in 08_als_item_style.
 
-    Args:
-        factors: latent dimension.
-        regularization: λ, the L2 penalty on user and item factors.
-        alpha: confidence of an observed cell (implicit multiplies the matrix by it; unobserved cells
-            have confidence 1 and preference 0).
-        iterations: full ALS sweeps (each: all users, then all items).
-        use_cg: implicit's conjugate-gradient solver (fast, approximate) instead of Cholesky.
-        random_state: seed of implicit's initialisation.
+    Parameters
+    ----------
+    factors
+        latent dimension.
+    regularization
+        λ, the L2 penalty on user and item factors.
+    alpha
+        confidence of an observed cell (implicit multiplies the matrix by it; unobserved cells
+        have confidence 1 and preference 0).
+    iterations
+        full ALS sweeps (each: all users, then all items).
+    use_cg
+        implicit's conjugate-gradient solver (fast, approximate) instead of Cholesky.
+    random_state
+        seed of implicit's initialisation.
     """
 
     capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, SCORE_HISTORIES, ITEM_DECOMPOSITION})
@@ -89,7 +96,7 @@ class ALS(HistoryRecommender):
         A = np.empty((C.shape[0], k, k))
         A[:] = self._YtY + self.regularization * np.eye(k)
         # One small GEMM per history over its own items only (a sparse x (items, k*k) product is
-        # single-threaded and ~10x slower on ML-100K).
+        # single-threaded and much slower).
         with threadpool_limits(1, "blas"):  # many tiny GEMMs: a BLAS thread pool only adds overhead
             for r in range(C.shape[0]):
                 lo, hi = C.indptr[r], C.indptr[r + 1]

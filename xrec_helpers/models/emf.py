@@ -136,24 +136,35 @@ class EMF(Recommender):
 
     Taught in 07_neighbourhood_mf.
 
-    Args:
-        factors: latent dimension.
-        lam: λ, weight of the explainability regulariser.
-        beta: β, the per-rating L2 penalty of the paper; ridge: γ, an L2 penalty on every factor (ours).
-        iterations: ALS sweeps (users then items).
-        k_neighbours: neighbours per user for W; theta: θ, the expected-rating threshold.
-        pairs: where the λ term is summed. ``"explainable"`` (default): every (u, i) with W_ui > 0, rated
-            or not, as the objective's Σ_{u,i} says. ``"rated"``: only training ratings, as the papers'
-            SGD loop visits them.
-        regulariser: ``"distance"`` (default, the papers): λ/2 Σ W_ui ‖p_u − q_i‖². ``"pseudo_rating"``
-            (our variant, not in the papers): λ/2 Σ W_ui (c − p_u·q_i)², i.e. every explainable pair is
-            a weighted extra rating of ``target`` c. The distance term also shrinks widely explainable
-            items (its ‖q_i‖² part), and on ML-100K that lowers MEP; the variant rewards a high score
-            on explainable pairs directly, without that shrinkage.
-        target: c, the pseudo-rating of the variant.
-        rating_range: the (lowest, highest) rating of the scale; ``fit`` refuses ratings outside it
-            (a 50 or a -3 is a data error, not a strong opinion).
-        random_state: seed for the initial factors.
+    Parameters
+    ----------
+    factors
+        latent dimension.
+    lam
+        λ, weight of the explainability regulariser.
+    beta
+        β, the per-rating L2 penalty of the paper; ridge: γ, an L2 penalty on every factor (ours).
+    iterations
+        ALS sweeps (users then items).
+    k_neighbours
+        neighbours per user for W; theta: θ, the expected-rating threshold.
+    pairs
+        where the λ term is summed. ``"explainable"`` (default): every (u, i) with W_ui > 0, rated
+        or not, as the objective's Σ_{u,i} says. ``"rated"``: only training ratings, as the papers'
+        SGD loop visits them.
+    regulariser
+        ``"distance"`` (default, the papers): λ/2 Σ W_ui ‖p_u − q_i‖². ``"pseudo_rating"``
+        (our variant, not in the papers): λ/2 Σ W_ui (c − p_u·q_i)², i.e. every explainable pair is
+        a weighted extra rating of ``target`` c. The distance term also shrinks widely explainable
+        items (its ‖q_i‖² part), and on ML-100K that lowers MEP; the variant rewards a high score
+        on explainable pairs directly, without that shrinkage.
+    target
+        c, the pseudo-rating of the variant.
+    rating_range
+        the (lowest, highest) rating of the scale; ``fit`` refuses ratings outside it
+        (a 50 or a -3 is a data error, not a strong opinion).
+    random_state
+        seed for the initial factors.
     """
 
     capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, PREDICT})

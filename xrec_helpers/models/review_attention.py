@@ -204,23 +204,33 @@ class ReviewAttentionRecommender(Recommender):
 
     Taught in 09_attention_reviews.
 
-    Args:
-        attention: ``"personalised"`` (target-ID multiplicative score) or ``"narre"`` (author-ID additive).
-        embed_dim, filters, window: review encoder sizes (word vector, convolution filters, window).
-        attention_dim: size of the attention projection; factors: size of the towers' outputs.
-        max_user_reviews, max_item_reviews: document caps (a seeded random subset beyond them).
-        value_dim: None (each review passes its full ``filters``-vector to the attention-weighted sum) or
-            a small int: each review is first projected to ``value_dim`` numbers (1 = one sentiment score
-            per review). With a bottleneck, averaging all of an item's reviews mixes the aspects, so only
-            attention to the right reviews recovers what one user cares about.
-        item_ids: False removes the item ID embedding and the item bias: the item tower knows the item
-            from its reviews only and cannot memorise per-item answers. (The target item's ID still
-            queries the user-side attention over the user's own reviews.)
-        dropout, epochs, lr, weight_decay, batch_size: training settings (MSE, Adam).
-        random_state: seed for initialisation, document sampling and batch order.
-        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present). Initial weights,
-            documents and batch order come from the seed on every device; dropout masks on a GPU come
-            from its own seeded generator.
+    Parameters
+    ----------
+    attention
+        ``"personalised"`` (target-ID multiplicative score) or ``"narre"`` (author-ID additive).
+    embed_dim, filters, window
+        review encoder sizes (word vector, convolution filters, window).
+    attention_dim
+        size of the attention projection; factors: size of the towers' outputs.
+    max_user_reviews, max_item_reviews
+        document caps (a seeded random subset beyond them).
+    value_dim
+        None (each review passes its full ``filters``-vector to the attention-weighted sum) or
+        a small int: each review is first projected to ``value_dim`` numbers (1 = one sentiment score
+        per review). With a bottleneck, averaging all of an item's reviews mixes the aspects, so only
+        attention to the right reviews recovers what one user cares about.
+    item_ids
+        False removes the item ID embedding and the item bias: the item tower knows the item
+        from its reviews only and cannot memorise per-item answers. (The target item's ID still
+        queries the user-side attention over the user's own reviews.)
+    dropout, epochs, lr, weight_decay, batch_size
+        training settings (MSE, Adam).
+    random_state
+        seed for initialisation, document sampling and batch order.
+    device
+        ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present). Initial weights,
+        documents and batch order come from the seed on every device; dropout masks on a GPU come
+        from its own seeded generator.
 
     ``fit(train, valid=...)`` records the validation RMSE after each epoch (``valid_rmse_``) and keeps
     the weights of the best epoch (``best_epoch_``).

@@ -102,17 +102,25 @@ class ReviewTextGenerator:
 
     Taught in 12_generated_explanations.
 
-    Args:
-        d_model, layers, heads: transformer size.
-        epochs, lr, batch_size, weight_decay: Adam training; the best epoch on ``valid`` (text loss + rating
-            loss) is kept when a validation corpus is given.
-        rating_weight, context_weight: loss weights of the rating and context heads (text weight 1).
-        max_len: generated words at most (the reference reviews are cut to it too).
-        item_ids: add an item ID embedding to the profile (then the model can memorise items, and hiding an
-            aspect's reviews may change nothing: the lesson of 09's exercise 4).
-        random_state: seeds initialisation and batch order, so a fit is reproducible.
-        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); initial weights and batch
-            order come from the seed on every device (dropout, when set, uses the device's own generator).
+    Parameters
+    ----------
+    d_model, layers, heads
+        transformer size.
+    epochs, lr, batch_size, weight_decay
+        Adam training; the best epoch on ``valid`` (text loss + rating
+        loss) is kept when a validation corpus is given.
+    rating_weight, context_weight
+        loss weights of the rating and context heads (text weight 1).
+    max_len
+        generated words at most (the reference reviews are cut to it too).
+    item_ids
+        add an item ID embedding to the profile (then the model can memorise items, and hiding an
+        aspect's reviews may change nothing: the lesson of 09's exercise 4).
+    random_state
+        seeds initialisation and batch order, so a fit is reproducible.
+    device
+        ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); initial weights and batch
+        order come from the seed on every device (dropout, when set, uses the device's own generator).
     """
 
     def __init__(self, *, d_model: int = 32, layers: int = 1, heads: int = 2, epochs: int = 12, lr: float = 1e-2,
