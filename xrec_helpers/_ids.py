@@ -1,9 +1,9 @@
 """Validation of internal user and item ids, shared by the data, model and explainer layers.
 
-Taught in 01_eda. Internal ids are contiguous integers ``0..n-1``; raw MovieLens ids are mapped to
-them with ``Dataset.user_index`` / ``Dataset.item_index``. A float, a string or a bool is never an
-internal id: ``int(3.7)`` or ``True == 1`` would silently pick another user or item, so they are
-refused here with an error that says what was passed and how to get an internal id.
+Used by the data layer and every model (no notebook calls it directly). Internal ids are contiguous integers
+``0..n-1``; raw MovieLens ids are mapped to them with ``Dataset.user_index`` / ``Dataset.item_index``. A float, a
+string or a bool is never an internal id: ``int(3.7)`` or ``True == 1`` would silently pick another user or item, so
+they are refused here with an error that says what was passed and how to get an internal id.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def is_integer_id(value: object) -> bool:
 def check_id(value: object, n: int, what: str = "item") -> int:
     """One internal id as a Python int, or a ``TypeError``/``IndexError`` that says what was wrong.
 
-    Taught in 01_eda.
+    Used by :mod:`xrec_helpers.explainers.base`.
     """
     if not is_integer_id(value):
         raise TypeError(f"{what.capitalize()} ids are internal integer ids 0..{n - 1}; got {_describe(value)}. "
@@ -43,8 +43,9 @@ def check_id(value: object, n: int, what: str = "item") -> int:
 def check_ids(values: int | Iterable[int] | np.ndarray, n: int, what: str = "item") -> np.ndarray:
     """Internal ids as a 1-D int64 array, every entry validated as :func:`check_id` does.
 
-    Taught in 01_eda. Accepts a scalar, a list/tuple/range or an integer NumPy array; a float, bool,
-    string or object array is refused (``np.asarray([True, 2])`` would turn the bool into 1).
+    Used by the models and :mod:`xrec_helpers.data.dataset`. Accepts a scalar, a list/tuple/range or an integer
+    NumPy array; a float, bool, string or object array is refused (``np.asarray([True, 2])`` would turn the bool
+    into 1).
     """
     if is_integer_id(values):
         return np.array([check_id(values, n, what)], dtype=np.int64)

@@ -1,6 +1,7 @@
 """Running independent jobs on an existing engine: in this process, joblib, or a futures executor.
 
-Taught in 06_accent (retraining verification) and 11_comparing_explainers (the benchmark runner).
+Used by :mod:`xrec_helpers.models.ncf` (06_accent's retraining verification) and
+:mod:`xrec_helpers.metrics.runner` (11_comparing_explainers' benchmark runner).
 Two parts of the course are embarrassingly parallel: the stacked warm-start retrains of the
 verification protocol and the per-user batches of an explainer benchmark. Both hand their jobs to
 :func:`map_jobs`, and the caller picks where they run with one argument, ``engine``:
@@ -83,7 +84,7 @@ def map_jobs(func: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any =
     Returns:
         one result per job, in the order of ``jobs``. An exception in a job is raised here.
 
-    Taught in 06_accent and 11_comparing_explainers.
+    Used by :mod:`xrec_helpers.models.ncf` and :mod:`xrec_helpers.metrics.runner`.
     """
     check_engine(engine)
     jobs = list(jobs)

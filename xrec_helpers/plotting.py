@@ -59,8 +59,8 @@ def _both_signs(scores: np.ndarray, n: int) -> np.ndarray:
 def plot_explanation(explanation, n: int = 10, ax=None, xlabel: str | None = None):
     """Signed horizontal bars of an explanation of any kind, labelled: its strongest supporting and opposing entries.
 
-    Taught in 01_eda (history items); the same plot draws features (03_fm_lime), events
-    (04_shap_sequential) and reviews (09_attention_reviews), each key under its label (``Explanation.label``).
+    Taught in 13_your_own_data; ``Explanation.plot`` calls it. The same plot draws history items, features,
+    events and reviews, each key under its label (``Explanation.label``).
     At most ``n`` bars: the top ``n // 2`` by value and the bottom ``n // 2`` (a sign with fewer entries leaves
     its share to the other), so the strongest evidence against the recommendation is never cut off. For an
     additive method (``Explanation.base_value``: f(x) = base + sum of values) the title adds the base value,
@@ -137,7 +137,7 @@ def bar_with_labels(ax, labels: Sequence[str], values: Sequence[float], colour: 
 def plot_level_attribution(attribution, ax=None, n: int = 12):
     """Signed bars of an event-, feature- or cell-level attribution (both signs, labels as given).
 
-    Taught in 04_shap_sequential. The ``n`` largest |values| are drawn, largest at the top, each with
+    Used by ``LevelAttribution.plot``. The ``n`` largest |values| are drawn, largest at the top, each with
     its value printed; when more players exist, one grey bar "k others" holds the sum of the rest, so
     the drawn bars add up to the title's total, f(x) - f(baseline). Green raises the score, red lowers it.
     """

@@ -1,9 +1,9 @@
 """"Top reviews for you": which of a recommended item's reviews does each method pick, and are they the right ones?
 
-Taught in apps/why_this_recommendation (the review tab) after 09_attention_reviews. Plain Python, no widgets.
-For one user and one recommended item, three picks of the item's reviews sit side by side: personalised
-attention (the model's item-side attention *for this user*), NARRE attention (the same for everybody) and a
-seeded random pick. Two checks, each on demand in the app:
+Used by :mod:`xrec_helpers.app.widgets` and :mod:`xrec_helpers.app.demo` (the review tab of the app, after
+09_attention_reviews). Plain Python, no widgets. For one user and one recommended item, three picks of the item's
+reviews sit side by side: personalised attention (the model's item-side attention *for this user*), NARRE attention
+(the same for everybody) and a seeded random pick. Two checks, each on demand in the app:
 
 * the planted truth: the synthetic corpus knows which aspect each user cares about and which aspects each
   review discusses, so a pick's precision is measured, not guessed;
@@ -72,7 +72,7 @@ class ReviewPick:
 class ReviewViewState:
     """The logic of the review tab: users, their recommendations, three picks per pair.
 
-    Taught in apps/why_this_recommendation.
+    Used by :mod:`xrec_helpers.app.widgets` (the review tab of the app).
 
     Parameters
     ----------
@@ -192,7 +192,7 @@ class ReviewViewState:
     def choose_default(self, n_users: int = 40) -> dict[str, float]:
         """Open on the sampled user whose personalised pick beats NARRE's by the most planted-relevant reviews.
 
-        Taught in apps/why_this_recommendation. Each sampled user's first recommendation; ties: the first
+        Used by :mod:`xrec_helpers.app.demo`. Each sampled user's first recommendation; ties: the first
         in the sample. Returns the criterion's numbers for the chosen pair (printed by the app).
         """
         rng = np.random.default_rng(self.seed)

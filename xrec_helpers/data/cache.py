@@ -1,9 +1,9 @@
 """The download cache: fetch with retries and a progress bar, verify a hash, write atomically.
 
-Taught in 01_eda (where the data comes from). Nothing half-written is ever left in the cache:
-downloads go to a temporary ``.part`` file in the same folder and are renamed into place only
-after the hash matches; a mismatch deletes the temporary file and says so, and ``.part`` files
-left by a process that was killed mid-download are removed by the next download of that file.
+Used by every loader of :mod:`xrec_helpers.data` (01_eda shows where the data comes from). Nothing half-written is
+ever left in the cache: downloads go to a temporary ``.part`` file in the same folder and are renamed into place
+only after the hash matches; a mismatch deletes the temporary file and says so, and ``.part`` files left by a
+process that was killed mid-download are removed by the next download of that file.
 
 Nothing waits silently: every network attempt has a bounded timeout (``XREC_NET_TIMEOUT``
 seconds, default 10) and prints one line saying what it is trying. The lock that keeps parallel

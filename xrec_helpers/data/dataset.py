@@ -1,9 +1,10 @@
 """The Dataset contract: ratings with contiguous internal ids, side tables, maps to raw ids, titles.
 
-Taught in 01_eda. Internal ids (0-based ``user`` and ``item``) are what models use; learners
-only ever see titles (``Dataset.titles``) and raw ids. Raw ids enter only through
-``user_index``/``item_index`` (which refuse floats and bools), and every method that takes
-internal ids refuses anything but integers, so ``int(3.7)`` or ``True`` never picks a user silently.
+Taught in 06_accent and 11_comparing_explainers (:func:`to_csr`); every notebook reads a :class:`Dataset` from
+``load_movielens`` (the first is 01_eda). Internal ids (0-based ``user`` and ``item``) are what models use;
+learners only ever see titles (``Dataset.titles``) and raw ids. Raw ids enter only through
+``user_index``/``item_index`` (which refuse floats and bools), and every method that takes internal ids refuses
+anything but integers, so ``int(3.7)`` or ``True`` never picks a user silently.
 """
 
 from __future__ import annotations
@@ -90,14 +91,16 @@ class Dataset:
     def user_index(self, raw_id):
         """Internal id(s) of raw user id(s) (a scalar gives an int, a list an array); a clear error if unknown.
 
-        Taught in 01_eda: this is the one way from a raw MovieLens id to the internal id models take.
+        Used by :mod:`xrec_helpers.app.compare`; this is the one way from a raw MovieLens id to the internal id
+        models take.
         """
         return self._raw_to_internal(raw_id, self._user_index, "user", "users")
 
     def item_index(self, raw_id):
         """Internal id(s) of raw item id(s) (a scalar gives an int, a list an array); a clear error if unknown.
 
-        Taught in 01_eda: ``data.titles(data.item_index(1))`` is Toy Story; ``data.titles(1)`` is internal item 1.
+        Taught in 13_your_own_data (raw product ids). With MovieLens, ``data.titles(data.item_index(1))`` is Toy
+        Story; ``data.titles(1)`` is internal item 1.
         """
         return self._raw_to_internal(raw_id, self._item_index, "item", "items")
 
@@ -185,11 +188,11 @@ def to_csr(ratings: pd.DataFrame, n_users: int, n_items: int, *, binary: bool = 
            duplicates: str = "error") -> sp.csr_matrix:
     """CSR matrix from a ratings frame with internal ``user``/``item`` columns.
 
-    Taught in 01_eda. Checked at this boundary, so no model sees silently wrong input: ids must be
-    integers in range; ratings must be finite (NaN is not "watched"), and with ``binary=False`` non-zero
-    (a stored 0 reads as "not rated"). A (user, item) pair that occurs twice is an error with
-    ``binary=False`` unless ``duplicates`` says how to combine the ratings (``"mean"``, ``"max"``,
-    ``"last"`` row, or ``"sum"``); with ``binary=True`` a repeated pair is still one 1.
+    Taught in 06_accent and 11_comparing_explainers. Checked at this boundary, so no model sees silently wrong
+    input: ids must be integers in range; ratings must be finite (NaN is not "watched"), and with ``binary=False``
+    non-zero (a stored 0 reads as "not rated"). A (user, item) pair that occurs twice is an error with
+    ``binary=False`` unless ``duplicates`` says how to combine the ratings (``"mean"``, ``"max"``, ``"last"`` row,
+    or ``"sum"``); with ``binary=True`` a repeated pair is still one 1.
     """
     if duplicates not in DUPLICATE_RULES:
         raise ValueError(f"duplicates={duplicates!r} must be one of {DUPLICATE_RULES}.")

@@ -79,7 +79,7 @@ READABLE: dict[str, tuple[str, str]] = {
 def readable(relation: str) -> str:
     """Words for a relation ("director" -> "the same director"); accepts Freebase ids too.
 
-    Taught in 10_knowledge_graph_paths.
+    Used by :func:`connective`.
     """
     short = FORWARD.get(relation) or INVERSE.get(relation) or ("series" if relation in SERIES_RELATIONS else relation)
     if short not in READABLE:
@@ -90,7 +90,7 @@ def readable(relation: str) -> str:
 def connective(relation: str) -> str:
     """The verb phrase linking two movies through ``relation`` ("has the same director as").
 
-    Taught in 10_knowledge_graph_paths.
+    Not used by a notebook (the explainers and :mod:`xrec_helpers.metrics.claims` read ``READABLE``).
     """
     readable(relation)  # validates
     short = FORWARD.get(relation) or INVERSE.get(relation) or ("series" if relation in SERIES_RELATIONS else relation)
@@ -101,7 +101,7 @@ def connective(relation: str) -> str:
 class ItemKG:
     """Items x nodes incidence of the knowledge graph (see the module docstring).
 
-    Taught in 10_knowledge_graph_paths.
+    Taught in 11_comparing_explainers; :func:`build_item_kg` returns one in 10_knowledge_graph_paths.
 
     Attributes
     ----------

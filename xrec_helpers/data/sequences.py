@@ -54,14 +54,14 @@ def user_event_sequences(ratings: pd.DataFrame, n_users: int) -> list[np.ndarray
 def user_sequences(ratings: pd.DataFrame, n_users: int) -> list[np.ndarray]:
     """Each user's items in time order (no features), as a list indexed by user id.
 
-    Taught in 04_shap_sequential. Users without ratings get an empty array.
+    Used by :mod:`xrec_helpers.models.gru4rec`. Users without ratings get an empty array.
     """
     frame = ratings.assign(rating=np.nan) if "rating" not in ratings.columns else ratings
     return [s["item"].copy() for s in user_event_sequences(frame, n_users)]
 
 
 def event_items(sequence) -> np.ndarray:
-    """The item ids of an event sequence (or of a plain item-id array). Taught in 04_shap_sequential."""
+    """The item ids of an event sequence (or of a plain item-id array). Used by GRU4Rec and EventSHAP."""
     arr = np.asarray(sequence)
     return arr["item"] if arr.dtype.names else arr
 
@@ -69,7 +69,8 @@ def event_items(sequence) -> np.ndarray:
 def as_events(sequence) -> np.ndarray:
     """An event sequence from an event array or a plain 1-d array of item ids (features unknown).
 
-    Taught in 04_shap_sequential. A wrong dtype or shape raises an error that says what was expected.
+    Used by GRU4Rec, EventSHAP and the sequence-removal protocol. A wrong dtype or shape raises an error that says
+    what was expected.
     """
     arr = np.asarray(sequence)
     if arr.dtype.names:
@@ -101,7 +102,7 @@ def leave_last_out(sequences: Sequence[np.ndarray], n: int = 2) -> tuple[list[np
 def gap_bucket(days: np.ndarray) -> np.ndarray:
     """Bucket index of :data:`GAP_LABELS` for each "days since previous" value (NaN -> "first event").
 
-    Taught in 04_shap_sequential (the model learns one vector per bucket).
+    Used by :mod:`xrec_helpers.models.gru4rec` (the model learns one vector per bucket).
     """
     days = np.asarray(days, dtype=np.float64)
     out = np.searchsorted(np.asarray(GAP_EDGES_DAYS), days, side="right")

@@ -1,6 +1,7 @@
 """Splits and transforms: binarise, iterative k-core, leave-n-out, user-level and random splits.
 
-Taught in 01_eda (leave-n-out), 05_lxr (binarise, 2-core, user-level split), 06_accent (temporal).
+Taught in 01_eda (leave-n-out) and 11_comparing_explainers (binarise, k-core, user-level split); the paper
+protocols of 05_lxr and 06_accent call these through :mod:`xrec_helpers.data.protocols`.
 Every function takes and returns ratings frames with internal ``user``/``item`` columns and
 leaves ids unchanged (use :func:`reindex` when a method needs contiguous ids after filtering).
 """

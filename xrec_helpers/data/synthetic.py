@@ -1,6 +1,6 @@
 """Small datasets with planted structure, for tests and for checking that metrics can tell.
 
-Taught in 01_eda (exercise) and used throughout ``tests/``. Because the structure is planted, we
+Taught in 13_your_own_data (a planted shop) and used throughout ``tests/``. Because the structure is planted, we
 know which history item *causes* a recommendation, so an explanation can be graded against truth.
 """
 

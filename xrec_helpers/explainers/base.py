@@ -1,6 +1,8 @@
 """The Explainer contract and the one Explanation record every method returns.
 
-Taught in 01_eda (first explanation) and used by every explainer notebook; 11 puts them side by side.
+Taught in 06_accent (:func:`top_pairs`), 10_knowledge_graph_paths (:func:`derive`) and 13_your_own_data
+(:func:`markdown_escape`); every explainer notebook reads the Explanation it defines (the first is 01_eda) and
+11 puts them side by side.
 
 An :class:`Explanation` is generic over *what* it attributes (its ``kind``):
 
@@ -141,7 +143,7 @@ class Counterfactual:
 class Explanation:
     """Why ``item`` was recommended to ``user``, according to ``method``: signed values over attributed keys.
 
-    Taught in 01_eda. Immutable; explainers build it with :meth:`Explainer._make` (use
+    Returned by every explainer (the first in 01_eda). Immutable; explainers build it with :meth:`Explainer._make` (use
     :func:`dataclasses.replace` to derive a changed copy).
 
     Attributes
@@ -364,7 +366,7 @@ class Explanation:
 class Explainer(ABC):
     """Base class of every explainer: ``explain(user, item)`` and ``explain_many(pairs)``.
 
-    Taught in 01_eda. Subclasses set three class attributes:
+    The base of every explainer class (the first notebook to use one is 01_eda). Subclasses set three class attributes:
 
     * ``name``: the display name (unique across the package; a test enforces it);
     * ``kind``: what its explanations attribute (one of :data:`KINDS`);

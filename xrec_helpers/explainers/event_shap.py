@@ -98,7 +98,7 @@ def resolve_baselines(model: GRU4Rec, sequence, target: int | Sequence[int],
 def resolve_baseline(model: GRU4Rec, sequence, target: int | Sequence[int], kind: str | int) -> str | int:
     """One baseline: an item id is checked and returned; a name is resolved as in :func:`resolve_baselines`.
 
-    Taught in 04_shap_sequential.
+    Used by :class:`EventSHAPExplainer` and :class:`TimeSHAPExplainer`.
     """
     if isinstance(kind, (int, np.integer)):
         if not 0 <= int(kind) < model.n_items:
@@ -391,7 +391,7 @@ def kernel_shap(game, nsamples: int = 2048, random_state: int = 0) -> np.ndarray
 
 
 def shap_package_values(game, nsamples: int = 2048, method: str = "kernel", random_state: int = 0) -> np.ndarray:
-    """Alias of :func:`kernel_shap` (``method`` must be ``"kernel"``). Taught in 04_shap_sequential."""
+    """Alias of :func:`kernel_shap` (``method`` must be ``"kernel"``). Not used by a notebook."""
     if method != "kernel":
         raise ValueError(f"method must be 'kernel', not {method!r}.")
     return kernel_shap(game, nsamples, random_state)
@@ -420,7 +420,7 @@ def leave_one_out(game) -> np.ndarray:
 def pruning_curve(game: SequenceGame) -> pd.DataFrame:
     """TimeSHAP pruning: the 2-player game {events older than the last t, the last t events}, t = 0..T.
 
-    Taught in 04_shap_sequential. Row t holds the exact Shapley values of the merged older block and
+    Used by the explainers' ``prune_tol``. Row t holds the exact Shapley values of the merged older block and
     of the recent block (they sum to f(x) - f(baseline)); 4 coalitions per t, so 4(T + 1) model calls
     (only about 2T + 2 of those coalitions are distinct: "none" and "all" recur for every t).
     """
@@ -440,7 +440,7 @@ def pruning_curve(game: SequenceGame) -> pd.DataFrame:
 def pruning_index(curve: pd.DataFrame, tol: float = 0.05) -> int:
     """Events to keep: merge the oldest events while the merged block's |value| stays under the tolerance.
 
-    Taught in 04_shap_sequential. Returns the smallest t such that for every t' >= t the block of
+    Used by the explainers' ``prune_tol``. Returns the smallest t such that for every t' >= t the block of
     events older than the last t' has |value| <= tol * |f(x) - f(baseline)|. The tolerance is relative
     (TimeSHAP's is an absolute 0.1 on the score scale, which means nothing for logits); "stays under"
     (not "first dips under") keeps a curve that crosses zero by chance from pruning events that matter.
@@ -481,10 +481,10 @@ _LEVEL_KINDS = {"event": "events", "feature": "features", "cell": "cells"}
 class LevelAttribution:
     """Shapley values at one TimeSHAP level (event, feature or cell), with what they sum to.
 
-    Taught in 04_shap_sequential. Kept as its own record (rather than an Explanation) because 04 reads
-    the players *in game order*: the older block first, the same ``keys`` across runs and estimators, the
-    cell grid's (row, column) of each player; :meth:`to_explanation` gives the Explanation view (most
-    explanatory first) for plots and tables shared with the other notebooks.
+    Returned by the level methods that 04_shap_sequential calls. Kept as its own record (rather than an Explanation)
+    because 04 reads the players *in game order*: the older block first, the same ``keys`` across runs and
+    estimators, the cell grid's (row, column) of each player; :meth:`to_explanation` gives the Explanation view
+    (most explanatory first) for plots and tables shared with the other notebooks.
 
     Attributes
     ----------

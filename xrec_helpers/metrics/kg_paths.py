@@ -80,7 +80,7 @@ def interaction_recency(ratings: pd.DataFrame, beta: float = 0.3) -> pd.Series:
 def entity_popularity(kg: ItemKG, beta: float = 0.3) -> np.ndarray:
     """SEP value of every KG node (within its relation type); 1 = the most linked node of its type.
 
-    Taught in 10_knowledge_graph_paths.
+    Used by :class:`PathQuality` (the SEP column).
     """
     _check_beta(beta)
     degree = kg.node_degree().astype(np.float64)

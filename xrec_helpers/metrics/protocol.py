@@ -1,8 +1,8 @@
 """One interface for every evaluation protocol: ``evaluate(model, explanations) -> ProtocolResult``.
 
-Taught in 11_comparing_explainers (and used by 04, 06, 09 and 10). A protocol tests explanations against
-the model they explain: history re-scoring after removals (perturbation curves, PN/PS), removal of
-events from a sequence, retraining without the explanation's ratings, hiding the attended reviews,
+Used by every protocol class of :mod:`xrec_helpers.metrics` (notebooks 04, 06, 09, 10 and 11 run them). A protocol
+tests explanations against the model they explain: history re-scoring after removals (perturbation curves, PN/PS),
+removal of events from a sequence, retraining without the explanation's ratings, hiding the attended reviews,
 removing the items behind a knowledge-graph path. Each declares
 
 * ``requires``: the model capabilities it needs (names from :mod:`xrec_helpers.models.base`);

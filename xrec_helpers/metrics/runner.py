@@ -84,7 +84,7 @@ def _explain_batch(explainer: Explainer, pairs: list[Pair]) -> tuple[list[Explan
 class Comparison:
     """Explainers put through protocols: explanations, costs and one :class:`ProtocolResult` per protocol.
 
-    Taught in 11_comparing_explainers. :func:`evaluate_explainers` builds it; ``a | b`` merges two comparisons
+    Returned by :func:`evaluate_explainers` (11_comparing_explainers); ``a | b`` merges two comparisons
     of the same model (e.g. slow explainers run on a subsample).
 
     Attributes

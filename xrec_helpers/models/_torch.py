@@ -11,7 +11,7 @@ def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
 
     ``"cpu"`` (the default everywhere, and ``None``) keeps the laptop path; ``"auto"`` picks the first
     CUDA GPU when one is present and the CPU otherwise (the paper-size settings pass ``"auto"``);
-    ``"cuda"``/``"cuda:1"`` ask for a GPU and fail clearly without one. Taught in 06_accent.
+    ``"cuda"``/``"cuda:1"`` ask for a GPU and fail clearly without one. Used by every torch model's ``device``.
     """
     if device is None:
         return torch.device("cpu")

@@ -109,7 +109,8 @@ class ALS(HistoryRecommender):
     def fold_in(self, histories: np.ndarray | sp.spmatrix) -> np.ndarray:
         """Exact (Cholesky-quality) user factors of a batch of histories, shape (batch, factors).
 
-        Taught in 08_als_item_style: this is how ALS re-scores an edited history without retraining.
+        Used by :meth:`score_histories` and :class:`ALSExplainer`: this is how ALS re-scores an edited history
+        without retraining.
         """
         A, b = self.normal_equations(histories)
         return np.linalg.solve(A, b[..., None])[..., 0]

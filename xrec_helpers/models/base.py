@@ -1,6 +1,6 @@
 """The Recommender contract (scikit-learn spirit) and its history-conditioned extension.
 
-Taught in 01_eda. ``fit`` returns self; the constructor takes hyperparameters only.
+Used by every model of :mod:`xrec_helpers.models`. ``fit`` returns self; the constructor takes hyperparameters only.
 ``HistoryRecommender.score_histories`` scores *any* 0/1 history, which is what lets an
 explanation be checked by removing items without retraining.
 
@@ -62,7 +62,7 @@ CAPABILITIES: dict[str, str] = {
 def capabilities_of(model: object) -> frozenset[str]:
     """The capabilities ``model`` declares (its class's ``capabilities``); empty for anything else.
 
-    Taught in 11_comparing_explainers: ``Explainer.supports(model)`` compares this with the explainer's
+    Used by ``Explainer.supports(model)``, which compares this with the explainer's
     ``requires``, so no code switches on model classes.
 
     Parameters
@@ -84,7 +84,7 @@ class NotFittedError(RuntimeError):
 def check_rating_range(train: sp.csr_matrix, rating_range: tuple[float, float]) -> None:
     """Refuse explicit ratings outside ``rating_range`` (e.g. 50 or -3 on a 1-5 scale), with the fix in the message.
 
-    Used by the rating models (EMF, FM). Taught in 07_neighbourhood_mf.
+    Used by the rating models (EMF, FM).
     """
     low, high = rating_range
     outside = (train.data < low) | (train.data > high)

@@ -75,7 +75,7 @@ def emf_loss_and_gradients(p: np.ndarray, q: np.ndarray, r: np.ndarray, w: np.nd
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-pair EMF loss and its L2 gradients for a batch of (p_u, q_i, r_ui, W_ui) rows.
 
-    Taught in 07_neighbourhood_mf; the unit tests check these gradients against finite differences and
+    Used by the unit tests, which check these gradients against finite differences and
     that their sum vanishes at the ALS update. ``rated`` (0/1 per row, default all 1) switches the rating
     and β terms off for explainable pairs the user never rated, which carry only the λ term. The γ ridge
     is not per pair and is left out. Returns (loss, dℓ/dp, dℓ/dq).
@@ -94,7 +94,7 @@ def emf_objective(ratings: sp.csr_matrix, W: sp.csr_matrix, P: np.ndarray, Q: np
                   lam: float, ridge: float, regulariser: str = "distance", target: float = 5.0) -> float:
     """The full EMF objective J (module docstring) for factors P, Q.
 
-    Taught in 07_neighbourhood_mf: ALS must never raise it. ``regulariser="pseudo_rating"``: the
+    Used by :class:`EMF` (``objective_history_``): ALS must never raise it. ``regulariser="pseudo_rating"``: the
     variant's λ/2 Σ W_ui (c − p_u·q_i)² replaces the distance term.
     """
     R = sp.coo_matrix(ratings)

@@ -165,7 +165,7 @@ class GRU4Rec(Recommender):
     def encode(self, sequences: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(tokens (n, T+1), dense (n, T+1, D), lengths (n,)): BOS + the last ``max_len`` events, right-padded.
 
-        Taught in 04_shap_sequential (explainers edit these arrays, then call :meth:`score_encoded`).
+        Used by EventSHAP (explainers edit these arrays, then call :meth:`score_encoded`).
         """
         self._fitted()
         cut = [self._check_events(s)[-self.max_len:] for s in sequences]

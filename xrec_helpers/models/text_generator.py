@@ -39,7 +39,7 @@ def mention_counts(corpus: ReviewCorpus) -> tuple[np.ndarray, np.ndarray]:
     """Per review: (positive, negative) statement counts per aspect, each (n_reviews, n_aspects).
 
     Read from the review *text* with :func:`~xrec_helpers.data.reviews.aspect_mentions` (never from the
-    planted labels). Taught in 12_generated_explanations.
+    planted labels). Used by :class:`ReviewTextGenerator`.
     """
     if not corpus.aspects:
         raise ValueError(f"{corpus.name} has no aspect lexicon: the generator's item profile needs a synthetic corpus.")
@@ -58,7 +58,7 @@ def mention_counts(corpus: ReviewCorpus) -> tuple[np.ndarray, np.ndarray]:
 def aspect_profile(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     """(n, 2 * n_aspects) profile from summed counts: (pos - neg) / (pos + neg) per aspect, then 1 if mentioned.
 
-    An aspect nobody wrote about has (0, 0): the same as hiding it. Taught in 12_generated_explanations.
+    An aspect nobody wrote about has (0, 0): the same as hiding it. Used by :class:`ReviewTextGenerator`.
     """
     total = pos + neg
     balance = np.divide(pos - neg, total, out=np.zeros_like(total, dtype=np.float32), where=total > 0)
