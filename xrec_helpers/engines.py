@@ -75,16 +75,23 @@ def map_jobs(func: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any =
              engine: Engine = None) -> list[Any]:
     """``[func(shared, job) for job in jobs]``, run on ``engine``; results in job order.
 
-    Args:
-        func: a module-level function (worker processes import it by name).
-        jobs: the independent units of work; each is sent to the worker that runs it.
-        shared: read-only data every job needs (sent along with each job by the engine).
-        engine: where the jobs run (see the module docstring); default serial, in this process.
-
-    Returns:
-        one result per job, in the order of ``jobs``. An exception in a job is raised here.
-
     Used by :mod:`xrec_helpers.models.ncf` and :mod:`xrec_helpers.metrics.runner`.
+
+    Parameters
+    ----------
+    func : Callable[[Any, Any], Any]
+        A module-level function (worker processes import it by name).
+    jobs : Sequence[Any]
+        The independent units of work; each is sent to the worker that runs it.
+    shared : Any
+        Read-only data every job needs (sent along with each job by the engine).
+    engine : Engine
+        Where the jobs run (see the module docstring); default serial, in this process.
+
+    Returns
+    -------
+    list[Any]
+        One result per job, in the order of ``jobs``. An exception in a job is raised here.
     """
     check_engine(engine)
     jobs = list(jobs)

@@ -59,12 +59,18 @@ def cached(name: str, settings: dict[str, Any], build: Callable[[], T], director
 
     Part of the demo (apps/why_this_recommendation).
 
-    Args:
-        name: a file-name-safe label ("history-mf").
-        settings: everything the built object depends on; a change gives a new file.
-        build: makes the object when no valid file exists.
-        directory: where the files live (default :func:`cache_dir`).
-        log: where the one-line progress messages go.
+    Parameters
+    ----------
+    name : str
+        A file-name-safe label ("history-mf").
+    settings : dict[str, Any]
+        Everything the built object depends on; a change gives a new file.
+    build : Callable[[], T]
+        Makes the object when no valid file exists.
+    directory : str | Path | None
+        Where the files live (default :func:`cache_dir`).
+    log : Callable[[str], None]
+        Where the one-line progress messages go.
     """
     if not name or not all(c.isalnum() or c in "-_" for c in name):
         raise ValueError(f"Cache name {name!r} must be letters, digits, '-' or '_' (it becomes a file name).")

@@ -100,13 +100,20 @@ class RemovalCheck:
     Part of the demo (apps/why_this_recommendation). Ranks are 1-based among the movies outside the user's *original*
     history, so a removed movie never re-enters the list.
 
-    Attributes:
-        name: the explainer's display name.
-        explanation: the explanation that was checked.
-        removed: the removed history items (internal ids), most blamed first.
-        rank_before, rank_after: the recommendation's rank before and after the removal.
-        after: the re-scored top-k (``rank`` index; ``title`` and ``item`` columns).
-        k: the list length.
+    Attributes
+    ----------
+    name : str
+        The explainer's display name.
+    explanation : Explanation
+        The explanation that was checked.
+    removed : np.ndarray
+        The removed history items (internal ids), most blamed first.
+    rank_before, rank_after : int
+        The recommendation's rank before and after the removal.
+    after : pd.DataFrame
+        The re-scored top-k (``rank`` index; ``title`` and ``item`` columns).
+    k : int
+        The list length.
     """
 
     name: str
@@ -346,18 +353,30 @@ class ComparisonState:
 class DefaultChoice:
     """What the demo opens on, and the numbers that chose it (computed at start-up, printed in the app).
 
-    Attributes:
-        n_remove: the removal count: the smallest in ``N_CHOICES`` at which the model-reading explanation
-            moves the top pick for at least ``target`` of the sampled users and more often than every
-            data-only explanation (else the count with the highest share).
-        raw_user: the user shown first, at ``n_remove``: among the sampled users where only the model-reading
-            explanation takes the top pick out of the top-k (all sampled users if there is none), the one whose
-            pick falls furthest under it compared with the best data-only explanation.
-        shares: per removal count and explainer, the share of sampled users whose top pick moved.
-        contrast: for the chosen user, rank after removal per explainer.
-        n_users: how many users were sampled; target: the share asked for.
-        model_reading: the names of the explainers that read the model; k: the list length.
-        clean: True when only the model-reading explanation takes this user's pick out of the top-k.
+    Attributes
+    ----------
+    n_remove : int
+        The removal count: the smallest in ``N_CHOICES`` at which the model-reading explanation
+        moves the top pick for at least ``target`` of the sampled users and more often than every
+        data-only explanation (else the count with the highest share).
+    raw_user : object
+        The user shown first, at ``n_remove``: among the sampled users where only the model-reading
+        explanation takes the top pick out of the top-k (all sampled users if there is none), the one whose
+        pick falls furthest under it compared with the best data-only explanation.
+    shares : pd.DataFrame
+        Per removal count and explainer, the share of sampled users whose top pick moved.
+    contrast : dict[str, int]
+        For the chosen user, rank after removal per explainer.
+    n_users : int
+        How many users were sampled.
+    target : float
+        The share asked for.
+    model_reading : tuple[str, ...]
+        The names of the explainers that read the model.
+    k : int
+        The list length.
+    clean : bool
+        True when only the model-reading explanation takes this user's pick out of the top-k.
     """
 
     n_remove: int

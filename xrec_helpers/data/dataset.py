@@ -29,16 +29,25 @@ GENRES: tuple[str, ...] = (
 class Dataset:
     """A ratings dataset with contiguous internal ids.
 
-    Attributes:
-        name: e.g. ``"ml-100k"``.
-        ratings: columns ``user``, ``item`` (internal, 0-based), ``rating``, ``timestamp``.
-        items: indexed by internal item id; ``raw_id``, ``title`` (with year), ``name``, ``year`` and
-            one 0/1 column per genre in :data:`GENRES`.
-        users: indexed by internal user id; ``raw_id``, ``age``, ``gender``, ``occupation``, ``zip``.
-        kg: knowledge-graph triples ``head``, ``relation``, ``tail`` (entity ids), or ``None``.
-        item_entity: internal item id -> KG entity id for the linked items, or ``None``.
-        source: where the data came from (for the record).
-        planted_pairs: synthetic data only: the planted (cause item, effect item) pairs.
+    Attributes
+    ----------
+    name : str
+        E.g. ``"ml-100k"``.
+    ratings : pd.DataFrame
+        Columns ``user``, ``item`` (internal, 0-based), ``rating``, ``timestamp``.
+    items : pd.DataFrame
+        Indexed by internal item id; ``raw_id``, ``title`` (with year), ``name``, ``year`` and
+        one 0/1 column per genre in :data:`GENRES`.
+    users : pd.DataFrame
+        Indexed by internal user id; ``raw_id``, ``age``, ``gender``, ``occupation``, ``zip``.
+    kg : pd.DataFrame | None
+        Knowledge-graph triples ``head``, ``relation``, ``tail`` (entity ids), or ``None``.
+    item_entity : pd.Series | None
+        Internal item id -> KG entity id for the linked items, or ``None``.
+    source : str
+        Where the data came from (for the record).
+    planted_pairs : list[tuple[int, int]] | None
+        Synthetic data only: the planted (cause item, effect item) pairs.
     """
 
     name: str

@@ -70,10 +70,14 @@ _TITLE_YEAR = re.compile(r"^(?P<name>.*?)\s*\((?P<year>\d{4})\)\s*(?:\(.*\))?\s*
 def load_movielens(name: str = "ml-100k", *, download_ok: bool = True, with_kg: bool = True) -> Dataset:
     """Load a MovieLens dataset as a :class:`Dataset` (taught in 01_eda).
 
-    Args:
-        name: ``"ml-100k"`` or ``"ml-1m"``.
-        download_ok: if False, only the cache is used (raises when it is empty).
-        with_kg: ML-100K only: also load the knowledge graph when it can be had.
+    Parameters
+    ----------
+    name : str
+        ``"ml-100k"`` or ``"ml-1m"``.
+    download_ok : bool
+        If False, only the cache is used (raises when it is empty).
+    with_kg : bool
+        ML-100K only: also load the knowledge graph when it can be had.
     """
     if name == "ml-100k":
         return _load_ml100k(download_ok=download_ok, with_kg=with_kg)

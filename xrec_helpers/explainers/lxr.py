@@ -155,13 +155,17 @@ class LXRExplainer(Explainer):
             validate: Callable[[LXRExplainer], float] | None = None, progress: bool = False) -> LXRExplainer:
         """Train on (user, item) pairs: by default every non-empty user and their top-1 item.
 
-        Args:
-            users, items: the training pairs (items default to the recommender's top-1 per user).
-            validate: called after every epoch with the explainer; returns a number where lower is
-                better (e.g. POS@20 AUC on *validation* users). The best epoch's weights are kept.
-            progress: show a progress bar.
-
         Sets ``history_`` (per-epoch loss terms and validation scores), ``best_epoch_``, ``fit_seconds_``.
+
+        Parameters
+        ----------
+        users, items : Iterable[int] | None
+            The training pairs (items default to the recommender's top-1 per user).
+        validate : Callable[[LXRExplainer], float] | None
+            Called after every epoch with the explainer; returns a number where lower is
+            better (e.g. POS@20 AUC on *validation* users). The best epoch's weights are kept.
+        progress : bool
+            Show a progress bar.
         """
         start_time = time.perf_counter()
         prepare_cpu_training()

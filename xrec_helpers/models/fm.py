@@ -111,18 +111,27 @@ class FactorizationMachine(Recommender):
     ``fit(train, features)`` takes a user x item CSR matrix of *ratings* (``Dataset.csr(r, binary=False)``)
     and the side features; ``score(users)`` predicts a rating for every item. Taught in 03_fm_lime.
 
-    Args:
-        factors: latent dimension of the pairwise terms.
-        epochs, lr, batch_size: Adam settings.
-        weight_decay: AdamW's decoupled L2 on all weights.
-        random_state: seed for initialisation and shuffling.
-        negatives: unobserved (user, item) pairs sampled per rating each epoch with target 0 ("not
-            watched"). 0 is a pure rating model (best RMSE, poor rankings: it puts obscure movies with a
-            few 5-star ratings on top); >= 1 makes the scores rank what a user will watch *and* like.
-        threads: torch CPU threads during fit (small batches run fastest on one; restored afterwards).
-        rating_range: the (lowest, highest) rating of the scale; ``fit`` refuses ratings outside it.
-        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
-            initial weights, negatives and minibatch order on every device.
+    Parameters
+    ----------
+    factors : int
+        Latent dimension of the pairwise terms.
+    epochs, lr, batch_size
+        Adam settings.
+    weight_decay : float
+        AdamW's decoupled L2 on all weights.
+    random_state : int | None
+        Seed for initialisation and shuffling.
+    negatives : int
+        Unobserved (user, item) pairs sampled per rating each epoch with target 0 ("not
+        watched"). 0 is a pure rating model (best RMSE, poor rankings: it puts obscure movies with a
+        few 5-star ratings on top); >= 1 makes the scores rank what a user will watch *and* like.
+    threads : int | None
+        Torch CPU threads during fit (small batches run fastest on one; restored afterwards).
+    rating_range : tuple[float, float]
+        The (lowest, highest) rating of the scale; ``fit`` refuses ratings outside it.
+    device : str
+        ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
+        initial weights, negatives and minibatch order on every device.
     """
 
     capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, PREDICT, FEATURE_INPUTS})

@@ -103,20 +103,30 @@ class GRU4Rec(Recommender):
     arrays work too, with rating and timing unknown); ``train`` is the matching user x item matrix (it
     defines the seen items that ``recommend`` excludes). Scores are logits (only differences mean something).
 
-    Args:
-        max_len: events the model reads (the most recent ones); also the training window length.
-        emb_size, hidden_size: embedding and GRU state sizes.
-        epochs: maximum epochs; with ``validation``, training stops after ``patience`` epochs
-            without a better validation HR@10 and the best epoch's weights are kept.
-        lr, weight_decay, batch_size: Adam settings (batch = windows per step).
-        dropout: dropout on the input event vectors during training.
-        patience: epochs without improvement before early stopping.
-        random_state: seed for initialisation, shuffling and dropout (two fits with the same seed give
-            identical weights).
-        threads: torch CPU threads while fitting and scoring (a GRU step is a small matrix product: on
-            a few shared cores one thread is fastest); None leaves torch's setting.
-        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
-            initial weights, window order and dropout masks on every device.
+    Parameters
+    ----------
+    max_len : int
+        Events the model reads (the most recent ones); also the training window length.
+    emb_size, hidden_size : int
+        Embedding and GRU state sizes.
+    epochs : int
+        Maximum epochs; with ``validation``, training stops after ``patience`` epochs
+        without a better validation HR@10 and the best epoch's weights are kept.
+    lr, weight_decay, batch_size
+        Adam settings (batch = windows per step).
+    dropout : float
+        Dropout on the input event vectors during training.
+    patience : int
+        Epochs without improvement before early stopping.
+    random_state : int | None
+        Seed for initialisation, shuffling and dropout (two fits with the same seed give
+        identical weights).
+    threads : int | None
+        Torch CPU threads while fitting and scoring (a GRU step is a small matrix product: on
+        a few shared cores one thread is fastest); None leaves torch's setting.
+    device : str
+        ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
+        initial weights, window order and dropout masks on every device.
     """
 
     capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, SCORE_SEQUENCES})

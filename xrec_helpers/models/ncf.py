@@ -142,19 +142,28 @@ class NCFStack:
 class NCF(Recommender):
     """NeuMF regression on explicit ratings (the model ACCENT explains). Taught in 06_accent.
 
-    Args:
-        factors: embedding size of each of the four tables (16 in the paper).
-        hidden: MLP layer sizes after the concatenated MLP embeddings (16, 8).
-        weight_decay: L2 coefficient lambda (1e-3).
-        lr: Adam learning rate (1e-3 in the paper; the workshop uses a larger one, fewer epochs).
-        batch_size: rows per step (1,246 = 1/49 of the paper's 61,054 ratings).
-        epochs: training epochs (the paper: 120,000 steps ~ 2,449 epochs).
-        random_state: seed of initialisation and minibatch order.
-        device: where training, scoring and the stacked retrains run: ``"cpu"`` (default), ``"cuda"``,
-            or ``"auto"`` (a GPU when present: what the paper-size settings use). A seed gives the same
-            initial weights and minibatch order on every device.
-
     ``fit`` expects a CSR matrix holding explicit ratings (``Dataset.csr(train, binary=False)``).
+
+    Parameters
+    ----------
+    factors : int
+        Embedding size of each of the four tables (16 in the paper).
+    hidden : tuple[int, int]
+        MLP layer sizes after the concatenated MLP embeddings (16, 8).
+    weight_decay : float
+        L2 coefficient lambda (1e-3).
+    lr : float
+        Adam learning rate (1e-3 in the paper; the workshop uses a larger one, fewer epochs).
+    batch_size : int
+        Rows per step (1,246 = 1/49 of the paper's 61,054 ratings).
+    epochs : int
+        Training epochs (the paper: 120,000 steps ~ 2,449 epochs).
+    random_state : int | None
+        Seed of initialisation and minibatch order.
+    device : str
+        Where training, scoring and the stacked retrains run: ``"cpu"`` (default), ``"cuda"``,
+        or ``"auto"`` (a GPU when present: what the paper-size settings use). A seed gives the same
+        initial weights and minibatch order on every device.
     """
 
     capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, INFLUENCE, RETRAIN})
@@ -297,27 +306,39 @@ class NCF(Recommender):
                        engine: Engine = None, device: str | None = None) -> list[np.ndarray]:
         """Warm-start retrains with rows removed, stacked into batched models; returns new scores.
 
-        Args:
-            removals: one ``(user, items)`` per retrain: drop the training ratings of ``user`` on
-                ``items`` (an empty ``items`` is a no-removal control run).
-            seeds: one minibatch-order seed per retrain.
-            epochs: extra epochs from the trained checkpoint (parameters and Adam moments restored).
-            targets: per retrain, the items of ``user`` to score afterwards.
-            max_models: how many retrains one stacked model holds (memory/speed trade-off; on a GPU,
-                larger stacks use it better).
-            lr: learning rate of the retrains (default: the rate the model last trained at, so a
-                base finished at a lower rate by ``continue_training(lr=...)`` is retrained at that rate).
-            target_users: per retrain, the user of each target (default: the retrain's own user).
-                A no-removal control is the same model for every user with the same seed, so one
-                control per seed can score every user's targets.
-            engine: where the stacks run (:func:`xrec_helpers.engines.map_jobs`): ``None`` in this
-                process (default), ``2`` for two local loky processes, a ``dask.distributed.Client``
-                for a cluster. Stacks are independent and seeded, so every engine gives the same scores.
-            device: where each stack trains (default: the model's ``device``). Resolved by the worker
-                that runs the stack, so ``"auto"`` uses a worker's GPU when it has one.
+        Parameters
+        ----------
+        removals : Sequence[tuple[int, Sequence[int]]]
+            One ``(user, items)`` per retrain: drop the training ratings of ``user`` on
+            ``items`` (an empty ``items`` is a no-removal control run).
+        seeds : Sequence[int]
+            One minibatch-order seed per retrain.
+        epochs : int
+            Extra epochs from the trained checkpoint (parameters and Adam moments restored).
+        targets : Sequence[Sequence[int]]
+            Per retrain, the items of ``user`` to score afterwards.
+        max_models : int
+            How many retrains one stacked model holds (memory/speed trade-off; on a GPU,
+            larger stacks use it better).
+        lr : float | None
+            Learning rate of the retrains (default: the rate the model last trained at, so a
+            base finished at a lower rate by ``continue_training(lr=...)`` is retrained at that rate).
+        target_users : Sequence[Sequence[int]] | None
+            Per retrain, the user of each target (default: the retrain's own user).
+            A no-removal control is the same model for every user with the same seed, so one
+            control per seed can score every user's targets.
+        engine : Engine
+            Where the stacks run (:func:`xrec_helpers.engines.map_jobs`): ``None`` in this
+            process (default), ``2`` for two local loky processes, a ``dask.distributed.Client``
+            for a cluster. Stacks are independent and seeded, so every engine gives the same scores.
+        device : str | None
+            Where each stack trains (default: the model's ``device``). Resolved by the worker
+            that runs the stack, so ``"auto"`` uses a worker's GPU when it has one.
 
-        Returns:
-            one array per retrain: the predicted ratings of its targets after retraining.
+        Returns
+        -------
+        list[np.ndarray]
+            One array per retrain: the predicted ratings of its targets after retraining.
         """
         self._fitted()
         if not (len(removals) == len(seeds) == len(targets)):

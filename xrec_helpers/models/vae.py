@@ -46,17 +46,26 @@ class _VAENet(torch.nn.Module):
 class MultVAE(HistoryRecommender):
     """Variational autoencoder with a multinomial likelihood over the catalogue.
 
-    Args:
-        hidden, latent: encoder/decoder widths (|I| -> hidden -> latent -> hidden -> |I|).
-        dropout: input dropout during training (denoising, 0.5 as in the paper).
-        epochs, lr, batch_size, weight_decay: Adam training settings.
-        anneal_cap, anneal_steps: KL weight grows linearly to ``anneal_cap`` over ``anneal_steps`` updates.
-        random_state: seed for initialisation, dropout and the reparameterisation noise.
-        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
-            initial weights, minibatch order and noise on every device (dropout masks on a GPU come
-            from its own seeded generator, so a GPU fit is reproducible but not bit-equal to a CPU fit).
-
     Taught in 05_lxr.
+
+    Parameters
+    ----------
+    hidden, latent : int
+        Encoder/decoder widths (|I| -> hidden -> latent -> hidden -> |I|).
+    dropout : float
+        Input dropout during training (denoising, 0.5 as in the paper).
+    epochs, lr, batch_size, weight_decay
+        Adam training settings.
+    anneal_cap, anneal_steps
+        KL weight grows linearly to ``anneal_cap`` over ``anneal_steps`` updates.
+    random_state : int | None
+        Seed for initialisation, dropout and the reparameterisation noise.
+    progress : bool
+        Show a progress bar while fitting.
+    device : str
+        ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
+        initial weights, minibatch order and noise on every device (dropout masks on a GPU come
+        from its own seeded generator, so a GPU fit is reproducible but not bit-equal to a CPU fit).
     """
 
     capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, SCORE_HISTORIES, TORCH_SCORES})
