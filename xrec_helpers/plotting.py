@@ -7,6 +7,7 @@ recommendation, red speaks against it), never as pies: contributions can be nega
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -17,6 +18,14 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 
 from xrec_helpers._paths import figures_dir  # noqa: E402
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from xrec_helpers.explainers.base import Explanation
+    from xrec_helpers.explainers.event_shap import LevelAttribution
 
 POSITIVE, NEGATIVE, NEUTRAL = "#2a9d4b", "#c0392b", "#4c72b0"
 
@@ -32,7 +41,7 @@ def set_style() -> None:
 set_style()
 
 
-def save_fig(fig, name: str) -> str:
+def save_fig(fig: Figure, name: str) -> str:
     """Save ``fig`` as ``figures/<name>.png`` and return the path."""
     path = figures_dir() / f"{name}.png"
     fig.savefig(path, bbox_inches="tight", dpi=110)
@@ -56,7 +65,7 @@ def _both_signs(scores: np.ndarray, n: int) -> np.ndarray:
     return keep[np.argsort(-scores[keep], kind="stable")]
 
 
-def plot_explanation(explanation, n: int = 10, ax=None, xlabel: str | None = None):
+def plot_explanation(explanation: Explanation, n: int = 10, ax: Axes | None = None, xlabel: str | None = None) -> Axes:
     """Signed horizontal bars of an explanation of any kind, labelled: its strongest supporting and opposing entries.
 
     Taught in 13_your_own_data; ``Explanation.plot`` calls it. The same plot draws history items, features,
@@ -105,7 +114,7 @@ def plot_explanation(explanation, n: int = 10, ax=None, xlabel: str | None = Non
     return ax
 
 
-def plot_curves(results: dict, metric: str = "POS@20", ax=None):
+def plot_curves(results: dict, metric: str = "POS@20", ax: Axes | None = None) -> Axes:
     """Perturbation curves of several explainers for one metric."""
     if ax is None:
         _, ax = plt.subplots()
@@ -124,7 +133,8 @@ def plot_curves(results: dict, metric: str = "POS@20", ax=None):
     return ax
 
 
-def bar_with_labels(ax, labels: Sequence[str], values: Sequence[float], colour: str = NEUTRAL, fmt: str = "{:.2f}"):
+def bar_with_labels(ax: Axes, labels: Sequence[str], values: Sequence[float], colour: str = NEUTRAL,
+                    fmt: str = "{:.2f}") -> Axes:
     """Horizontal bars with the value printed at the end of each bar."""
     y = np.arange(len(labels))
     ax.barh(y, values, color=colour)
@@ -134,7 +144,7 @@ def bar_with_labels(ax, labels: Sequence[str], values: Sequence[float], colour: 
     return ax
 
 
-def plot_level_attribution(attribution, ax=None, n: int = 12):
+def plot_level_attribution(attribution: LevelAttribution, ax: Axes | None = None, n: int = 12) -> Axes:
     """Signed bars of an event-, feature- or cell-level attribution (both signs, labels as given).
 
     Used by ``LevelAttribution.plot``. The ``n`` largest |values| are drawn, largest at the top, each with
@@ -185,7 +195,7 @@ def _annotate(ax, values: np.ndarray, colour_values: np.ndarray, fmt: str = "{:+
                     color="white" if dark else "black")
 
 
-def plot_cell_grid(attribution, ax=None):
+def plot_cell_grid(attribution: LevelAttribution, ax: Axes | None = None) -> Axes:
     """Heatmap of a cell-level attribution: rows are event groups, columns feature groups, both signs.
 
     Taught in 04_shap_sequential. Green raises the score, red lowers it (as in the bar charts); blank
@@ -210,7 +220,8 @@ def plot_cell_grid(attribution, ax=None):
     return ax
 
 
-def plot_column_heatmap(frame, ax=None, title: str = "", xlabel: str = "", ylabel: str = ""):
+def plot_column_heatmap(frame: pd.DataFrame, ax: Axes | None = None, title: str = "", xlabel: str = "",
+                        ylabel: str = "") -> Axes:
     """Signed heatmap of a table in which every column has its own colour scale, values written in.
 
     Taught in 04_shap_sequential (event values under five baselines). Columns whose totals differ a

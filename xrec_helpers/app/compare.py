@@ -216,7 +216,7 @@ class ComparisonState:
         raw = self.data.users["raw_id"].to_numpy()
         return [(self.user_label(u), raw[u]) for u in self._eligible]
 
-    def select_user(self, raw_id) -> int:
+    def select_user(self, raw_id: object) -> int:
         """Select a user by *raw* id (as the learner sees it); returns the internal id.
 
         On any error the selection is unchanged, so the panel can show the error and keep what it showed.
@@ -237,7 +237,7 @@ class ComparisonState:
         return user
 
     @property
-    def raw_user(self):
+    def raw_user(self) -> object:
         """The selected user's raw id."""
         return self.data.users["raw_id"].iloc[self.user]
 

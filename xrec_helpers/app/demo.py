@@ -7,6 +7,7 @@ start-up choices made; the first call with a size trains (and caches) the models
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xrec_helpers.app.cache import cached, fingerprint
@@ -44,7 +45,7 @@ class Demo:
     from_cache: dict[str, bool] = field(default_factory=dict)
 
 
-def load_demo(size: str = "workshop", seed: int = 0, log=print) -> Demo:
+def load_demo(size: str = "workshop", seed: int = 0, log: Callable[[str], None] = print) -> Demo:
     """Load (or train once and cache) the demo's models for ``size`` and make the start-up choices.
 
     Taught in apps/why_this_recommendation.

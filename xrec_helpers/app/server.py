@@ -24,6 +24,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ROOT / "apps"
@@ -61,7 +65,7 @@ class KernelCap:
                                         f"{self.max_kernels}). Close a tab, or wait for idle sessions to end.")
 
 
-def configure(c, max_kernels: int | None = None, cull_idle_s: int | None = None) -> None:
+def configure(c: Config, max_kernels: int | None = None, cull_idle_s: int | None = None) -> None:
     """Apply the served configuration to a traitlets config object ``c`` (``apps/voila.py`` calls this)."""
     max_kernels = _env_int("XREC_DEMO_MAX_KERNELS", 4, 1) if max_kernels is None else max_kernels
     cull_idle_s = _env_int("XREC_DEMO_CULL_S", 1800, 60) if cull_idle_s is None else cull_idle_s

@@ -10,11 +10,16 @@ CSS classes (``xrec-*``) let the browser test find the parts; the numbers it che
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
 from xrec_helpers.app.compare import ComparisonState, DefaultChoice, RemovalCheck
 from xrec_helpers.app.reviews import ReviewPick, ReviewViewState
+
+if TYPE_CHECKING:
+    from xrec_helpers.app.demo import Demo
 
 RED, GREEN, GREY = "#c0392b", "#2a9d4b", "#777"
 
@@ -27,7 +32,7 @@ def _error(err: Exception) -> str:
     return f'<span class="xrec-error" style="color:{RED}">{_esc(err)}</span>'
 
 
-def titles_html(titles, css: str, mark: str | None = None, new: set[str] | None = None) -> str:
+def titles_html(titles: Sequence[str], css: str, mark: str | None = None, new: set[str] | None = None) -> str:
     """An ordered list of escaped titles; ``mark`` is bolded with ◀, titles in ``new`` get "(new)"."""
     rows = []
     for title in titles:
@@ -314,7 +319,7 @@ class DemoView:
     ``view.widget`` is the box to display; ``view.compare`` and ``view.reviews`` are the two panels.
     """
 
-    def __init__(self, demo):
+    def __init__(self, demo: Demo):
         self.compare = ComparisonPanel(demo.compare, demo.choice)
         self.reviews = ReviewPanel(demo.reviews, demo.review_choice)
         tab = w.Tab(children=[self.compare.widget, self.reviews.widget])

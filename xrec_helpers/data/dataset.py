@@ -97,7 +97,7 @@ class Dataset:
             return np.asarray([one(r.item() if isinstance(r, np.generic) else r) for r in raw], dtype=np.int64)
         return one(raw.item() if isinstance(raw, np.generic) else raw)
 
-    def user_index(self, raw_id):
+    def user_index(self, raw_id: object) -> int | np.ndarray:
         """Internal id(s) of raw user id(s) (a scalar gives an int, a list an array); a clear error if unknown.
 
         Used by :mod:`xrec_helpers.app.compare`; this is the one way from a raw MovieLens id to the internal id
@@ -105,7 +105,7 @@ class Dataset:
         """
         return self._raw_to_internal(raw_id, self._user_index, "user", "users")
 
-    def item_index(self, raw_id):
+    def item_index(self, raw_id: object) -> int | np.ndarray:
         """Internal id(s) of raw item id(s) (a scalar gives an int, a list an array); a clear error if unknown.
 
         Taught in 13_your_own_data (raw product ids). With MovieLens, ``data.titles(data.item_index(1))`` is Toy
@@ -113,12 +113,12 @@ class Dataset:
         """
         return self._raw_to_internal(raw_id, self._item_index, "item", "items")
 
-    def raw_user_id(self, users):
+    def raw_user_id(self, users: int | Iterable[int] | np.ndarray) -> object:
         """Raw id(s) of internal user id(s) (validated: integers in range)."""
         ids = self.users["raw_id"].to_numpy()[check_ids(users, self.n_users, "user")]
         return ids[0] if np.isscalar(users) else ids
 
-    def raw_item_id(self, items):
+    def raw_item_id(self, items: int | Iterable[int] | np.ndarray) -> object:
         """Raw id(s) of internal item id(s) (validated: integers in range)."""
         ids = self.items["raw_id"].to_numpy()[check_ids(items, self.n_items, "item")]
         return ids[0] if np.isscalar(items) else ids

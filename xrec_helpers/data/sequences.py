@@ -60,13 +60,13 @@ def user_sequences(ratings: pd.DataFrame, n_users: int) -> list[np.ndarray]:
     return [s["item"].copy() for s in user_event_sequences(frame, n_users)]
 
 
-def event_items(sequence) -> np.ndarray:
+def event_items(sequence: np.ndarray | Sequence[int]) -> np.ndarray:
     """The item ids of an event sequence (or of a plain item-id array). Used by GRU4Rec and EventSHAP."""
     arr = np.asarray(sequence)
     return arr["item"] if arr.dtype.names else arr
 
 
-def as_events(sequence) -> np.ndarray:
+def as_events(sequence: np.ndarray | Sequence[int]) -> np.ndarray:
     """An event sequence from an event array or a plain 1-d array of item ids (features unknown).
 
     Used by GRU4Rec, EventSHAP and the sequence-removal protocol. A wrong dtype or shape raises an error that says

@@ -30,7 +30,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,10 @@ import scipy.sparse as sp
 
 from xrec_helpers._ids import check_id
 from xrec_helpers.models.base import capabilities_of
+
+if TYPE_CHECKING:
+    import shap
+    from matplotlib.axes import Axes
 
 # Characters that start inline Markdown (emphasis, code, links, HTML, maths, strike-through, tables) when a title
 # is placed inside a sentence. Real ML-100K titles need it: "M*A*S*H (1970)" and "B*A*P*S (1997)" would
@@ -342,7 +346,7 @@ class Explanation:
             frame["item"] = self.events
         return frame.set_index("rank")
 
-    def to_shap(self):
+    def to_shap(self) -> shap.Explanation:
         """This explanation as a one-row ``shap.Explanation``, for shap's own plots.
 
         Taught in 13_your_own_data (``shap.plots.bar``); the README shows ``shap.plots.waterfall`` on the
@@ -356,7 +360,7 @@ class Explanation:
         return shap.Explanation(values=np.asarray(self.values, dtype=np.float64), base_values=self.base_value,
                                 feature_names=names)
 
-    def plot(self, n: int = 10, ax=None):
+    def plot(self, n: int = 10, ax: Axes | None = None) -> Axes:
         """Signed horizontal bars of the strongest ``n`` values for and against (never a pie: values can be negative)."""
         from xrec_helpers.plotting import plot_explanation  # plotting sits downstream of explainers
 

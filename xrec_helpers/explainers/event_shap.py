@@ -46,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import factorial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -56,13 +57,16 @@ from xrec_helpers.explainers.base import Explainer, Explanation
 from xrec_helpers.models.base import SCORE_SEQUENCES, capabilities_of
 from xrec_helpers.models.gru4rec import FEATURES, GRU4Rec
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
 MAX_EXACT = 16
 BASELINE_KINDS = ("remove", "average", "popular", "lowest", "highest")
 ITEM_BASELINES = ("popular", "lowest", "highest")
 
 
 # --- baselines ---------------------------------------------------------------------------------
-def resolve_baselines(model: GRU4Rec, sequence, target: int | Sequence[int],
+def resolve_baselines(model: GRU4Rec, sequence: np.ndarray | Sequence[int], target: int | Sequence[int],
                       kinds: Sequence[str] = BASELINE_KINDS) -> dict[str, str | int]:
     """Each baseline name -> what :class:`SequenceGame` takes (``"remove"``, ``"average"`` or an item id).
 
@@ -95,7 +99,8 @@ def resolve_baselines(model: GRU4Rec, sequence, target: int | Sequence[int],
     return {k: out[k] for k in kinds}
 
 
-def resolve_baseline(model: GRU4Rec, sequence, target: int | Sequence[int], kind: str | int) -> str | int:
+def resolve_baseline(model: GRU4Rec, sequence: np.ndarray | Sequence[int], target: int | Sequence[int],
+                     kind: str | int) -> str | int:
     """One baseline: an item id is checked and returned; a name is resolved as in :func:`resolve_baselines`.
 
     Used by :class:`EventSHAPExplainer` and :class:`TimeSHAPExplainer`.
@@ -242,8 +247,8 @@ class SequenceGame:
         For an empty sequence, an unresolved baseline name, or players that do not partition the cells.
     """
 
-    def __init__(self, model: GRU4Rec, sequence, target: int | Sequence[int], window: int | None = None,
-                 baseline: str | int = "average", players: Sequence[np.ndarray] | None = None,
+    def __init__(self, model: GRU4Rec, sequence: np.ndarray | Sequence[int], target: int | Sequence[int],
+                 window: int | None = None, baseline: str | int = "average", players: Sequence[np.ndarray] | None = None,
                  keys: Sequence[tuple] | None = None):
         x = as_events(sequence)[-model.max_len:]
         if len(x) == 0:
@@ -347,7 +352,7 @@ class SequenceGame:
 
 
 # --- estimators --------------------------------------------------------------------------------
-def exact_shapley(game) -> np.ndarray:
+def exact_shapley(game: SequenceGame) -> np.ndarray:
     """Exact Shapley values by enumerating all 2^n coalitions (n <= 16). Taught in 04_shap_sequential.
 
     phi_i = sum over S not containing i of |S|! (n-|S|-1)! / n! * (v(S + i) - v(S)).
@@ -368,7 +373,7 @@ def exact_shapley(game) -> np.ndarray:
     return phi
 
 
-def kernel_shap(game, nsamples: int = 2048, random_state: int = 0) -> np.ndarray:
+def kernel_shap(game: SequenceGame, nsamples: int = 2048, random_state: int = 0) -> np.ndarray:
     """KernelSHAP estimates from the ``shap`` package on presence indicators. Taught in 04_shap_sequential.
 
     The instance is "all players present" (ones) and the single background row "all absent" (zeros),
@@ -390,14 +395,15 @@ def kernel_shap(game, nsamples: int = 2048, random_state: int = 0) -> np.ndarray
     return np.asarray(values, dtype=np.float64).reshape(-1)[:n]
 
 
-def shap_package_values(game, nsamples: int = 2048, method: str = "kernel", random_state: int = 0) -> np.ndarray:
+def shap_package_values(game: SequenceGame, nsamples: int = 2048, method: str = "kernel",
+                        random_state: int = 0) -> np.ndarray:
     """Alias of :func:`kernel_shap` (``method`` must be ``"kernel"``). Not used by a notebook."""
     if method != "kernel":
         raise ValueError(f"method must be 'kernel', not {method!r}.")
     return kernel_shap(game, nsamples, random_state)
 
 
-def leave_one_out(game) -> np.ndarray:
+def leave_one_out(game: SequenceGame) -> np.ndarray:
     """Leave-one-out (LOO): phi_i = v(all) - v(all but i). Taught in 04_shap_sequential.
 
     Parameters
@@ -606,7 +612,7 @@ class LevelAttribution:
     def _event_items(self) -> list[int]:
         return [OLDER_BLOCK if k[0] == "pruned" else int(self.items[k[1]]) for k in self.keys]
 
-    def plot(self, ax=None, n: int = 12):
+    def plot(self, ax: Axes | None = None, n: int = 12) -> Axes:
         """Signed bars (both signs shown); see :func:`xrec_helpers.plotting.plot_level_attribution`."""
         from xrec_helpers.plotting import plot_level_attribution  # plotting sits downstream of explainers
 
@@ -706,7 +712,9 @@ class SequenceSHAP:
     def _title(self, item: int) -> str:
         return str(self.titles[item]) if self.titles is not None else f"item {item}"
 
-    def game(self, sequence, target, players=None, keys=None, window=None) -> SequenceGame:
+    def game(self, sequence: np.ndarray | Sequence[int], target: int | Sequence[int],
+             players: Sequence[np.ndarray] | None = None, keys: Sequence[tuple] | None = None,
+             window: int | None = None) -> SequenceGame:
         base = resolve_baseline(self.model, as_events(sequence)[-self.model.max_len:], target, self.baseline)
         return SequenceGame(self.model, sequence, target, window=window, baseline=base, players=players, keys=keys)
 
@@ -786,7 +794,8 @@ class SequenceSHAP:
         labels = [self._pruned_label(game, keep) if k[0] == "pruned" else FEATURES[k[1]] for k in game.keys]
         return self._result("feature", game, values, method, labels)
 
-    def cell_level(self, sequence, target, keep: int | None = None, top_events: int = 3, top_features: int = 2,
+    def cell_level(self, sequence: np.ndarray, target: int | Sequence[int], keep: int | None = None,
+                   top_events: int = 3, top_features: int = 2,
                    events: LevelAttribution | None = None, features: LevelAttribution | None = None,
                    both_signs: bool = False) -> LevelAttribution:
         """Top events x top features as cells (chosen by |value| at the event and feature levels).

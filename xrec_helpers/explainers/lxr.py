@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -68,7 +68,7 @@ def _recommender_parameters(recommender: HistoryRecommender) -> list[torch.Tenso
 
 
 @contextmanager
-def frozen(recommender: HistoryRecommender):
+def frozen(recommender: HistoryRecommender) -> Iterator[None]:
     """Switch off gradients of the recommender's torch parameters (restored afterwards).
 
     Used while :class:`LXRExplainer` trains (05_lxr): gradients flow *through* the recommender into the explainer,

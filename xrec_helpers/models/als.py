@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from xrec_helpers.models.base import ITEM_DECOMPOSITION, SCORE, SCORE_HISTORIES, HistoryRecommender
+from xrec_helpers.models.base import ITEM_DECOMPOSITION, SCORE, SCORE_HISTORIES, HistoryRecommender, UserIds
 
 
 class ALS(HistoryRecommender):
@@ -119,7 +119,7 @@ class ALS(HistoryRecommender):
         """Scores (batch, n_items) of the folded-in histories: p(x) · y_i."""
         return (self.fold_in(histories) @ self._Y64.T).astype(np.float32)
 
-    def stored_scores(self, users) -> np.ndarray:
+    def stored_scores(self, users: UserIds) -> np.ndarray:
         """Scores from implicit's stored user factors (what ``model_.recommend`` ranks by)."""
         users = self.check_users(users)
         return self.stored_user_factors_[users].astype(np.float64) @ self.item_factors_.T.astype(np.float64)

@@ -15,6 +15,7 @@ That exact attribution is the ground truth LIME and KernelSHAP are graded agains
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -97,7 +98,7 @@ class FMFeatures:
         value[:, 5:] = self.genres[items]
         return index, value
 
-    def slot_labels(self, user: int, item: int, titles=None) -> list[str]:
+    def slot_labels(self, user: int, item: int, titles: Sequence[str] | np.ndarray | None = None) -> list[str]:
         """Readable names of the 24 slots for one pair (titles, never internal ids)."""
         title = str(titles[item]) if titles is not None else "this movie"
         return ["this user", f"the movie {title}", f"age {AGE_LABELS[self.age_group[user]]}",

@@ -278,7 +278,8 @@ class ReviewTextGenerator:
             raise IndexError(f"ids out of range: users run 0..{self.n_users_ - 1}, items 0..{self.n_items_ - 1}.")
         return users.astype(np.int64), items.astype(np.int64)
 
-    def predict(self, users, items, hide_aspect=None) -> np.ndarray:
+    def predict(self, users: Sequence[int] | np.ndarray, items: Sequence[int] | np.ndarray,
+                hide_aspect: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """Predicted stars of (user, item) pairs; ``hide_aspect`` as in :meth:`profile` (the intervention)."""
         users, items = self._pairs(users, items)
         dev = self.net_.word.weight.device
@@ -289,7 +290,8 @@ class ReviewTextGenerator:
                                      torch.as_tensor(items, device=dev), words)
         return self.mean_rating_ + to_numpy(rating).astype(np.float64)
 
-    def generate(self, users, items, max_words: int | None = None, batch: int = 1024, top_k: int | None = None,
+    def generate(self, users: Sequence[int] | np.ndarray, items: Sequence[int] | np.ndarray,
+                 max_words: int | None = None, batch: int = 1024, top_k: int | None = None,
                  temperature: float = 1.0, random_state: int | None = 0) -> list[str]:
         """One explanation per (user, item) pair: greedy decoding (the default; PETER decodes greedily), or
         sampling from the ``top_k`` most likely next words at ``temperature`` (seeded by ``random_state``).
