@@ -1,7 +1,7 @@
 """Keep what the demo trains between starts: one file per settings, verified before it is used.
 
-Part of the demo (apps/why_this_recommendation). The first start of the demo trains its models (tens of seconds);
-every later start, and every page load, reads them back in well under a second. A cached object is keyed by
+Part of the demo (apps/why_this_recommendation). The first start of the demo trains its models;
+every later start, and every page load, only reads them back. A cached object is keyed by
 its *settings* (a JSON-able dict that must name everything the object depends on, data fingerprint included),
 stored with its SHA-256 next to it and written atomically (unique temporary file, then rename), under a lock
 so two kernels starting at once train once. A file whose hash does not match is reported, deleted and rebuilt.

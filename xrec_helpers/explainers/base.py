@@ -223,7 +223,7 @@ class Explanation:
         values = _frozen_array(np.asarray(self.values, dtype=np.float64).ravel())
         if keys.shape != values.shape:
             raise ValueError(f"keys and values differ in length: {keys.shape} vs {values.shape}")
-        if len(set(keys.tolist())) != len(keys):  # a set: ~5x faster than np.unique here
+        if len(set(keys.tolist())) != len(keys):  # a set: no sort needed, unlike np.unique
             raise ValueError(f"An explanation lists a {KINDS[self.kind]} twice.")
         if not np.isfinite(values).all():
             raise ValueError(f"{self.method}: an explanation's values must be finite, got {values[~np.isfinite(values)][:3]}.")

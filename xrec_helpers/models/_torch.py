@@ -36,7 +36,10 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def prepare_cpu_training(threads: int | None = None) -> None:
-    """Flush denormals (weight-decayed embeddings fill with them: 5-6x slower) and cap threads."""
+    """Flush denormals and cap threads.
+
+    Weight-decayed embeddings fill with denormal floats, and CPU arithmetic on them is slow.
+    """
     torch.set_flush_denormal(True)
     if threads:
         torch.set_num_threads(threads)

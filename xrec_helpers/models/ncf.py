@@ -84,8 +84,8 @@ class NCFStack:
         M, B = users.shape
 
         def rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-            # gather from the flattened (M * n, d) table: index_select (and index_add_ backward) is
-            # several times faster than advanced indexing with a broadcast model index.
+            # gather from the flattened (M * n, d) table: index_select (and index_add_ backward) avoids the
+            # broadcast index tensor that advanced indexing with a model index would build and scatter into.
             n, d = table.shape[1:]
             flat = (idx + torch.arange(M, device=idx.device).unsqueeze(1) * n).reshape(-1)
             return table.reshape(M * n, d).index_select(0, flat).reshape(M, B, d)

@@ -9,7 +9,8 @@ everything before them (the "PETER mask"). Three heads read the hidden states:
   depend on the user and item rather than on the language model alone);
 * the **next word** from every word position (the explanation, decoded greedily).
 
-The closest design that trains on a CPU in seconds: one layer of width 32 (PETER: two layers of 512),
+The closest design small enough to train on a laptop CPU during the lesson: one layer of width 32 (PETER: two
+layers of 512),
 and the item is described
 by an **aspect profile** read from its training reviews (per aspect: the share of positive minus negative
 statements, and whether any review talks about it; see :func:`aspect_profile`) instead of only an ID
