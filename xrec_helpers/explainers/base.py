@@ -282,7 +282,18 @@ class Explanation:
         return None if self.counterfactual is None else self.counterfactual.predicted_gap
 
     def title(self, item: int) -> str:
-        """Display title of an internal item id (``"item 7"`` without titles)."""
+        """Display title of an internal item id (``"item 7"`` without titles).
+
+        Parameters
+        ----------
+        item : int
+            Internal item id.
+
+        Returns
+        -------
+        str
+            The item's title.
+        """
         return str(self.titles[item]) if self.titles is not None else f"item {item}"
 
     _title = title  # older spelling, kept for the notebooks' plotting helpers
@@ -292,7 +303,18 @@ class Explanation:
         return f"*{markdown_escape(self.title(item))}*"
 
     def label(self, i: int) -> str:
-        """Display label of the ``i``-th key: its title for history items, ``"<title> (event -k)"`` for events."""
+        """Display label of the ``i``-th key: its title for history items, ``"<title> (event -k)"`` for events.
+
+        Parameters
+        ----------
+        i : int
+            Position in ``keys``.
+
+        Returns
+        -------
+        str
+            The key's display label.
+        """
         if self.labels is not None:
             return self.labels[i]
         key = self.keys[i]
@@ -303,7 +325,18 @@ class Explanation:
         return str(key)
 
     def top(self, n: int) -> np.ndarray:
-        """The ``n`` most explanatory keys."""
+        """The ``n`` most explanatory keys.
+
+        Parameters
+        ----------
+        n : int
+            How many keys.
+
+        Returns
+        -------
+        np.ndarray
+            The first ``n`` keys (keys are stored most explanatory first).
+        """
         return self.keys[:n]
 
     def render(self, n: int = 2, verb: str | None = None) -> str:
@@ -311,6 +344,18 @@ class Explanation:
 
         History explanations read "Because you watched *A* and *B*, we recommend *C*."; other kinds name
         what they attribute. ``verb`` fits the sentence to the domain (``"bought"``; 13_your_own_data).
+
+        Parameters
+        ----------
+        n : int
+            How many supporting keys the sentence names.
+        verb : str | None
+            The verb of the sentence (default: the explanation's ``verb``, else "watched").
+
+        Returns
+        -------
+        str
+            The Markdown sentence.
         """
         verb = verb or self.verb
         target = self._md_title(self.item)
@@ -361,7 +406,20 @@ class Explanation:
                                 feature_names=names)
 
     def plot(self, n: int = 10, ax: Axes | None = None) -> Axes:
-        """Signed horizontal bars of the strongest ``n`` values for and against (never a pie: values can be negative)."""
+        """Signed horizontal bars of the strongest ``n`` values for and against (never a pie: values can be negative).
+
+        Parameters
+        ----------
+        n : int
+            At most ``n`` bars (half for, half against).
+        ax : Axes | None
+            Axes to draw on (default: a new figure).
+
+        Returns
+        -------
+        Axes
+            The axes drawn on.
+        """
         from xrec_helpers.plotting import plot_explanation  # plotting sits downstream of explainers
 
         return plot_explanation(self, n=n, ax=ax)
@@ -447,7 +505,18 @@ class Explainer(ABC):
 
     @classmethod
     def check_supports(cls, model: Any) -> None:
-        """Raise a ``TypeError`` naming the missing capabilities unless :meth:`supports` holds."""
+        """Raise a ``TypeError`` naming the missing capabilities unless :meth:`supports` holds.
+
+        Parameters
+        ----------
+        model : Any
+            The model the explainer would read.
+
+        Raises
+        ------
+        TypeError
+            When ``model`` lacks a capability in ``requires``.
+        """
         missing = sorted(cls.requires - capabilities_of(model))
         if missing:
             raise TypeError(f"{cls.name} needs a model with {', '.join(missing)}; {type(model).__name__} offers "
@@ -474,6 +543,16 @@ class Explainer(ABC):
 
         Taught in 05_lxr: similarities come from training users, explanations are for test users. A
         model-based explainer reads its model's histories: call ``model.use_histories`` instead.
+
+        Parameters
+        ----------
+        histories : sp.spmatrix
+            User x item 0/1 matrix that holds every user to be explained.
+
+        Returns
+        -------
+        Explainer
+            The explainer itself.
         """
         if self.model is not None:
             raise TypeError(f"{self.name} reads histories from its model: call model.use_histories(...) instead, "
@@ -484,7 +563,18 @@ class Explainer(ABC):
         return self
 
     def history(self, user: int) -> np.ndarray:
-        """The user's history items (sorted internal ids), with a clear error for bad input."""
+        """The user's history items (sorted internal ids), with a clear error for bad input.
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+
+        Returns
+        -------
+        np.ndarray
+            Sorted internal item ids of the user's history.
+        """
         user = check_id(user, self.n_users, "user")
         train = self.train
         start, end = train.indptr[user], train.indptr[user + 1]
@@ -494,7 +584,29 @@ class Explainer(ABC):
         return hist
 
     def check_pair(self, user: int, item: int) -> np.ndarray:
-        """Validate (user, item) and return the user's history."""
+        """Validate (user, item) and return the user's history.
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+        item : int
+            Internal id of the item to explain.
+
+        Returns
+        -------
+        np.ndarray
+            The user's history (sorted internal item ids).
+
+        Raises
+        ------
+        TypeError
+            For an id that is not an integer.
+        IndexError
+            For an id out of range.
+        ValueError
+            For an empty history, or an item already in the history.
+        """
         hist = self.history(user)
         item = check_id(item, self.n_items, "item")
         if (hist == item).any():
@@ -506,6 +618,18 @@ class Explainer(ABC):
         """Validate a batch of (user, item) pairs: integer internal ids in range; returns them as Python ints.
 
         Floats, strings and bools are refused rather than truncated.
+
+        Parameters
+        ----------
+        pairs : Iterable[tuple[int, int]]
+            (user, item) pairs of internal ids.
+
+        Raises
+        ------
+        TypeError
+            For an id that is not an integer.
+        IndexError
+            For an id out of range.
         """
         out = []
         for pair in pairs:
@@ -574,7 +698,20 @@ class Explainer(ABC):
 
 def derive(explanation: Explanation, **changes: Any) -> Explanation:
     """A copy of ``explanation`` with ``changes`` applied (explanations are immutable); the text is re-rendered
-    unless given."""
+    unless given.
+
+    Parameters
+    ----------
+    explanation : Explanation
+        The explanation to copy.
+    **changes : Any
+        New values of its fields (validated as at construction).
+
+    Returns
+    -------
+    Explanation
+        The changed copy; ``explanation`` itself is unchanged.
+    """
     if "text" not in changes:
         changes["text"] = None
     return dataclasses.replace(explanation, **changes)

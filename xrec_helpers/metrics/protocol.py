@@ -75,7 +75,23 @@ class ProtocolResult:
     details: dict[str, Any] = field(default_factory=dict)
 
     def metric(self, name: str) -> Metric:
-        """The :class:`Metric` called ``name`` (KeyError naming the available ones otherwise)."""
+        """The :class:`Metric` called ``name`` (KeyError naming the available ones otherwise).
+
+        Parameters
+        ----------
+        name : str
+            A metric name of this result.
+
+        Returns
+        -------
+        Metric
+            Its :class:`Metric`.
+
+        Raises
+        ------
+        KeyError
+            When the result reports no metric called ``name``.
+        """
         for m in self.metrics:
             if m.name == name:
                 return m
@@ -99,11 +115,42 @@ class Protocol(ABC):
 
     @classmethod
     def supports(cls, model: Any) -> bool:
-        """Whether ``model`` offers every capability the protocol ``requires``."""
+        """Whether ``model`` offers every capability the protocol ``requires``.
+
+        Parameters
+        ----------
+        model : Any
+            The model whose explanations would be tested.
+
+        Returns
+        -------
+        bool
+            True when ``model`` declares every capability in ``requires``.
+        """
         return cls.requires <= capabilities_of(model)
 
     def check(self, model: Any, explanations: Sequence[Explanation]) -> list[Explanation]:
-        """Raise a clear error unless the model has the capabilities and every explanation is of an accepted kind."""
+        """Raise a clear error unless the model has the capabilities and every explanation is of an accepted kind.
+
+        Parameters
+        ----------
+        model : Any
+            The model the explanations explain.
+        explanations : Sequence[Explanation]
+            The explanations to test.
+
+        Returns
+        -------
+        list[Explanation]
+            ``explanations`` as a list.
+
+        Raises
+        ------
+        TypeError
+            When the model lacks a required capability, or an entry is not an :class:`Explanation`.
+        ValueError
+            When there are no explanations, or one's ``kind`` is not in ``kinds``.
+        """
         missing = sorted(self.requires - capabilities_of(model))
         if missing:
             raise TypeError(f"The {self.name} protocol needs a model with {', '.join(missing)}; "

@@ -85,6 +85,18 @@ def check_rating_range(train: sp.csr_matrix, rating_range: tuple[float, float]) 
     """Refuse explicit ratings outside ``rating_range`` (e.g. 50 or -3 on a 1-5 scale), with the fix in the message.
 
     Used by the rating models (EMF, FM).
+
+    Parameters
+    ----------
+    train : sp.csr_matrix
+        User x item matrix of explicit ratings.
+    rating_range : tuple[float, float]
+        The (lowest, highest) rating of the scale.
+
+    Raises
+    ------
+    ValueError
+        When a stored rating lies outside ``rating_range``.
     """
     low, high = rating_range
     outside = (train.data < low) | (train.data > high)
@@ -107,7 +119,18 @@ class Recommender(ABC):
 
     @abstractmethod
     def fit(self, train: sp.csr_matrix) -> Recommender:
-        """Learn from the training matrix; returns self."""
+        """Learn from the training matrix; returns self.
+
+        Parameters
+        ----------
+        train : sp.csr_matrix
+            User x item matrix of the training interactions (0/1, or ratings for rating models).
+
+        Returns
+        -------
+        Recommender
+            The fitted model.
+        """
 
     @abstractmethod
     def _score(self, users: np.ndarray) -> np.ndarray:
@@ -144,15 +167,62 @@ class Recommender(ABC):
         return self.train_
 
     def check_users(self, users: UserIds) -> np.ndarray:
-        """Validate internal user ids (integers, not floats, strings or bools) and return them as an int array."""
+        """Validate internal user ids (integers, not floats, strings or bools) and return them as an int array.
+
+        Parameters
+        ----------
+        users : UserIds
+            Internal user id(s): an int, an iterable of ints or an integer array (floats, strings and bools are
+            refused).
+
+        Returns
+        -------
+        np.ndarray
+            The ids as a 1-D int64 array.
+
+        Raises
+        ------
+        TypeError
+            For a float, string, bool or object id.
+        IndexError
+            For an id out of range.
+        """
         return check_ids(users, self.n_users, "user")
 
     def score(self, users: UserIds) -> np.ndarray:
-        """Scores of every item for ``users``, shape (n_users_asked, n_items); higher is better."""
+        """Scores of every item for ``users``, shape (n_users_asked, n_items); higher is better.
+
+        Parameters
+        ----------
+        users : UserIds
+            Internal user id(s): an int, an iterable of ints or an integer array (floats, strings and bools are
+            refused).
+
+        Returns
+        -------
+        np.ndarray
+            Scores of shape (n_users_asked, n_items).
+        """
         return self._score(self.check_users(users))
 
     def recommend(self, users: UserIds, k: int = 10, exclude_seen: bool = True) -> np.ndarray:
-        """Top-``k`` internal item ids per user, best first, shape (n_users_asked, k)."""
+        """Top-``k`` internal item ids per user, best first, shape (n_users_asked, k).
+
+        Parameters
+        ----------
+        users : UserIds
+            Internal user id(s): an int, an iterable of ints or an integer array (floats, strings and bools are
+            refused).
+        k : int
+            Length of each list.
+        exclude_seen : bool
+            Leave out the items of each user's training history.
+
+        Returns
+        -------
+        np.ndarray
+            Internal item ids of shape (n_users_asked, k), best first.
+        """
         users = self.check_users(users)
         if not 1 <= k <= self.n_items:
             raise ValueError(f"k={k} must be between 1 and the catalogue size {self.n_items}.")
@@ -195,7 +265,18 @@ class HistoryRecommender(Recommender):
 
     @abstractmethod
     def score_histories(self, histories: np.ndarray | sp.spmatrix) -> np.ndarray:
-        """Scores for a batch of 0/1 histories, shape (batch, n_items)."""
+        """Scores for a batch of 0/1 histories, shape (batch, n_items).
+
+        Parameters
+        ----------
+        histories : np.ndarray | sp.spmatrix
+            One 0/1 history row or a (batch, n_items) batch, dense or sparse.
+
+        Returns
+        -------
+        np.ndarray
+            Scores of shape (batch, n_items).
+        """
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.score_histories(self.train_[users])
@@ -205,6 +286,16 @@ class HistoryRecommender(Recommender):
 
         Taught in 05_lxr: fit on the training users' rows, then hand over the matrix that also holds
         the validation and test users, so they are scored from their own histories (a user-level split).
+
+        Parameters
+        ----------
+        histories : sp.csr_matrix
+            User x item 0/1 matrix that holds every user to be scored.
+
+        Returns
+        -------
+        HistoryRecommender
+            The model itself (``train_`` is now ``histories``).
         """
         self._fitted()
         if not sp.issparse(histories) or histories.shape[1] != self.n_items:
@@ -219,6 +310,16 @@ class HistoryRecommender(Recommender):
 
         Refuses, with what to do: more than 2 dimensions, the wrong number of columns, NaN/inf, and
         values other than 0 and 1 (a rating row 1-5 or a -1 is not a history; binarise it with ``X > 0``).
+
+        Parameters
+        ----------
+        histories : np.ndarray | sp.spmatrix
+            One 0/1 history row or a (batch, n_items) batch, dense or sparse.
+
+        Raises
+        ------
+        ValueError
+            For a wrong shape, a non-finite value or a value other than 0 and 1.
         """
         if sp.issparse(histories):
             values, shape = histories.data, histories.shape
@@ -241,7 +342,23 @@ class HistoryRecommender(Recommender):
                              "Binarise it first, e.g. (X > 0).astype(float).")
 
     def check_histories(self, histories: np.ndarray | sp.spmatrix) -> np.ndarray:
-        """Dense float32 (batch, n_items) array from a dense or sparse batch of 0/1 histories (validated)."""
+        """Dense float32 (batch, n_items) array from a dense or sparse batch of 0/1 histories (validated).
+
+        Parameters
+        ----------
+        histories : np.ndarray | sp.spmatrix
+            One 0/1 history row or a (batch, n_items) batch, dense or sparse.
+
+        Returns
+        -------
+        np.ndarray
+            Dense float32 array of shape (batch, n_items).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`validate_histories`.
+        """
         self.validate_histories(histories)
         arr = histories.toarray() if sp.issparse(histories) else np.atleast_2d(np.asarray(histories))
         return arr.astype(np.float32, copy=False)
