@@ -42,7 +42,20 @@ set_style()
 
 
 def save_fig(fig: Figure, name: str) -> str:
-    """Save ``fig`` as ``figures/<name>.png`` and return the path."""
+    """Save ``fig`` as ``figures/<name>.png`` and return the path.
+
+    Parameters
+    ----------
+    fig : Figure
+        The figure.
+    name : str
+        File name without extension.
+
+    Returns
+    -------
+    str
+        The path written.
+    """
     path = figures_dir() / f"{name}.png"
     fig.savefig(path, bbox_inches="tight", dpi=110)
     return str(path)
@@ -115,7 +128,22 @@ def plot_explanation(explanation: Explanation, n: int = 10, ax: Axes | None = No
 
 
 def plot_curves(results: dict, metric: str = "POS@20", ax: Axes | None = None) -> Axes:
-    """Perturbation curves of several explainers for one metric."""
+    """Perturbation curves of several explainers for one metric.
+
+    Parameters
+    ----------
+    results : dict
+        Explainer name -> :class:`~xrec_helpers.metrics.counterfactual.PerturbationResult`.
+    metric : str
+        The metric drawn against the number of removed items.
+    ax : Axes | None
+        Axes to draw on (default: a new figure).
+
+    Returns
+    -------
+    Axes
+        The axes drawn on.
+    """
     if ax is None:
         _, ax = plt.subplots()
     for name, result in results.items():
@@ -135,7 +163,26 @@ def plot_curves(results: dict, metric: str = "POS@20", ax: Axes | None = None) -
 
 def bar_with_labels(ax: Axes, labels: Sequence[str], values: Sequence[float], colour: str = NEUTRAL,
                     fmt: str = "{:.2f}") -> Axes:
-    """Horizontal bars with the value printed at the end of each bar."""
+    """Horizontal bars with the value printed at the end of each bar.
+
+    Parameters
+    ----------
+    ax : Axes
+        Axes to draw on.
+    labels : Sequence[str]
+        One label per bar.
+    values : Sequence[float]
+        One value per bar.
+    colour : str
+        Bar colour.
+    fmt : str
+        Format of the printed values.
+
+    Returns
+    -------
+    Axes
+        ``ax``.
+    """
     y = np.arange(len(labels))
     ax.barh(y, values, color=colour)
     ax.set_yticks(y, labels)
@@ -150,6 +197,20 @@ def plot_level_attribution(attribution: LevelAttribution, ax: Axes | None = None
     Used by ``LevelAttribution.plot``. The ``n`` largest |values| are drawn, largest at the top, each with
     its value printed; when more players exist, one grey bar "k others" holds the sum of the rest, so
     the drawn bars add up to the title's total, f(x) - f(baseline). Green raises the score, red lowers it.
+
+    Parameters
+    ----------
+    attribution : LevelAttribution
+        Values of one TimeSHAP level.
+    ax : Axes | None
+        Axes to draw on (default: a new figure).
+    n : int
+        At most ``n`` bars, plus one for the rest.
+
+    Returns
+    -------
+    Axes
+        The axes drawn on.
     """
     full = attribution.to_frame()
     frame = full.head(n)
@@ -201,6 +262,18 @@ def plot_cell_grid(attribution: LevelAttribution, ax: Axes | None = None) -> Axe
     Taught in 04_shap_sequential. Green raises the score, red lowers it (as in the bar charts); blank
     cells are not players.
     The older (pruned) events are one player over all their features, drawn in their own column.
+
+    Parameters
+    ----------
+    attribution : LevelAttribution
+        A cell-level attribution.
+    ax : Axes | None
+        Axes to draw on (default: a new figure).
+
+    Returns
+    -------
+    Axes
+        The axes drawn on.
     """
     grid = attribution.grid()
     if ax is None:
@@ -228,6 +301,20 @@ def plot_column_heatmap(frame: pd.DataFrame, ax: Axes | None = None, title: str 
     lot (one baseline's values are ten times another's) stay readable: the colour is the value
     divided by its column's largest |value|, so -1 .. +1 in every column; the numbers are the values.
     Green raises the score, red lowers it (as in :func:`plot_level_attribution`).
+
+    Parameters
+    ----------
+    frame : pd.DataFrame
+        The table (rows x columns) of signed values.
+    ax : Axes | None
+        Axes to draw on (default: a new figure).
+    title, xlabel, ylabel : str
+        Axis texts.
+
+    Returns
+    -------
+    Axes
+        The axes drawn on.
     """
     values = frame.to_numpy(dtype=float)
     scale = np.nanmax(np.abs(values), axis=0)

@@ -102,6 +102,23 @@ class Dataset:
 
         Used by :mod:`xrec_helpers.app.compare`; this is the one way from a raw MovieLens id to the internal id
         models take.
+
+        Parameters
+        ----------
+        raw_id : object
+            A raw user id, or a list of them.
+
+        Returns
+        -------
+        int | np.ndarray
+            The internal id (an int) or ids (an array).
+
+        Raises
+        ------
+        TypeError
+            For a float or bool id.
+        KeyError
+            For a raw id the dataset does not have.
         """
         return self._raw_to_internal(raw_id, self._user_index, "user", "users")
 
@@ -110,16 +127,55 @@ class Dataset:
 
         Taught in 13_your_own_data (raw product ids). With MovieLens, ``data.titles(data.item_index(1))`` is Toy
         Story; ``data.titles(1)`` is internal item 1.
+
+        Parameters
+        ----------
+        raw_id : object
+            A raw item id, or a list of them.
+
+        Returns
+        -------
+        int | np.ndarray
+            The internal id (an int) or ids (an array).
+
+        Raises
+        ------
+        TypeError
+            For a float or bool id.
+        KeyError
+            For a raw id the dataset does not have.
         """
         return self._raw_to_internal(raw_id, self._item_index, "item", "items")
 
     def raw_user_id(self, users: int | Iterable[int] | np.ndarray) -> object:
-        """Raw id(s) of internal user id(s) (validated: integers in range)."""
+        """Raw id(s) of internal user id(s) (validated: integers in range).
+
+        Parameters
+        ----------
+        users : int | Iterable[int] | np.ndarray
+            Internal user id(s).
+
+        Returns
+        -------
+        object
+            The raw id (for a scalar) or an array of raw ids.
+        """
         ids = self.users["raw_id"].to_numpy()[check_ids(users, self.n_users, "user")]
         return ids[0] if np.isscalar(users) else ids
 
     def raw_item_id(self, items: int | Iterable[int] | np.ndarray) -> object:
-        """Raw id(s) of internal item id(s) (validated: integers in range)."""
+        """Raw id(s) of internal item id(s) (validated: integers in range).
+
+        Parameters
+        ----------
+        items : int | Iterable[int] | np.ndarray
+            Internal item id(s).
+
+        Returns
+        -------
+        object
+            The raw id (for a scalar) or an array of raw ids.
+        """
         ids = self.items["raw_id"].to_numpy()[check_ids(items, self.n_items, "item")]
         return ids[0] if np.isscalar(items) else ids
 
@@ -128,6 +184,16 @@ class Dataset:
 
         Ids must be integers (a float such as 1.7 is refused, not truncated); raw ids go through
         :meth:`item_index` first.
+
+        Parameters
+        ----------
+        items : Iterable[int] | int | None
+            Internal item id(s); None for every item.
+
+        Returns
+        -------
+        np.ndarray | str
+            One title (for a scalar) or an array of titles.
         """
         all_titles = self.items["title"].to_numpy()
         if items is None:
@@ -146,6 +212,20 @@ class Dataset:
 
         ``binary=True`` stores 1 for every observed pair, otherwise the rating value; see
         :func:`to_csr` for the checks and for ``duplicates``.
+
+        Parameters
+        ----------
+        ratings : pd.DataFrame | None
+            A subset of :attr:`ratings` (default: all of them).
+        binary : bool
+            Store 1 for every observed pair instead of the rating.
+        duplicates : str
+            How a repeated (user, item) pair is combined (see :func:`to_csr`).
+
+        Returns
+        -------
+        sp.csr_matrix
+            Matrix of shape (n_users, n_items).
         """
         return to_csr(self.ratings if ratings is None else ratings, self.n_users, self.n_items, binary=binary,
                       duplicates=duplicates)
@@ -154,6 +234,18 @@ class Dataset:
         """A smaller dataset: ``n_users`` random users, the items they rated, ids re-indexed.
 
         Used for the ``smoke`` size. KG links are kept for the surviving items.
+
+        Parameters
+        ----------
+        n_users : int
+            How many users to keep.
+        seed : int
+            Seed of the user sample.
+
+        Returns
+        -------
+        Dataset
+            The smaller dataset (this one is unchanged).
         """
         if n_users >= self.n_users:
             return self
@@ -202,6 +294,33 @@ def to_csr(ratings: pd.DataFrame, n_users: int, n_items: int, *, binary: bool = 
     non-zero (a stored 0 reads as "not rated"). A (user, item) pair that occurs twice is an error with
     ``binary=False`` unless ``duplicates`` says how to combine the ratings (``"mean"``, ``"max"``, ``"last"`` row,
     or ``"sum"``); with ``binary=True`` a repeated pair is still one 1.
+
+    Parameters
+    ----------
+    ratings : pd.DataFrame
+        Ratings with internal ``user`` and ``item`` columns (and ``rating``, ``timestamp`` where used).
+    n_users, n_items : int
+        Shape of the matrix.
+    binary : bool
+        Store 1 for every observed pair instead of the rating.
+    duplicates : str
+        ``"error"``, ``"mean"``, ``"max"``, ``"last"`` or ``"sum"``: how a repeated pair is combined when
+        ``binary=False``.
+
+    Returns
+    -------
+    sp.csr_matrix
+        Matrix of shape (n_users, n_items).
+
+    Raises
+    ------
+    TypeError
+        For ids that are not integers.
+    IndexError
+        For ids out of range.
+    ValueError
+        For a missing column, a non-finite rating, a stored 0 with ``binary=False``, a repeated pair with
+        ``duplicates="error"`` or an unknown ``duplicates`` rule.
     """
     if duplicates not in DUPLICATE_RULES:
         raise ValueError(f"duplicates={duplicates!r} must be one of {DUPLICATE_RULES}.")
