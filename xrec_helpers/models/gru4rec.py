@@ -176,6 +176,16 @@ class GRU4Rec(Recommender):
         """(tokens (n, T+1), dense (n, T+1, D), lengths (n,)): BOS + the last ``max_len`` events, right-padded.
 
         Used by EventSHAP (explainers edit these arrays, then call :meth:`score_encoded`).
+
+        Parameters
+        ----------
+        sequences : Sequence
+            Event arrays (or plain item-id arrays), oldest event first.
+
+        Returns
+        -------
+        tuple[np.ndarray, np.ndarray, np.ndarray]
+            Tokens (n, T+1), dense features (n, T+1, D) and lengths (n,).
         """
         self._fitted()
         cut = [self._check_events(s)[-self.max_len:] for s in sequences]
@@ -227,6 +237,22 @@ class GRU4Rec(Recommender):
         ``item_genres``: (n_items, G) 0/1 genre matrix (``Dataset.items[list(GENRES)]``); None = no genres.
         ``validation``: (input sequences, target items), one per user; each epoch ranks every target
         against all items outside its input (full ranking) and early stopping keeps the best HR@10.
+
+        Parameters
+        ----------
+        train : sp.csr_matrix
+            User x item matrix matching ``sequences`` (defines the seen items).
+        sequences : Sequence[np.ndarray] | None
+            One time-ordered event array per user.
+        item_genres : np.ndarray | None
+            (n_items, G) 0/1 genre matrix; None for no genres.
+        validation : tuple[Sequence[np.ndarray], np.ndarray] | None
+            (input sequences, target items) for early stopping; None trains every epoch.
+
+        Returns
+        -------
+        GRU4Rec
+            The fitted model.
         """
         train = self._set_train(train)
         if sequences is None:
@@ -324,6 +350,25 @@ class GRU4Rec(Recommender):
         A target that is itself in its input raises a ValueError (it would be excluded from its own ranking).
 
         Taught in 04_shap_sequential.
+
+        Parameters
+        ----------
+        inputs : Sequence[np.ndarray]
+            One input sequence per target.
+        targets : np.ndarray
+            The held-out next items.
+        k : int
+            Cut-off.
+
+        Returns
+        -------
+        dict[str, float]
+            ``{"HR@k": ..., "NDCG@k": ...}``.
+
+        Raises
+        ------
+        ValueError
+            When a target is in its own input.
         """
         targets = np.asarray(targets, dtype=np.int64)
         if len(inputs) != len(targets):
@@ -345,7 +390,22 @@ class GRU4Rec(Recommender):
     # --- scoring -------------------------------------------------------------------------------
     def score_encoded(self, tokens: np.ndarray, dense: np.ndarray, lengths: np.ndarray,
                       items: np.ndarray | None = None, batch_size: int = 2048) -> np.ndarray:
-        """Scores of encoded (possibly edited) inputs from :meth:`encode`: (n, n_items) or (n, len(items))."""
+        """Scores of encoded (possibly edited) inputs from :meth:`encode`: (n, n_items) or (n, len(items)).
+
+        Parameters
+        ----------
+        tokens, dense, lengths : np.ndarray
+            Encoded inputs from :meth:`encode` (possibly edited).
+        items : np.ndarray | None
+            Score only these items (default: every item).
+        batch_size : int
+            Sequences per forward pass.
+
+        Returns
+        -------
+        np.ndarray
+            Logits of shape (n, n_items) or (n, len(items)).
+        """
         net = self._net()
         dev = net.embedding.weight.device
         idx = None if items is None else torch.as_tensor(np.asarray(items, dtype=np.int64), device=dev)
@@ -368,6 +428,20 @@ class GRU4Rec(Recommender):
         Taught in 04_shap_sequential. Each sequence is time-ordered (oldest first); only its last
         ``max_len`` events are read. ``items`` restricts the output columns (much cheaper when an
         explainer scores thousands of edited sequences).
+
+        Parameters
+        ----------
+        sequences : Sequence
+            Event arrays (or plain item-id arrays), oldest event first.
+        items : np.ndarray | None
+            Score only these items (default: every item).
+        batch_size : int
+            Sequences per forward pass.
+
+        Returns
+        -------
+        np.ndarray
+            Logits of shape (n, n_items) or (n, len(items)).
         """
         self._fitted()
         if items is not None:

@@ -106,6 +106,16 @@ class HistoryMF(HistoryRecommender):
 
         Explainers that learn masks over the history (05_lxr) back-propagate through this. The scores
         come back on the device of ``histories`` (the model's own device is used in between).
+
+        Parameters
+        ----------
+        histories : torch.Tensor
+            Float tensor of shape (batch, n_items); entries in [0, 1] (soft masks allowed).
+
+        Returns
+        -------
+        torch.Tensor
+            Scores of shape (batch, n_items), differentiable in ``histories``.
         """
         self._fitted()
         dev = self.in_factors_.device

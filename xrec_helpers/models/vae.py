@@ -81,7 +81,18 @@ class MultVAE(HistoryRecommender):
         self.random_state, self.progress = random_state, progress
 
     def fit(self, train: sp.csr_matrix) -> MultVAE:
-        """Train on the non-empty rows of ``train`` (empty rows, e.g. held-out users, are skipped)."""
+        """Train on the non-empty rows of ``train`` (empty rows, e.g. held-out users, are skipped).
+
+        Parameters
+        ----------
+        train : sp.csr_matrix
+            User x item 0/1 matrix.
+
+        Returns
+        -------
+        MultVAE
+            The fitted model.
+        """
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs ({self.epochs}) and batch_size ({self.batch_size}) must be >= 1.")
         train = self._set_train(train)
@@ -121,6 +132,16 @@ class MultVAE(HistoryRecommender):
 
         Explainers that learn masks over the history (05_lxr) back-propagate through this. The scores
         come back on the device of ``histories`` (the model's own device is used in between).
+
+        Parameters
+        ----------
+        histories : torch.Tensor
+            Float tensor of shape (batch, n_items); entries in [0, 1] (soft masks allowed).
+
+        Returns
+        -------
+        torch.Tensor
+            Scores of shape (batch, n_items), differentiable in ``histories``.
         """
         self._fitted()
         logits, _, _ = self.net_(histories.to(self.net_.encoder.weight.device))
