@@ -147,6 +147,16 @@ def cf_summary(verified: pd.DataFrame) -> pd.DataFrame:
     Returns one row per (method, k) with ``users``, ``explained`` (a set was found), ``cf_percent``,
     ``cf_size`` and ``predicted_cf_percent`` (sets whose *predicted* gap is negative, i.e. what the
     explainer claims). Taught in 06_accent.
+
+    Parameters
+    ----------
+    verified : pd.DataFrame
+        Rows of :func:`verify_by_retraining`.
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per (method, k).
     """
     def one(g: pd.DataFrame) -> pd.Series:
         ok = g["success"].astype(bool)
@@ -159,8 +169,30 @@ def cf_summary(verified: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare_methods(verified: pd.DataFrame, a: str, b: str, k: int) -> dict[str, float]:
-    """McNemar on CF success and the one-sided size t-test for methods ``a`` vs ``b`` at ``k``,
-    paired by user, as the paper's significance marks. Taught in 06_accent."""
+    """McNemar on CF success and the one-sided size t-test for methods ``a`` vs ``b`` at ``k``, paired by user.
+
+    The paper's significance marks. Taught in 06_accent.
+
+    Parameters
+    ----------
+    verified : pd.DataFrame
+        Rows of :func:`verify_by_retraining`.
+    a, b : str
+        The two method names.
+    k : int
+        The counterfactual size limit compared.
+
+    Returns
+    -------
+    dict[str, float]
+        ``only_a``, ``only_b``, ``p_mcnemar`` (McNemar on success), ``pairs``, ``size_diff``, ``p_size_less``
+        (paired size test).
+
+    Raises
+    ------
+    ValueError
+        When the two methods share no user at ``k``.
+    """
     sub = verified[verified["k"] == k]
     A = sub[sub["method"] == a].set_index("user")
     B = sub[sub["method"] == b].set_index("user")
