@@ -74,6 +74,22 @@ def resolve_baselines(model: GRU4Rec, sequence: np.ndarray | Sequence[int], targ
     ``"highest"`` the item this user's input scores lowest / highest. They are resolved in that
     order and each skips the targets and the items already taken, so no two baselines are the same
     movie (by construction).
+
+    Parameters
+    ----------
+    model : GRU4Rec
+        The fitted sequence model.
+    sequence : np.ndarray | Sequence[int]
+        Time-ordered events (or item ids) of the user; the last ``model.max_len`` are read.
+    target : int | Sequence[int]
+        The explained item, or items whose mean score is explained.
+    kinds : Sequence[str]
+        Baseline names to resolve.
+
+    Returns
+    -------
+    dict[str, str | int]
+        Name -> ``"remove"``, ``"average"`` or an item id.
     """
     bad = [k for k in kinds if k not in BASELINE_KINDS]
     if bad:
@@ -104,6 +120,22 @@ def resolve_baseline(model: GRU4Rec, sequence: np.ndarray | Sequence[int], targe
     """One baseline: an item id is checked and returned; a name is resolved as in :func:`resolve_baselines`.
 
     Used by :class:`EventSHAPExplainer` and :class:`TimeSHAPExplainer`.
+
+    Parameters
+    ----------
+    model : GRU4Rec
+        The fitted sequence model.
+    sequence : np.ndarray | Sequence[int]
+        Time-ordered events (or item ids) of the user; the last ``model.max_len`` are read.
+    target : int | Sequence[int]
+        The explained item, or items whose mean score is explained.
+    kind : str | int
+        A baseline name or an item id.
+
+    Returns
+    -------
+    str | int
+        ``"remove"``, ``"average"`` or an item id.
     """
     if isinstance(kind, (int, np.integer)):
         if not 0 <= int(kind) < model.n_items:
@@ -114,7 +146,20 @@ def resolve_baseline(model: GRU4Rec, sequence: np.ndarray | Sequence[int], targe
 
 
 def describe_baseline(baseline: str | int, titles: Sequence[str] | None = None) -> str:
-    """A sentence fragment saying what an absent cell becomes."""
+    """A sentence fragment saying what an absent cell becomes.
+
+    Parameters
+    ----------
+    baseline : str | int
+        ``"remove"``, ``"average"`` or an item id.
+    titles : Sequence[str] | None
+        Item titles (default: ids).
+
+    Returns
+    -------
+    str
+        E.g. "absent events are deleted from the sequence".
+    """
     if baseline == "remove":
         return "absent events are deleted from the sequence"
     if baseline == "average":
@@ -169,6 +214,18 @@ def feature_players(n_events: int, keep: int) -> tuple[list[np.ndarray], list[tu
     """Players of the feature level: each feature over the last ``keep`` events, plus the pruned block.
 
     Taught in 04_shap_sequential. Returns (masks, keys) as :func:`event_players`, keys ``("feature", f)``.
+
+    Parameters
+    ----------
+    n_events : int
+        Events in the input window.
+    keep : int
+        Most recent events kept as players.
+
+    Returns
+    -------
+    tuple[list[np.ndarray], list[tuple]]
+        One (n_events, 4) presence mask per player and the players' keys.
     """
     keep = min(int(keep), n_events)
     masks, keys = _older_block(n_events, keep)
@@ -187,6 +244,22 @@ def cell_players(n_events: int, keep: int, top_events: Sequence[int], top_featur
     ``top_events`` are input positions among the kept events, ``top_features`` feature indices.
     Keys: ``("cell", p, f)``, ``("event rest", p)`` (p's other features), ``("feature rest", f)`` (f on
     the other kept events), ``("rest",)`` (other events' other features), ``("pruned",)``.
+
+    Parameters
+    ----------
+    n_events : int
+        Events in the input window.
+    keep : int
+        Most recent events kept as players.
+    top_events : Sequence[int]
+        Input positions of the events split into cells.
+    top_features : Sequence[int]
+        Feature indices split into cells.
+
+    Returns
+    -------
+    tuple[list[np.ndarray], list[tuple]]
+        One (n_events, 4) presence mask per player and the players' keys.
     """
     keep = min(int(keep), n_events)
     first = n_events - keep
@@ -304,7 +377,18 @@ class SequenceGame:
         return np.array([k[1] for k in self.keys if k[0] == "event"], dtype=np.int64)
 
     def cell_mask(self, coalitions: np.ndarray) -> np.ndarray:
-        """(n, T, 4) presence of every cell for a batch of player coalitions."""
+        """(n, T, 4) presence of every cell for a batch of player coalitions.
+
+        Parameters
+        ----------
+        coalitions : np.ndarray
+            (n, n_players) 0/1 matrix.
+
+        Returns
+        -------
+        np.ndarray
+            Cell presence of shape (n, T, 4).
+        """
         c = np.atleast_2d(np.asarray(coalitions, dtype=np.float64)) > 0.5
         if c.shape[1] != self.n_players:
             raise ValueError(f"Coalitions have {c.shape[1]} columns; the game has {self.n_players} players.")
@@ -312,7 +396,20 @@ class SequenceGame:
         return ((c.astype(np.float64) @ flat) > 0.5).reshape(len(c), self.T, len(FEATURES))
 
     def values_of_cells(self, cells: np.ndarray, chunk: int = 2048) -> np.ndarray:
-        """Values of arbitrary (n, T, 4) cell-presence masks (used by pruning)."""
+        """Values of arbitrary (n, T, 4) cell-presence masks (used by pruning).
+
+        Parameters
+        ----------
+        cells : np.ndarray
+            (n, T, 4) 0/1 presence masks.
+        chunk : int
+            Masks per batched model call.
+
+        Returns
+        -------
+        np.ndarray
+            One game value per mask.
+        """
         out = []
         for start in range(0, len(cells), chunk):
             out.append(self._score_cells(cells[start:start + chunk]))
@@ -356,6 +453,16 @@ def exact_shapley(game: SequenceGame) -> np.ndarray:
     """Exact Shapley values by enumerating all 2^n coalitions (n <= 16). Taught in 04_shap_sequential.
 
     phi_i = sum over S not containing i of |S|! (n-|S|-1)! / n! * (v(S + i) - v(S)).
+
+    Parameters
+    ----------
+    game : SequenceGame
+        The coalition game of one sequence and target.
+
+    Returns
+    -------
+    np.ndarray
+        One value per player; they sum to v(all) - v(none).
     """
     n = game.n_players
     if n > MAX_EXACT:
@@ -380,6 +487,20 @@ def kernel_shap(game: SequenceGame, nsamples: int = 2048, random_state: int = 0)
     so shap's masking calls the game exactly on coalitions. ``KernelExplainer`` runs without L1
     feature selection, so every player gets a value, and its constraint makes the values sum to
     f(x) - f(baseline) exactly.
+
+    Parameters
+    ----------
+    game : SequenceGame
+        The coalition game of one sequence and target.
+    nsamples : int
+        Coalitions sampled by KernelSHAP.
+    random_state : int
+        Seed of the sampling.
+
+    Returns
+    -------
+    np.ndarray
+        One value per player; they sum to v(all) - v(none).
     """
     import shap  # imported here: it is slow to import and only this function needs it
 
@@ -397,7 +518,29 @@ def kernel_shap(game: SequenceGame, nsamples: int = 2048, random_state: int = 0)
 
 def shap_package_values(game: SequenceGame, nsamples: int = 2048, method: str = "kernel",
                         random_state: int = 0) -> np.ndarray:
-    """Alias of :func:`kernel_shap` (``method`` must be ``"kernel"``). Not used by a notebook."""
+    """Alias of :func:`kernel_shap` (``method`` must be ``"kernel"``). Not used by a notebook.
+
+    Parameters
+    ----------
+    game : SequenceGame
+        The coalition game of one sequence and target.
+    nsamples : int
+        As in :func:`kernel_shap`.
+    method : str
+        Must be ``"kernel"``.
+    random_state : int
+        As in :func:`kernel_shap`.
+
+    Returns
+    -------
+    np.ndarray
+        As :func:`kernel_shap`.
+
+    Raises
+    ------
+    ValueError
+        For another ``method``.
+    """
     if method != "kernel":
         raise ValueError(f"method must be 'kernel', not {method!r}.")
     return kernel_shap(game, nsamples, random_state)
@@ -429,6 +572,16 @@ def pruning_curve(game: SequenceGame) -> pd.DataFrame:
     Used by the explainers' ``prune_tol``. Row t holds the exact Shapley values of the merged older block and
     of the recent block (they sum to f(x) - f(baseline)); 4 coalitions per t, so 4(T + 1) model calls
     (only about 2T + 2 of those coalitions are distinct: "none" and "all" recur for every t).
+
+    Parameters
+    ----------
+    game : SequenceGame
+        The coalition game of one sequence and target.
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per t with the values of the older and the recent block.
     """
     T = game.T
     cells = []
@@ -450,6 +603,18 @@ def pruning_index(curve: pd.DataFrame, tol: float = 0.05) -> int:
     events older than the last t' has |value| <= tol * |f(x) - f(baseline)|. The tolerance is relative
     (TimeSHAP's is an absolute 0.1 on the score scale, which means nothing for logits); "stays under"
     (not "first dips under") keeps a curve that crosses zero by chance from pruning events that matter.
+
+    Parameters
+    ----------
+    curve : pd.DataFrame
+        Output of :func:`pruning_curve`.
+    tol : float
+        Tolerance, relative to |f(x) - f(baseline)|.
+
+    Returns
+    -------
+    int
+        How many most recent events to keep as single players.
     """
     if tol < 0:
         raise ValueError(f"tol must be >= 0, not {tol}.")
@@ -613,7 +778,20 @@ class LevelAttribution:
         return [OLDER_BLOCK if k[0] == "pruned" else int(self.items[k[1]]) for k in self.keys]
 
     def plot(self, ax: Axes | None = None, n: int = 12) -> Axes:
-        """Signed bars (both signs shown); see :func:`xrec_helpers.plotting.plot_level_attribution`."""
+        """Signed bars (both signs shown); see :func:`xrec_helpers.plotting.plot_level_attribution`.
+
+        Parameters
+        ----------
+        ax : Axes | None
+            Axes to draw on (default: a new figure).
+        n : int
+            At most ``n`` bars, plus one for the rest.
+
+        Returns
+        -------
+        Axes
+            The axes drawn on.
+        """
         from xrec_helpers.plotting import plot_level_attribution  # plotting sits downstream of explainers
 
         return plot_level_attribution(self, ax=ax, n=n)
@@ -623,6 +801,18 @@ def short_title(title: str, n: int = 40) -> str:
     """``title`` cut to at most ``n`` characters, keeping a trailing "(year)" so labels stay readable.
 
     Taught in 04_shap_sequential (event and cell labels).
+
+    Parameters
+    ----------
+    title : str
+        The full title.
+    n : int
+        Largest length.
+
+    Returns
+    -------
+    str
+        The shortened title.
     """
     title = str(title).strip()  # MovieLens titles can carry trailing spaces
     if len(title) <= n:
@@ -803,6 +993,28 @@ class SequenceSHAP:
         With ``both_signs`` the top events are the ``ceil(top_events / 2)`` largest positive event values
         and the ``floor(top_events / 2)`` most negative ones (filled up by |value| when one sign runs
         short), so evidence against the recommendation is split into cells too, not hidden in a group.
+
+        Parameters
+        ----------
+        sequence : np.ndarray
+            Time-ordered events (or item ids) of the user; the last ``model.max_len`` are read.
+        target : int | Sequence[int]
+            The explained item, or items whose mean score is explained.
+        keep : int | None
+            Most recent events kept as single players (default: all).
+        top_events : int
+            Events split into cells.
+        top_features : int
+            Features split into cells.
+        events, features : LevelAttribution | None
+            Event- and feature-level results to choose from (computed when None).
+        both_signs : bool
+            Choose the top events among both signs.
+
+        Returns
+        -------
+        LevelAttribution
+            The cell-level values.
         """
         x = as_events(sequence)[-self.model.max_len:]
         n = len(x)
@@ -907,6 +1119,16 @@ def older_block_value(explanation: Explanation) -> float:
     """The value of the merged older events of a ``kind="events"`` explanation (0.0 when there is no block).
 
     Taught in 04_shap_sequential.
+
+    Parameters
+    ----------
+    explanation : Explanation
+        An events explanation.
+
+    Returns
+    -------
+    float
+        The block's value.
     """
     if explanation.events is None:
         return 0.0

@@ -73,6 +73,16 @@ def frozen(recommender: HistoryRecommender) -> Iterator[None]:
 
     Used while :class:`LXRExplainer` trains (05_lxr): gradients flow *through* the recommender into the explainer,
     never into it.
+
+    Parameters
+    ----------
+    recommender : HistoryRecommender
+        A recommender with torch parameters.
+
+    Yields
+    ------
+    None
+        Nothing; gradients are restored on exit.
     """
     params = _recommender_parameters(recommender)
     before = [p.requires_grad for p in params]
@@ -140,6 +150,20 @@ class LXRExplainer(Explainer):
         """The three loss terms for a batch (each a scalar tensor); ``loss`` is their weighted sum.
 
         The loss of 05_lxr's section 3.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Histories, shape (batch, n_items).
+        items : torch.Tensor
+            The explained item of each row.
+        mask : torch.Tensor
+            Mask values, shape (batch, n_items).
+
+        Returns
+        -------
+        dict[str, torch.Tensor]
+            ``loss`` (the weighted sum), ``pred``, ``inv`` and ``mask`` (the three terms).
         """
         rows = torch.arange(len(items))
         p_keep = self.model.torch_scores(x * mask)[rows, items]
@@ -232,6 +256,20 @@ class LXRExplainer(Explainer):
         Every LXR explanation of 05_lxr comes from it. Only the history positions are an explanation; the rest
         is ignored.
         ``logits=True`` returns the pre-sigmoid values (same order, no saturation at 1.0).
+
+        Parameters
+        ----------
+        users, items : Sequence[int] | np.ndarray
+            Aligned (user, explained item) pairs.
+        batch_rows : int
+            Rows per forward pass.
+        logits : bool
+            Return pre-sigmoid values.
+
+        Returns
+        -------
+        np.ndarray
+            Mask values of shape (len(users), n_items).
         """
         if self.net_ is None:
             raise RuntimeError("LXRExplainer is not trained yet: call .fit() first.")
