@@ -23,7 +23,18 @@ def _describe(value: object) -> str:
 
 
 def is_integer_id(value: object) -> bool:
-    """True for a Python or NumPy integer that is not a bool."""
+    """True for a Python or NumPy integer that is not a bool.
+
+    Parameters
+    ----------
+    value : object
+        Anything.
+
+    Returns
+    -------
+    bool
+        Whether ``value`` can be an id.
+    """
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
@@ -31,6 +42,27 @@ def check_id(value: object, n: int, what: str = "item") -> int:
     """One internal id as a Python int, or a ``TypeError``/``IndexError`` that says what was wrong.
 
     Used by :mod:`xrec_helpers.explainers.base`.
+
+    Parameters
+    ----------
+    value : object
+        The id.
+    n : int
+        Number of ids (valid ids are 0..n-1).
+    what : str
+        ``"user"`` or ``"item"``, for the message.
+
+    Returns
+    -------
+    int
+        The id.
+
+    Raises
+    ------
+    TypeError
+        For a float, bool, string or other non-integer.
+    IndexError
+        For an id out of range.
     """
     if not is_integer_id(value):
         raise TypeError(f"{what.capitalize()} ids are internal integer ids 0..{n - 1}; got {_describe(value)}. "
@@ -46,6 +78,27 @@ def check_ids(values: int | Iterable[int] | np.ndarray, n: int, what: str = "ite
     Used by the models and :mod:`xrec_helpers.data.dataset`. Accepts a scalar, a list/tuple/range or an integer
     NumPy array; a float, bool, string or object array is refused (``np.asarray([True, 2])`` would turn the bool
     into 1).
+
+    Parameters
+    ----------
+    values : int | Iterable[int] | np.ndarray
+        A scalar, a list/tuple/range or an integer array.
+    n : int
+        Number of ids (valid ids are 0..n-1).
+    what : str
+        ``"user"`` or ``"item"``, for the message.
+
+    Returns
+    -------
+    np.ndarray
+        The ids.
+
+    Raises
+    ------
+    TypeError
+        For floats, bools, strings or an object array.
+    IndexError
+        For ids out of range.
     """
     if is_integer_id(values):
         return np.array([check_id(values, n, what)], dtype=np.int64)

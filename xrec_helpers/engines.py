@@ -33,7 +33,25 @@ _SERIAL = (None, "serial", 1)
 
 
 def describe_engine(engine: Engine) -> str:
-    """A short human-readable name of ``engine`` (for printed benchmark tables and records)."""
+    """A short human-readable name of ``engine`` (for printed benchmark tables and records).
+
+    Parameters
+    ----------
+    engine : Engine
+        None/``"serial"``, a number of processes, a joblib backend name or an executor.
+
+    Returns
+    -------
+    str
+        The name.
+
+    Raises
+    ------
+    TypeError
+        For something that is not an engine.
+    ValueError
+        For a bad number or backend name.
+    """
     if isinstance(engine, bool):
         raise TypeError("engine=True/False is ambiguous: pass None (serial), a number of processes, "
                         "a joblib backend name, a joblib.Parallel or an executor.")
@@ -49,7 +67,18 @@ def describe_engine(engine: Engine) -> str:
 
 
 def check_engine(engine: Engine) -> None:
-    """Raise a clear error for an engine :func:`map_jobs` cannot use (before any work starts)."""
+    """Raise a clear error for an engine :func:`map_jobs` cannot use (before any work starts).
+
+    Parameters
+    ----------
+    engine : Engine
+        As in :func:`describe_engine`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`describe_engine`.
+    """
     if isinstance(engine, bool):
         describe_engine(engine)  # raises
     if engine in _SERIAL and not isinstance(engine, bool):

@@ -80,6 +80,21 @@ def readable(relation: str) -> str:
     """Words for a relation ("director" -> "the same director"); accepts Freebase ids too.
 
     Used by :func:`connective`.
+
+    Parameters
+    ----------
+    relation : str
+        A relation name (``"director"``) or its Freebase id.
+
+    Returns
+    -------
+    str
+        The words.
+
+    Raises
+    ------
+    KeyError
+        For an unknown relation.
     """
     short = FORWARD.get(relation) or INVERSE.get(relation) or ("series" if relation in SERIES_RELATIONS else relation)
     if short not in READABLE:
@@ -91,6 +106,21 @@ def connective(relation: str) -> str:
     """The verb phrase linking two movies through ``relation`` ("has the same director as").
 
     Not used by a notebook (the explainers and :mod:`xrec_helpers.metrics.claims` read ``READABLE``).
+
+    Parameters
+    ----------
+    relation : str
+        A relation name (``"director"``) or its Freebase id.
+
+    Returns
+    -------
+    str
+        The verb phrase.
+
+    Raises
+    ------
+    KeyError
+        For an unknown relation.
     """
     readable(relation)  # validates
     short = FORWARD.get(relation) or INVERSE.get(relation) or ("series" if relation in SERIES_RELATIONS else relation)
@@ -168,12 +198,34 @@ class ItemKG:
         return int(item)
 
     def nodes_of(self, item: int) -> np.ndarray:
-        """Node ids linked to ``item`` (empty for a movie missing from the KG)."""
+        """Node ids linked to ``item`` (empty for a movie missing from the KG).
+
+        Parameters
+        ----------
+        item : int
+            Internal item id.
+
+        Returns
+        -------
+        np.ndarray
+            Node ids.
+        """
         item = self._check_item(item)
         return self.incidence.indices[self.incidence.indptr[item]:self.incidence.indptr[item + 1]]
 
     def shared_entities(self, a: int, b: int) -> pd.DataFrame:
-        """Nodes linked to both items: ``node``, ``relation``, ``in words``, ``degree``, rarest first."""
+        """Nodes linked to both items: ``node``, ``relation``, ``in words``, ``degree``, rarest first.
+
+        Parameters
+        ----------
+        a, b : int
+            Internal item ids.
+
+        Returns
+        -------
+        pd.DataFrame
+            One row per shared node, rarest first.
+        """
         shared = np.intersect1d(self.nodes_of(a), self.nodes_of(b))
         degree = self.node_degree()[shared]
         frame = pd.DataFrame({"node": shared, "relation": self.node_relation[shared],
@@ -187,6 +239,16 @@ def build_item_kg(dataset: Dataset) -> ItemKG:
 
     Taught in 10_knowledge_graph_paths. Works on ``Dataset.subset_users`` slices too (their
     ``item_entity`` is re-indexed; the triples are shared).
+
+    Parameters
+    ----------
+    dataset : Dataset
+        A dataset with ``kg`` and ``item_entity``.
+
+    Returns
+    -------
+    ItemKG
+        The item-entity graph.
     """
     if dataset.kg is None or dataset.item_entity is None:
         raise ValueError(f"{dataset.name} has no knowledge graph: load ML-100K with load_movielens('ml-100k'), "
