@@ -40,6 +40,19 @@ class FMFeatures:
 
     Every pair has the same 24 slots (``FIELDS``); ``index`` gives the global feature id of each slot
     and ``value`` its value (1 for the one-hot fields, the 0/1 flag for genres). Taught in 03_fm_lime.
+
+    Parameters
+    ----------
+    genres : np.ndarray
+        (n_items, 19) 0/1 genre flags.
+    age_group : np.ndarray
+        Age-group index per user.
+    gender : np.ndarray
+        Gender index per user.
+    occupation : np.ndarray
+        Occupation index per user.
+    genders, occupations : tuple[str, ...]
+        The category names behind the indices.
     """
 
     genres: np.ndarray          # (n_items, 19) 0/1
@@ -51,7 +64,18 @@ class FMFeatures:
 
     @classmethod
     def from_dataset(cls, dataset: Dataset) -> FMFeatures:
-        """Side features from a Dataset's item and user tables."""
+        """Side features from a Dataset's item and user tables.
+
+        Parameters
+        ----------
+        dataset : Dataset
+            A MovieLens-style dataset (``items`` with genre columns; ``users`` with age, gender, occupation).
+
+        Returns
+        -------
+        FMFeatures
+            The encoder.
+        """
         genres = dataset.items[list(GENRES)].to_numpy(dtype=np.float32)
         age = pd.cut(dataset.users["age"].astype(float), bins=AGE_BINS, right=False, labels=False).to_numpy()
         gender = pd.Categorical(dataset.users["gender"].astype(str))
@@ -80,7 +104,18 @@ class FMFeatures:
         return out
 
     def encode(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(index, value) arrays of shape (n_pairs, 24) for aligned ``users`` and ``items``."""
+        """(index, value) arrays of shape (n_pairs, 24) for aligned ``users`` and ``items``.
+
+        Parameters
+        ----------
+        users, items : np.ndarray
+            Aligned internal ids of the pairs.
+
+        Returns
+        -------
+        tuple[np.ndarray, np.ndarray]
+            Global feature ids and values, each of shape (n_pairs, 24).
+        """
         # integers only: a float id would be truncated to another user or item
         users, items = check_ids(users, self.n_users, "user"), check_ids(items, self.n_items, "item")
         if users.shape != items.shape:
@@ -99,7 +134,20 @@ class FMFeatures:
         return index, value
 
     def slot_labels(self, user: int, item: int, titles: Sequence[str] | np.ndarray | None = None) -> list[str]:
-        """Readable names of the 24 slots for one pair (titles, never internal ids)."""
+        """Readable names of the 24 slots for one pair (titles, never internal ids).
+
+        Parameters
+        ----------
+        user, item : int
+            Internal ids of the pair.
+        titles : Sequence[str] | np.ndarray | None
+            Item titles (default: "this movie").
+
+        Returns
+        -------
+        list[str]
+            24 labels, in the order of ``FIELDS``.
+        """
         title = str(titles[item]) if titles is not None else "this movie"
         return ["this user", f"the movie {title}", f"age {AGE_LABELS[self.age_group[user]]}",
                 f"gender {self.genders[self.gender[user]]}",
@@ -210,7 +258,18 @@ class FactorizationMachine(Recommender):
         return self.features_
 
     def predict_encoded(self, index: np.ndarray, value: np.ndarray) -> np.ndarray:
-        """Predictions for already encoded rows (slots may be switched off by setting value 0)."""
+        """Predictions for already encoded rows (slots may be switched off by setting value 0).
+
+        Parameters
+        ----------
+        index, value : np.ndarray
+            Encoded rows from :meth:`FMFeatures.encode`.
+
+        Returns
+        -------
+        np.ndarray
+            One prediction per row.
+        """
         self._check_fitted()
         with torch.no_grad():
             dev = self.v_.device
@@ -218,7 +277,18 @@ class FactorizationMachine(Recommender):
                                           torch.as_tensor(value, dtype=torch.float32, device=dev)))
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Predicted ratings for aligned (user, item) pairs."""
+        """Predicted ratings for aligned (user, item) pairs.
+
+        Parameters
+        ----------
+        users, items : np.ndarray
+            Aligned internal ids of the pairs.
+
+        Returns
+        -------
+        np.ndarray
+            One predicted rating per pair.
+        """
         index, value = self._check_fitted().encode(users, items)
         return self.predict_encoded(index, value)
 
@@ -249,7 +319,18 @@ class FactorizationMachine(Recommender):
         return float(self.w0_.detach())
 
     def shapley_encoded(self, index: np.ndarray, value: np.ndarray) -> np.ndarray:
-        """Exact Shapley value of every slot (reference: feature absent), shape like ``index``."""
+        """Exact Shapley value of every slot (reference: feature absent), shape like ``index``.
+
+        Parameters
+        ----------
+        index, value : np.ndarray
+            Encoded rows from :meth:`FMFeatures.encode`.
+
+        Returns
+        -------
+        np.ndarray
+            Shapley values, shape like ``index``.
+        """
         self._check_fitted()
         with torch.no_grad():
             dev = self.v_.device
@@ -261,6 +342,17 @@ class FactorizationMachine(Recommender):
             return to_numpy(self.w_[idx] * val + half_pairs).astype(np.float64)
 
     def shapley(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Exact Shapley values (n_pairs, 24 slots of ``FIELDS``); rows sum to predict - base_value."""
+        """Exact Shapley values (n_pairs, 24 slots of ``FIELDS``); rows sum to predict - base_value.
+
+        Parameters
+        ----------
+        users, items : np.ndarray
+            Aligned internal ids of the pairs.
+
+        Returns
+        -------
+        np.ndarray
+            Shapley values of shape (n_pairs, 24).
+        """
         index, value = self._check_fitted().encode(users, items)
         return self.shapley_encoded(index, value)

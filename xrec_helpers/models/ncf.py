@@ -40,6 +40,22 @@ def ncf_forward(p_gmf: torch.Tensor, q_gmf: torch.Tensor, p_mlp: torch.Tensor, q
 
     Embeddings have shape (M, B, d); weights (M, ...). Returns (M, B). Also used by FIA, which
     differentiates it with respect to one user's (or item's) embeddings only (06_accent).
+
+    Parameters
+    ----------
+    p_gmf, q_gmf : torch.Tensor
+        Gathered GMF user and item embeddings, (M, B, d).
+    p_mlp, q_mlp : torch.Tensor
+        Gathered MLP user and item embeddings, (M, B, d).
+    W1, b1, W2, b2 : torch.Tensor
+        The two MLP layers, stacked over models.
+    Wo, bo : torch.Tensor
+        The output layer, stacked over models.
+
+    Returns
+    -------
+    torch.Tensor
+        Predicted ratings of shape (M, B).
     """
     # W1 split by rows and Wo by entries instead of concatenating inputs: the same maths, and no
     # (M, B, 2d) copies in the forward and backward passes of every training step.
@@ -55,6 +71,19 @@ class NCFStack:
 
     Each model has its own copy of every parameter and of Adam's moments (Adam is elementwise,
     so one optimiser over stacked tensors is M independent optimisers). Behind 06_accent's retrains.
+
+    Parameters
+    ----------
+    params : dict[str, torch.Tensor]
+        Stacked parameters, each with a leading model axis M.
+    adam_state : dict[str, tuple] | None
+        Per parameter, the (step, first moment, second moment) to resume from; None starts fresh.
+    lr : float
+        Adam learning rate.
+    weight_decay : float
+        L2 coefficient.
+    batch_size : int
+        Rows per step.
     """
 
     def __init__(self, params: dict[str, torch.Tensor], adam_state: dict[str, tuple] | None,
@@ -79,7 +108,18 @@ class NCFStack:
         return self.params["bo"].shape[0]
 
     def predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Predicted ratings, users/items of shape (M, B) -> (M, B)."""
+        """Predicted ratings, users/items of shape (M, B) -> (M, B).
+
+        Parameters
+        ----------
+        users, items : torch.Tensor
+            Internal ids of shape (M, B): one row of pairs per stacked model.
+
+        Returns
+        -------
+        torch.Tensor
+            Predicted ratings of shape (M, B).
+        """
         p = self.params
         M, B = users.shape
 
@@ -102,6 +142,22 @@ class NCFStack:
         Models with the same seed share the minibatch order (seeds only change the order, as in the
         original retrains). The row tensors must be on the stack's device; the minibatch orders are
         drawn on the CPU (the same order on every device) and moved there.
+
+        Parameters
+        ----------
+        users, items, ratings : torch.Tensor
+            The training rows, shape (n,).
+        keep : torch.Tensor
+            (M, n) 0/1 row weights.
+        seeds : Sequence[int]
+            One minibatch-order seed per model.
+        epochs : int
+            Passes over the rows.
+
+        Returns
+        -------
+        list[float]
+            Mean training MSE of each epoch.
         """
         M, n = keep.shape
         if len(seeds) != M:
@@ -135,7 +191,18 @@ class NCFStack:
 
     @torch.no_grad()
     def score_pairs(self, users: torch.Tensor, items: torch.Tensor) -> np.ndarray:
-        """Scores of (M, B) user/item pairs, one row per model."""
+        """Scores of (M, B) user/item pairs, one row per model.
+
+        Parameters
+        ----------
+        users, items : torch.Tensor
+            Internal ids of shape (M, B): one row of pairs per stacked model.
+
+        Returns
+        -------
+        np.ndarray
+            Scores of shape (M, B).
+        """
         return to_numpy(self.predict(users, items))
 
 
@@ -201,7 +268,18 @@ class NCF(Recommender):
                 torch.as_tensor(coo.data, dtype=torch.float32, device=dev))
 
     def fit(self, train: sp.csr_matrix) -> NCF:
-        """Train from scratch on explicit ratings; returns self."""
+        """Train from scratch on explicit ratings; returns self.
+
+        Parameters
+        ----------
+        train : sp.csr_matrix
+            User x item matrix of explicit ratings.
+
+        Returns
+        -------
+        NCF
+            The fitted model.
+        """
         train = self._set_train(train)
         if train.data.min() < 1 or train.data.max() > 5 or np.all(train.data == 1):
             raise ValueError("NCF regresses explicit ratings 1-5: build the matrix with "
@@ -216,7 +294,20 @@ class NCF(Recommender):
         return self
 
     def continue_training(self, epochs: int, lr: float | None = None) -> NCF:
-        """More epochs on the same data (e.g. a lower-learning-rate finish); Adam state is kept."""
+        """More epochs on the same data (e.g. a lower-learning-rate finish); Adam state is kept.
+
+        Parameters
+        ----------
+        epochs : int
+            Extra epochs.
+        lr : float | None
+            Learning rate of these epochs (default: the current one).
+
+        Returns
+        -------
+        NCF
+            The model itself.
+        """
         self._fitted()
         if lr is not None:
             for group in self._stack.opt.param_groups:
