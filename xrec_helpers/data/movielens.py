@@ -244,7 +244,18 @@ def _finish(name: str, ratings: pd.DataFrame, items: pd.DataFrame, users: pd.Dat
 
 
 def parse_grouplens_100k(path: Path | str) -> Dataset:
-    """Parse the GroupLens ``ml-100k.zip`` (or a folder holding ``u.data``, ``u.item``, ``u.user``)."""
+    """Parse the GroupLens ``ml-100k.zip`` (or a folder holding ``u.data``, ``u.item``, ``u.user``).
+
+    Parameters
+    ----------
+    path : Path | str
+        The zip file or the folder.
+
+    Returns
+    -------
+    Dataset
+        ML-100K without the knowledge graph.
+    """
     path = Path(path)
 
     def read(member: str) -> bytes:
@@ -277,7 +288,20 @@ def parse_grouplens_100k(path: Path | str) -> Dataset:
 
 
 def parse_recbole_100k(folder: Path | str, *, with_kg: bool = True) -> Dataset:
-    """Parse the RecBole atomic files (``ml-100k.inter``/``.item``/``.user``, optional ``.kg``/``.link``)."""
+    """Parse the RecBole atomic files (``ml-100k.inter``/``.item``/``.user``, optional ``.kg``/``.link``).
+
+    Parameters
+    ----------
+    folder : Path | str
+        Folder of the atomic files.
+    with_kg : bool
+        Also read the ``.kg`` and ``.link`` files.
+
+    Returns
+    -------
+    Dataset
+        ML-100K, with ``kg`` and ``item_entity`` when read.
+    """
     folder = Path(folder)
     ratings = pd.read_csv(folder / "ml-100k.inter", sep="\t")
     ratings.columns = ["raw_user", "raw_item", "rating", "timestamp"]
@@ -337,7 +361,18 @@ def _load_ml1m(*, download_ok: bool) -> Dataset:
 
 
 def parse_ml1m(path: Path | str) -> Dataset:
-    """Parse ML-1M's ``::``-separated files from the GroupLens zip or a folder holding them."""
+    """Parse ML-1M's ``::``-separated files from the GroupLens zip or a folder holding them.
+
+    Parameters
+    ----------
+    path : Path | str
+        The zip file or the folder.
+
+    Returns
+    -------
+    Dataset
+        ML-1M.
+    """
     path = Path(path)
 
     def read(member: str) -> io.StringIO:
