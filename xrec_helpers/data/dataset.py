@@ -67,10 +67,12 @@ class Dataset:
 
     @property
     def n_users(self) -> int:
+        """Number of users (internal ids run 0..n_users-1)."""
         return len(self.users)
 
     @property
     def n_items(self) -> int:
+        """Number of items (internal ids run 0..n_items-1)."""
         return len(self.items)
 
     def __repr__(self) -> str:

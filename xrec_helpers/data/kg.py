@@ -152,10 +152,12 @@ class ItemKG:
 
     @property
     def n_items(self) -> int:
+        """Number of items (internal ids run 0..n_items-1)."""
         return self.incidence.shape[0]
 
     @property
     def n_nodes(self) -> int:
+        """Number of entity nodes."""
         return self.incidence.shape[1]
 
     @property

@@ -532,10 +532,12 @@ class Explainer(ABC):
 
     @property
     def n_users(self) -> int:
+        """Number of users in the histories read."""
         return self.train.shape[0]
 
     @property
     def n_items(self) -> int:
+        """Number of items in the histories read."""
         return self.train.shape[1]
 
     def use_histories(self, histories: sp.spmatrix) -> Explainer:

@@ -638,6 +638,7 @@ class Pruning:
 
     @property
     def pruned(self) -> int:
+        """Number of older events merged into one block."""
         return self.n_events - self.keep
 
 
@@ -905,6 +906,24 @@ class SequenceSHAP:
     def game(self, sequence: np.ndarray | Sequence[int], target: int | Sequence[int],
              players: Sequence[np.ndarray] | None = None, keys: Sequence[tuple] | None = None,
              window: int | None = None) -> SequenceGame:
+        """The coalition game of ``sequence`` and ``target`` at this explainer's baseline.
+
+        Parameters
+        ----------
+        sequence : np.ndarray | Sequence[int]
+            Time-ordered events (or item ids) of the user.
+        target : int | Sequence[int]
+            The explained item, or items whose mean score is explained.
+        players, keys : Sequence | None
+            Explicit player masks and their keys (see :class:`SequenceGame`).
+        window : int | None
+            Most recent events that are single players (default: all).
+
+        Returns
+        -------
+        SequenceGame
+            The game.
+        """
         base = resolve_baseline(self.model, as_events(sequence)[-self.model.max_len:], target, self.baseline)
         return SequenceGame(self.model, sequence, target, window=window, baseline=base, players=players, keys=keys)
 

@@ -50,10 +50,38 @@ class LXRNet(torch.nn.Module):
         self.out = torch.nn.Linear(hidden, n_items)
 
     def logits(self, x: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Pre-sigmoid mask values, shape (batch, n_items).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Histories, shape (batch, n_items).
+        items : torch.Tensor
+            The explained item of each row.
+
+        Returns
+        -------
+        torch.Tensor
+            The logits.
+        """
         z = torch.cat([self.user_encoder(x), self.item_encoder(items) + self.item_bias], dim=1)
         return self.out(torch.tanh(self.hidden_layer(torch.tanh(z))))
 
     def forward(self, x: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Mask values in (0, 1), shape (batch, n_items): the sigmoid of :meth:`logits`.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Histories, shape (batch, n_items).
+        items : torch.Tensor
+            The explained item of each row.
+
+        Returns
+        -------
+        torch.Tensor
+            The mask values.
+        """
         return torch.sigmoid(self.logits(x, items))
 
 

@@ -253,6 +253,18 @@ class ClaimChecker:
 
     # -- words --
     def title(self, item: int) -> str:
+        """Display title of an internal item id.
+
+        Parameters
+        ----------
+        item : int
+            Internal item id.
+
+        Returns
+        -------
+        str
+            The title.
+        """
         return str(self.titles[item]) if self.titles is not None else f"item {item}"
 
     def describe(self, claim: Claim) -> str:

@@ -138,10 +138,12 @@ class Recommender(ABC):
 
     @property
     def n_users(self) -> int:
+        """Number of users of the training matrix."""
         return self._fitted().shape[0]
 
     @property
     def n_items(self) -> int:
+        """Number of items of the training matrix."""
         return self._fitted().shape[1]
 
     def _fitted(self) -> sp.csr_matrix:

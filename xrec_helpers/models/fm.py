@@ -86,14 +86,17 @@ class FMFeatures:
 
     @property
     def n_users(self) -> int:
+        """Number of users (internal ids run 0..n_users-1)."""
         return len(self.age_group)
 
     @property
     def n_items(self) -> int:
+        """Number of items (internal ids run 0..n_items-1)."""
         return len(self.genres)
 
     @property
     def offsets(self) -> dict[str, int]:
+        """First global feature id of each field."""
         sizes = {"user": self.n_users, "item": self.n_items, "genre": len(GENRES), "age": len(AGE_LABELS),
                  "gender": len(self.genders), "occupation": len(self.occupations)}
         out, start = {}, 0

@@ -105,6 +105,7 @@ class NCFStack:
 
     @property
     def n_models(self) -> int:
+        """Number of stacked models M."""
         return self.params["bo"].shape[0]
 
     def predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
