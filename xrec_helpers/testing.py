@@ -123,6 +123,16 @@ class World:
     def model_for(self, requires: Iterable[str]) -> Recommender:
         """A fitted model offering every capability in ``requires`` (the simplest such class of the package).
 
+        Parameters
+        ----------
+        requires : Iterable[str]
+            Capability names (constants of :mod:`xrec_helpers.models.base`).
+
+        Returns
+        -------
+        Recommender
+            The fitted model.
+
         Raises
         ------
         LookupError

@@ -626,7 +626,25 @@ def pruning_index(curve: pd.DataFrame, tol: float = 0.05) -> int:
 
 @dataclass(frozen=True)
 class Pruning:
-    """The outcome of TimeSHAP pruning for one user and target. Taught in 04_shap_sequential."""
+    """The outcome of TimeSHAP pruning for one user and target. Taught in 04_shap_sequential.
+
+    Parameters
+    ----------
+    curve : pd.DataFrame
+        Output of :func:`pruning_curve`.
+    keep : int
+        Most recent events kept as single players.
+    n_events : int
+        Events in the input window.
+    tol : float
+        The relative tolerance used.
+    older_value : float
+        Value of the merged older block at ``keep``.
+    total : float
+        f(x) - f(baseline).
+    n_evals : int
+        Model evaluations spent.
+    """
 
     curve: pd.DataFrame
     keep: int
@@ -995,6 +1013,20 @@ class SequenceSHAP:
         """One player per feature (over the kept events) and one for the pruned block.
 
         Parameters and returns as :meth:`event_level`.
+
+        Parameters
+        ----------
+        sequence : np.ndarray
+            Time-ordered events (the last ``model.max_len`` are read).
+        target : int | Sequence[int]
+            The explained item(s).
+        keep : int | None
+            Most recent events kept (default: all).
+
+        Returns
+        -------
+        LevelAttribution
+            The feature-level values.
         """
         n = len(as_events(sequence)[-self.model.max_len:])
         keep = n if keep is None else keep

@@ -38,6 +38,13 @@ class LXRNet(torch.nn.Module):
     """History encoder and item encoder -> tanh MLP -> one sigmoid mask value per catalogue item.
 
     The network of :class:`LXRExplainer` (05_lxr).
+
+    Parameters
+    ----------
+    n_items : int
+        Catalogue size.
+    hidden : int
+        Width of the encoders and the hidden layer.
     """
 
     def __init__(self, n_items: int, hidden: int):
