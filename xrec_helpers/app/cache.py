@@ -32,7 +32,20 @@ FORMAT = 1  # bump when what is pickled changes shape
 
 
 def fingerprint(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
-    """A short SHA-256 of a table's values (e.g. the ratings a model is trained on), for cache keys."""
+    """A short SHA-256 of a table's values (e.g. the ratings a model is trained on), for cache keys.
+
+    Parameters
+    ----------
+    frame : pd.DataFrame
+        The table.
+    columns : list[str] | None
+        Columns hashed (default: all).
+
+    Returns
+    -------
+    str
+        A short hex digest.
+    """
     part = frame if columns is None else frame[columns]
     hashed = pd.util.hash_pandas_object(part, index=False).to_numpy()
     return hashlib.sha256(np.ascontiguousarray(hashed).tobytes()).hexdigest()[:16]

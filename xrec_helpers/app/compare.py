@@ -206,7 +206,18 @@ class ComparisonState:
 
     # --- users --------------------------------------------------------------------------------------
     def user_label(self, user: int) -> str:
-        """A learner-facing label: raw id, age, occupation, gender and history length (no internal ids)."""
+        """A learner-facing label: raw id, age, occupation, gender and history length (no internal ids).
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+
+        Returns
+        -------
+        str
+            The label.
+        """
         row = self.data.users.iloc[user]
         return (f"User {row['raw_id']} · {row['age']} y, {row['occupation']} ({row['gender']}) · "
                 f"{int(self._lengths[user])} movies")
@@ -220,6 +231,23 @@ class ComparisonState:
         """Select a user by *raw* id (as the learner sees it); returns the internal id.
 
         On any error the selection is unchanged, so the panel can show the error and keep what it showed.
+
+        Parameters
+        ----------
+        raw_id : object
+            The user's raw id.
+
+        Returns
+        -------
+        int
+            The internal id.
+
+        Raises
+        ------
+        TypeError, KeyError
+            For a malformed or unknown raw id.
+        ValueError
+            For a user whose history is too short or too long to explain.
         """
         if isinstance(raw_id, (bool, np.bool_)) or isinstance(raw_id, (float, np.floating)):
             raise TypeError(f"User id {raw_id!r} is not a raw user id: pick one from ComparisonState.user_options().")
@@ -267,7 +295,23 @@ class ComparisonState:
         return self._table(self._scores([history])[0], history)
 
     def select_rank(self, rank: int) -> int:
-        """Choose which recommendation to explain by its position in the top-k (1 = the top pick)."""
+        """Choose which recommendation to explain by its position in the top-k (1 = the top pick).
+
+        Parameters
+        ----------
+        rank : int
+            Position in the top-k, 1-based.
+
+        Returns
+        -------
+        int
+            The rank.
+
+        Raises
+        ------
+        ValueError
+            For a rank outside 1..k.
+        """
         if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 1 <= rank <= self.k:
             raise ValueError(f"rank={rank!r} must be an integer between 1 and k={self.k} (a position in the top-{self.k}).")
         self.rank = int(rank)
@@ -292,7 +336,18 @@ class ComparisonState:
         return int(n)
 
     def set_n_remove(self, n: int) -> int:
-        """Set how many blamed movies each explanation loses when "remove" is pressed."""
+        """Set how many blamed movies each explanation loses when "remove" is pressed.
+
+        Parameters
+        ----------
+        n : int
+            Blamed movies removed per explanation.
+
+        Returns
+        -------
+        int
+            The new count.
+        """
         self.n_remove = self._check_n(n)
         return self.n_remove
 
@@ -326,6 +381,18 @@ class ComparisonState:
         Part of the demo (apps/why_this_recommendation): the live counterfactual check. Nothing is retrained; the
         model's ``score_histories`` re-scores every edited history exactly, all in one batched call. The
         stored history is not changed, so every press starts from what the user really watched.
+
+        Parameters
+        ----------
+        explanations : Mapping[str, Explanation]
+            Explainer name -> explanation of the selected recommendation.
+        n : int | None
+            Blamed movies removed per explanation (default: the state's ``n_remove``).
+
+        Returns
+        -------
+        dict[str, RemovalCheck]
+            Explainer name -> its check.
         """
         n = self.n_remove if n is None else self._check_n(n)
         history = self.history()
@@ -345,7 +412,18 @@ class ComparisonState:
         return out
 
     def remove(self, n: int | None = None) -> dict[str, RemovalCheck]:
-        """Check every explanation of the selected recommendation (see :meth:`check`)."""
+        """Check every explanation of the selected recommendation (see :meth:`check`).
+
+        Parameters
+        ----------
+        n : int | None
+            Blamed movies removed per explanation (default: the state's ``n_remove``).
+
+        Returns
+        -------
+        dict[str, RemovalCheck]
+            Explainer name -> its check.
+        """
         return self.check(self.explanations(), n)
 
 
@@ -416,6 +494,20 @@ def movement_shares(state: ComparisonState, users: Sequence[int] | np.ndarray, n
 
     Part of the demo (apps/why_this_recommendation); the measurement behind the demo's default settings. Users whose
     history is too short to remove ``n`` movies are left out of the share.
+
+    Parameters
+    ----------
+    state : ComparisonState
+        The comparison state (model, explainers, histories).
+    users : Sequence[int] | np.ndarray
+        Internal user ids.
+    n : int
+        Blamed movies removed per explanation.
+
+    Returns
+    -------
+    dict[str, float]
+        Explainer name -> share in [0, 1].
     """
     ranks = _top_pick_ranks(state, np.asarray(users), [state._check_n(n)])
     return {name: float(np.mean(r[r > 0] > 1)) if (r > 0).any() else float("nan")
@@ -432,6 +524,24 @@ def choose_default(state: ComparisonState, n_users: int = 50, n_choices: Sequenc
     data-only one; the user is, preferably among those where only the model-reading explanation takes the
     pick out of the top-k, the one with the largest gap between its rank after removal and the best
     data-only one's (ties: the first in the sample).
+
+    Parameters
+    ----------
+    state : ComparisonState
+        The comparison state; its count and user are set.
+    n_users : int
+        Users sampled.
+    n_choices : Sequence[int]
+        Removal counts tried.
+    target : float
+        Share of users the model-reading explanation must move.
+    seed : int
+        Seed of the user sample.
+
+    Returns
+    -------
+    DefaultChoice
+        The choice and the numbers behind it.
     """
     model_reading = [name for name, e in state.explainers.items() if reads_model(e)]
     data_only = [name for name in state.explainers if name not in model_reading]
