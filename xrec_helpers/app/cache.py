@@ -84,6 +84,11 @@ def cached(name: str, settings: dict[str, Any], build: Callable[[], T], director
         Where the files live (default :func:`cache_dir`).
     log : Callable[[str], None]
         Where the one-line progress messages go.
+
+    Returns
+    -------
+    tuple[T, bool]
+        The object, and whether it was loaded (True) rather than built.
     """
     if not name or not all(c.isalnum() or c in "-_" for c in name):
         raise ValueError(f"Cache name {name!r} must be letters, digits, '-' or '_' (it becomes a file name).")

@@ -166,24 +166,54 @@ class ItemKG:
         return self.edges["relation"].value_counts().index.tolist()
 
     def node_degree(self) -> np.ndarray:
-        """Number of catalogue items linked to each node."""
+        """Number of catalogue items linked to each node.
+
+        Returns
+        -------
+        np.ndarray
+            Shape (n_nodes,).
+        """
         return np.asarray(self.incidence.sum(axis=0)).ravel().astype(np.int64)
 
     def item_degree(self) -> np.ndarray:
-        """Number of nodes each item links to (0 for movies missing from the KG)."""
+        """Number of nodes each item links to (0 for movies missing from the KG).
+
+        Returns
+        -------
+        np.ndarray
+            Shape (n_items,).
+        """
         return np.diff(self.incidence.indptr).astype(np.int64)
 
     def linked_items(self) -> np.ndarray:
-        """Internal ids of items with at least one KG link."""
+        """Internal ids of items with at least one KG link.
+
+        Returns
+        -------
+        np.ndarray
+            Sorted internal item ids.
+        """
         return np.flatnonzero(self.item_degree() > 0)
 
     def node_idf(self) -> np.ndarray:
-        """log(linked items / node degree): a node shared by few movies is a more specific link."""
+        """log(linked items / node degree): a node shared by few movies is a more specific link.
+
+        Returns
+        -------
+        np.ndarray
+            Shape (n_nodes,).
+        """
         n = max(len(self.linked_items()), 1)
         return np.log(n / np.maximum(self.node_degree(), 1))
 
     def relation_table(self) -> pd.DataFrame:
-        """One row per relation: readable words, edges, distinct entities, median and max degree."""
+        """One row per relation: readable words, edges, distinct entities, median and max degree.
+
+        Returns
+        -------
+        pd.DataFrame
+            One row per relation.
+        """
         degree = self.node_degree()
         rows = []
         for rel in self.relations:

@@ -78,6 +78,18 @@ def load_movielens(name: str = "ml-100k", *, download_ok: bool = True, with_kg: 
         If False, only the cache is used (raises when it is empty).
     with_kg : bool
         ML-100K only: also load the knowledge graph when it can be had.
+
+    Returns
+    -------
+    Dataset
+        The dataset.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``name``.
+    DataUnavailableError
+        When the data is neither cached nor downloadable.
     """
     if name == "ml-100k":
         return _load_ml100k(download_ok=download_ok, with_kg=with_kg)

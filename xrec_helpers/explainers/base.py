@@ -380,6 +380,11 @@ class Explanation:
         """The explanation as a table, most explanatory first: rank, title (the key's label), score, and the key.
 
         The key column is named by kind (``item``, ``feature``, ``event``, ``cell``, ``review``).
+
+        Returns
+        -------
+        pd.DataFrame
+            One row per key.
         """
         frame = pd.DataFrame({
             "rank": np.arange(1, len(self.keys) + 1),
@@ -398,6 +403,11 @@ class Explanation:
         explainers of 03_fm_lime and 04_shap_sequential. One shap "feature" per key, named by its label
         (plain text: shap's plots do not read Markdown). ``base_values`` is :attr:`base_value` for an
         additive method (the waterfall plot draws ``base + sum``); without one only the bar plot makes sense.
+
+        Returns
+        -------
+        shap.Explanation
+            One row of values, with ``base_values`` and ``feature_names``.
         """
         import shap  # heavy import, only when asked
 
@@ -625,6 +635,11 @@ class Explainer(ABC):
         ----------
         pairs : Iterable[tuple[int, int]]
             (user, item) pairs of internal ids.
+
+        Returns
+        -------
+        list[tuple[int, int]]
+            The pairs as Python ints, in order.
 
         Raises
         ------

@@ -443,7 +443,13 @@ class SequenceGame:
         return self.values_of_cells(self.cell_mask(coalitions))
 
     def full_and_base(self) -> tuple[float, float]:
-        """(f(x), f(baseline)): the value with every player present and with none."""
+        """(f(x), f(baseline)): the value with every player present and with none.
+
+        Returns
+        -------
+        tuple[float, float]
+            f(x) and f(baseline).
+        """
         v = self(np.vstack([np.ones(self.n_players), np.zeros(self.n_players)]))
         return float(v[0]), float(v[1])
 
@@ -737,12 +743,23 @@ class LevelAttribution:
         return float(abs(np.sum(self.values) - self.total))
 
     def to_frame(self) -> pd.DataFrame:
-        """Labels and values, largest |value| first (columns ``player``, ``value``)."""
+        """Labels and values, largest |value| first (columns ``player``, ``value``).
+
+        Returns
+        -------
+        pd.DataFrame
+            One row per player.
+        """
         frame = pd.DataFrame({"player": list(self.labels), "value": self.values})
         return frame.reindex(frame["value"].abs().sort_values(ascending=False).index).reset_index(drop=True)
 
     def grid(self) -> pd.DataFrame:
         """Cell level: the values as a (row group x column group) table for a heatmap (NaN: no player).
+
+        Returns
+        -------
+        pd.DataFrame
+            Row groups x column groups.
 
         Raises
         ------

@@ -79,20 +79,32 @@ def mine_rules(baskets: sp.csr_matrix, min_support: float, min_confidence: float
                max_len: int = 2) -> pd.DataFrame:
     """Single-item rules A -> C with support, confidence and lift, mined by mlxtend.
 
+    Taught in 02_association_rules.
+
     Parameters
     ----------
-    baskets
-        transactions x items 0/1 matrix (``baskets_from_histories`` / ``baskets_from_top_n``).
-    min_support
-        share of baskets an itemset must appear in (0 < min_support <= 1).
-    min_confidence
-        keep rules with confidence >= this.
-    max_len
-        itemset length; the explainer uses single-item rules, so 2.
+    baskets : sp.csr_matrix
+        Transactions x items 0/1 matrix (``baskets_from_histories`` / ``baskets_from_top_n``).
+    min_support : float
+        Share of baskets an itemset must appear in (0 < min_support <= 1).
+    min_confidence : float
+        Keep rules with confidence >= this.
+    max_len : int
+        Itemset length; the explainer uses single-item rules, so 2.
 
-    Returns a frame with integer ``antecedent`` and ``consequent`` item ids, sorted by confidence then
-    lift. Raises ValueError (saying how far to lower it) when ``min_support`` yields no rule.
-    Taught in 02_association_rules.
+    Returns
+    -------
+    pd.DataFrame
+        Integer ``antecedent`` and ``consequent`` item ids with support, confidence and lift, sorted by
+        confidence then lift.
+
+    Raises
+    ------
+    TypeError
+        When ``baskets`` is not a sparse matrix.
+    ValueError
+        For ``min_support`` outside (0, 1], ``max_len < 2``, or a ``min_support`` that yields no rule (the
+        message says how far to lower it).
     """
     if not sp.issparse(baskets):
         raise TypeError("baskets must be a scipy.sparse transactions x items matrix.")

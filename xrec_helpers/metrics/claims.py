@@ -214,19 +214,36 @@ def check_aspect_statements(
 ) -> pd.DataFrame:
     """One row per statement: true of the item?, relevant to the user?, and (with ``predict``) faithful?
 
+    Taught in 12_generated_explanations.
+
     Parameters
     ----------
-    statements
-        e.g. the flattened output of :func:`aspect_statements`.
-    quality
-        (n_items, n_aspects) planted qualities; ``top_aspect``: (n_users,) index of each user's aspect
-        (both from :func:`xrec_helpers.data.reviews.planted_truth`).
-    aspects
-        aspect names in the column order of ``quality``.
-    predict
+    statements : Sequence[AspectStatement]
+        E.g. the flattened output of :func:`aspect_statements`.
+    quality : np.ndarray
+        (n_items, n_aspects) planted qualities (from :func:`xrec_helpers.data.reviews.planted_truth`).
+    top_aspect : np.ndarray
+        (n_users,) index of each user's aspect (from the same function).
+    aspects : Sequence[str]
+        Aspect names in the column order of ``quality``.
+    predict : Callable | None
         ``predict(users, items, hide_aspect)`` -> predicted ratings, where ``hide_aspect`` is an
         aspect index per pair or -1 for none (``ReviewTextGenerator.predict``).
+    random_state : int
+        Seed of the random other aspect of ``delta_random``.
 
+    Returns
+    -------
+    pd.DataFrame
+        One row per statement; the columns are described below.
+
+    Raises
+    ------
+    ValueError
+        When ``quality`` does not match ``aspects``, or a statement names an unknown aspect.
+
+    Notes
+    -----
     Columns: ``user``, ``item``, ``aspect``, ``polarity``, ``true_of_item`` (None when the statement names
     the aspect without a verdict), ``relevant``; with ``predict``: ``effect_cited`` (predicted rating minus
     the prediction with the cited aspect hidden: what the aspect adds to the rating, signed),
@@ -235,7 +252,7 @@ def check_aspect_statements(
     the other aspects), ``drives`` (``delta_cited`` > ``delta_max_other``: the cited aspect moves this
     prediction more than any other) and ``faithful``: ``drives`` and, for a polar claim, ``effect_cited``
     has the claim's sign ("great" must raise the rating, "poor" lower it); a claim with no polarity needs
-    ``drives`` only. Taught in 12_generated_explanations.
+    ``drives`` only.
     """
     index = {a: k for k, a in enumerate(aspects)}
     quality = np.asarray(quality, dtype=float)

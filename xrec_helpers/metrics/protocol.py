@@ -98,7 +98,13 @@ class ProtocolResult:
         raise KeyError(f"{self.protocol} reports {[m.name for m in self.metrics]}, not {name!r}.")
 
     def summary(self) -> pd.DataFrame:
-        """Mean of each metric per method (rows: methods; columns: metric names)."""
+        """Mean of each metric per method (rows: methods; columns: metric names).
+
+        Returns
+        -------
+        pd.DataFrame
+            Methods x metric names.
+        """
         cols = [m.name for m in self.metrics]
         return self.per_explanation.groupby("method", sort=False)[cols].mean()
 

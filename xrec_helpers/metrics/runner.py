@@ -141,6 +141,11 @@ class Comparison:
         metric : str
             A metric name reported by one of the protocols.
 
+        Returns
+        -------
+        tuple[ProtocolResult, Metric]
+            The result and the metric.
+
         Raises
         ------
         KeyError
@@ -166,6 +171,11 @@ class Comparison:
             A metric name reported by one of the protocols.
         pairs : Iterable[Pair] | None
             Restrict to these (user, item) pairs (default: every pair of every method).
+
+        Returns
+        -------
+        pd.DataFrame
+            Columns ``method``, ``user``, ``item`` and ``metric``.
 
         Raises
         ------

@@ -197,6 +197,25 @@ class FactorizationMachine(Recommender):
         self.weight_decay, self.random_state = weight_decay, random_state
 
     def fit(self, train: sp.csr_matrix, features: FMFeatures | None = None) -> FactorizationMachine:
+        """Fit on ratings and the pairs' side features; returns self.
+
+        Parameters
+        ----------
+        train : sp.csr_matrix
+            User x item matrix of ratings.
+        features : FMFeatures | None
+            The side features (required: ``FMFeatures.from_dataset(dataset)``).
+
+        Returns
+        -------
+        FactorizationMachine
+            The fitted model.
+
+        Raises
+        ------
+        ValueError
+            Without ``features``, or for ratings outside ``rating_range``.
+        """
         if features is None:
             raise ValueError("FactorizationMachine.fit needs features=FMFeatures.from_dataset(dataset).")
         train = self._set_train(train)

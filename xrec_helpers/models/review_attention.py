@@ -90,6 +90,18 @@ class BiasedMF(Recommender):
         self.batch_size, self.random_state = batch_size, random_state
 
     def fit(self, corpus: ReviewCorpus) -> BiasedMF:
+        """Fit on the stars of ``corpus`` (its text is ignored); returns self.
+
+        Parameters
+        ----------
+        corpus : ReviewCorpus
+            Training reviews.
+
+        Returns
+        -------
+        BiasedMF
+            The fitted model.
+        """
         _check_corpus(corpus)
         self._set_train(corpus.csr())
         dev = resolve_device(self.device)
