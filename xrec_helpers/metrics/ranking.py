@@ -216,12 +216,12 @@ def rank_among_unseen(scores: np.ndarray, item: int | np.ndarray, history: np.nd
     Returns
     -------
     numpy.ndarray
-        Integer ranks, shape ``(batch,)`` (a 0-d array for a 1-D ``scores``).
+        Integer ranks, shape ``(batch,)`` (one NumPy integer for a 1-D ``scores``).
 
     Examples
     --------
-    >>> rank_among_unseen(np.array([9.0, 1.0, 3.0, 2.0]), 3, history=np.array([0]))
-    array(2)
+    >>> int(rank_among_unseen(np.array([9.0, 1.0, 3.0, 2.0]), 3, history=np.array([0])))
+    2
     """
     s = np.asarray(scores, dtype=np.float64)
     one = s.ndim == 1
