@@ -1,6 +1,6 @@
 """The Dataset contract: ratings with contiguous internal ids, side tables, maps to raw ids, titles.
 
-Taught in 06_accent and 11_comparing_explainers (:func:`to_csr`); every notebook reads a :class:`Dataset` from
+Taught in 06_accent (:func:`to_csr`); every notebook reads a :class:`Dataset` from
 ``load_movielens`` (the first is 01_eda). Internal ids (0-based ``user`` and ``item``) are what models use;
 learners only ever see titles (``Dataset.titles``) and raw ids. Raw ids enter only through
 ``user_index``/``item_index`` (which refuse floats and bools), and every method that takes internal ids refuses
@@ -291,7 +291,7 @@ def to_csr(ratings: pd.DataFrame, n_users: int, n_items: int, *, binary: bool = 
            duplicates: str = "error") -> sp.csr_matrix:
     """CSR matrix from a ratings frame with internal ``user``/``item`` columns.
 
-    Taught in 06_accent and 11_comparing_explainers. Checked at this boundary, so no model sees silently wrong
+    Taught in 06_accent. Checked at this boundary, so no model sees silently wrong
     input: ids must be integers in range; ratings must be finite (NaN is not "watched"), and with ``binary=False``
     non-zero (a stored 0 reads as "not rated"). A (user, item) pair that occurs twice is an error with
     ``binary=False`` unless ``duplicates`` says how to combine the ratings (``"mean"``, ``"max"``, ``"last"`` row,
