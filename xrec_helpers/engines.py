@@ -1,6 +1,7 @@
 """Running independent jobs on an existing engine: in this process, joblib, or a futures executor.
 
-Taught in 06_accent (retraining verification) and 11_comparing_explainers (the benchmark runner).
+Used by :mod:`xrec_helpers.models.ncf` (06_accent's retraining verification) and
+:mod:`xrec_helpers.metrics.runner` (11_comparing_explainers' benchmark runner).
 Two parts of the course are embarrassingly parallel: the stacked warm-start retrains of the
 verification protocol and the per-user batches of an explainer benchmark. Both hand their jobs to
 :func:`map_jobs`, and the caller picks where they run with one argument, ``engine``:
@@ -32,7 +33,25 @@ _SERIAL = (None, "serial", 1)
 
 
 def describe_engine(engine: Engine) -> str:
-    """A short human-readable name of ``engine`` (for printed benchmark tables and records)."""
+    """A short human-readable name of ``engine`` (for printed benchmark tables and records).
+
+    Parameters
+    ----------
+    engine : Engine
+        None/``"serial"``, a number of processes, a joblib backend name or an executor.
+
+    Returns
+    -------
+    str
+        The name.
+
+    Raises
+    ------
+    TypeError
+        For something that is not an engine.
+    ValueError
+        For a bad number or backend name.
+    """
     if isinstance(engine, bool):
         raise TypeError("engine=True/False is ambiguous: pass None (serial), a number of processes, "
                         "a joblib backend name, a joblib.Parallel or an executor.")
@@ -48,7 +67,18 @@ def describe_engine(engine: Engine) -> str:
 
 
 def check_engine(engine: Engine) -> None:
-    """Raise a clear error for an engine :func:`map_jobs` cannot use (before any work starts)."""
+    """Raise a clear error for an engine :func:`map_jobs` cannot use (before any work starts).
+
+    Parameters
+    ----------
+    engine : Engine
+        As in :func:`describe_engine`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`describe_engine`.
+    """
     if isinstance(engine, bool):
         describe_engine(engine)  # raises
     if engine in _SERIAL and not isinstance(engine, bool):
@@ -74,16 +104,23 @@ def map_jobs(func: Callable[[Any, Any], Any], jobs: Sequence[Any], shared: Any =
              engine: Engine = None) -> list[Any]:
     """``[func(shared, job) for job in jobs]``, run on ``engine``; results in job order.
 
-    Args:
-        func: a module-level function (worker processes import it by name).
-        jobs: the independent units of work; each is sent to the worker that runs it.
-        shared: read-only data every job needs (sent along with each job by the engine).
-        engine: where the jobs run (see the module docstring); default serial, in this process.
+    Used by :mod:`xrec_helpers.models.ncf` and :mod:`xrec_helpers.metrics.runner`.
 
-    Returns:
-        one result per job, in the order of ``jobs``. An exception in a job is raised here.
+    Parameters
+    ----------
+    func : Callable[[Any, Any], Any]
+        A module-level function (worker processes import it by name).
+    jobs : Sequence[Any]
+        The independent units of work; each is sent to the worker that runs it.
+    shared : Any
+        Read-only data every job needs (sent along with each job by the engine).
+    engine : Engine
+        Where the jobs run (see the module docstring); default serial, in this process.
 
-    Taught in 06_accent and 11_comparing_explainers.
+    Returns
+    -------
+    list[Any]
+        One result per job, in the order of ``jobs``. An exception in a job is raised here.
     """
     check_engine(engine)
     jobs = list(jobs)

@@ -34,6 +34,21 @@ def get_size(default: str = "workshop") -> str:
     function, so a notebook and the records agree. Case and surrounding spaces are ignored
     (``"Workshop "`` is ``"workshop"``); an empty value means ``default``; anything else is an error
     that names ``XREC_SIZE`` and the allowed values.
+
+    Parameters
+    ----------
+    default : str
+        The size when ``XREC_SIZE`` is unset or empty.
+
+    Returns
+    -------
+    str
+        ``"smoke"``, ``"workshop"`` or ``"paper"``.
+
+    Raises
+    ------
+    ValueError
+        For any other value of ``XREC_SIZE``.
     """
     raw = os.environ.get("XREC_SIZE")
     size = (raw if raw is not None and raw.strip() else default).strip().lower()
@@ -47,7 +62,15 @@ SIZE = get_size()
 
 
 def seed_everything(seed: int = 0, notebook: str | None = None) -> None:
-    """Seed Python, NumPy and torch; optionally name the notebook that ``record`` writes for."""
+    """Seed Python, NumPy and torch; optionally name the notebook that ``record`` writes for.
+
+    Parameters
+    ----------
+    seed : int
+        The seed.
+    notebook : str | None
+        Name of the running notebook (used by :func:`record`).
+    """
     global _current_notebook
     if notebook:
         _current_notebook = notebook
@@ -64,7 +87,13 @@ def seed_everything(seed: int = 0, notebook: str | None = None) -> None:
 
 def show_versions(packages: tuple[str, ...] = ("numpy", "pandas", "scipy", "torch", "scikit-learn",
                                                 "matplotlib", "shap", "lime", "mlxtend", "implicit")) -> None:
-    """Print Python, platform, the size and the versions of the course's main packages."""
+    """Print Python, platform, the size and the versions of the course's main packages.
+
+    Parameters
+    ----------
+    packages : tuple[str, ...]
+        Distribution names whose versions are printed.
+    """
     print(f"Python {sys.version.split()[0]} on {platform.platform()}; XREC_SIZE={get_size()}")
     found = []
     for name in packages:
@@ -107,6 +136,20 @@ def record(name: str, value: Any, notebook: str | None = None) -> Path:
 
     ``paper``-size records go to ``results/paper/<notebook>.json``, which is committed: their
     ``_meta`` names the date, Python, platform, CPU model and core count of the run.
+
+    Parameters
+    ----------
+    name : str
+        Key of the value in the record.
+    value : Any
+        A JSON-serialisable value.
+    notebook : str | None
+        The record's notebook (default: the one named by :func:`seed_everything`).
+
+    Returns
+    -------
+    Path
+        The path of the record file.
     """
     notebook = notebook or _current_notebook or os.environ.get("XREC_NOTEBOOK")
     if not notebook:

@@ -7,6 +7,7 @@ recommendation, red speaks against it), never as pies: contributions can be nega
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -17,6 +18,14 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 
 from xrec_helpers._paths import figures_dir  # noqa: E402
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from xrec_helpers.explainers.base import Explanation
+    from xrec_helpers.explainers.event_shap import LevelAttribution
 
 POSITIVE, NEGATIVE, NEUTRAL = "#2a9d4b", "#c0392b", "#4c72b0"
 
@@ -32,8 +41,21 @@ def set_style() -> None:
 set_style()
 
 
-def save_fig(fig, name: str) -> str:
-    """Save ``fig`` as ``figures/<name>.png`` and return the path."""
+def save_fig(fig: Figure, name: str) -> str:
+    """Save ``fig`` as ``figures/<name>.png`` and return the path.
+
+    Parameters
+    ----------
+    fig : Figure
+        The figure.
+    name : str
+        File name without extension.
+
+    Returns
+    -------
+    str
+        The path written.
+    """
     path = figures_dir() / f"{name}.png"
     fig.savefig(path, bbox_inches="tight", dpi=110)
     return str(path)
@@ -56,11 +78,11 @@ def _both_signs(scores: np.ndarray, n: int) -> np.ndarray:
     return keep[np.argsort(-scores[keep], kind="stable")]
 
 
-def plot_explanation(explanation, n: int = 10, ax=None, xlabel: str | None = None):
+def plot_explanation(explanation: Explanation, n: int = 10, ax: Axes | None = None, xlabel: str | None = None) -> Axes:
     """Signed horizontal bars of an explanation of any kind, labelled: its strongest supporting and opposing entries.
 
-    Taught in 01_eda (history items); the same plot draws features (03_fm_lime), events
-    (04_shap_sequential) and reviews (09_attention_reviews), each key under its label (``Explanation.label``).
+    Taught in 13_your_own_data; ``Explanation.plot`` calls it. The same plot draws history items, features,
+    events and reviews, each key under its label (``Explanation.label``).
     At most ``n`` bars: the top ``n // 2`` by value and the bottom ``n // 2`` (a sign with fewer entries leaves
     its share to the other), so the strongest evidence against the recommendation is never cut off. For an
     additive method (``Explanation.base_value``: f(x) = base + sum of values) the title adds the base value,
@@ -105,8 +127,23 @@ def plot_explanation(explanation, n: int = 10, ax=None, xlabel: str | None = Non
     return ax
 
 
-def plot_curves(results: dict, metric: str = "POS@20", ax=None):
-    """Perturbation curves of several explainers for one metric."""
+def plot_curves(results: dict, metric: str = "POS@20", ax: Axes | None = None) -> Axes:
+    """Perturbation curves of several explainers for one metric.
+
+    Parameters
+    ----------
+    results : dict
+        Explainer name -> :class:`~xrec_helpers.metrics.counterfactual.PerturbationResult`.
+    metric : str
+        The metric drawn against the number of removed items.
+    ax : Axes | None
+        Axes to draw on (default: a new figure).
+
+    Returns
+    -------
+    Axes
+        The axes drawn on.
+    """
     if ax is None:
         _, ax = plt.subplots()
     for name, result in results.items():
@@ -124,8 +161,28 @@ def plot_curves(results: dict, metric: str = "POS@20", ax=None):
     return ax
 
 
-def bar_with_labels(ax, labels: Sequence[str], values: Sequence[float], colour: str = NEUTRAL, fmt: str = "{:.2f}"):
-    """Horizontal bars with the value printed at the end of each bar."""
+def bar_with_labels(ax: Axes, labels: Sequence[str], values: Sequence[float], colour: str = NEUTRAL,
+                    fmt: str = "{:.2f}") -> Axes:
+    """Horizontal bars with the value printed at the end of each bar.
+
+    Parameters
+    ----------
+    ax : Axes
+        Axes to draw on.
+    labels : Sequence[str]
+        One label per bar.
+    values : Sequence[float]
+        One value per bar.
+    colour : str
+        Bar colour.
+    fmt : str
+        Format of the printed values.
+
+    Returns
+    -------
+    Axes
+        ``ax``.
+    """
     y = np.arange(len(labels))
     ax.barh(y, values, color=colour)
     ax.set_yticks(y, labels)
@@ -134,12 +191,26 @@ def bar_with_labels(ax, labels: Sequence[str], values: Sequence[float], colour: 
     return ax
 
 
-def plot_level_attribution(attribution, ax=None, n: int = 12):
+def plot_level_attribution(attribution: LevelAttribution, ax: Axes | None = None, n: int = 12) -> Axes:
     """Signed bars of an event-, feature- or cell-level attribution (both signs, labels as given).
 
-    Taught in 04_shap_sequential. The ``n`` largest |values| are drawn, largest at the top, each with
+    Used by ``LevelAttribution.plot``. The ``n`` largest |values| are drawn, largest at the top, each with
     its value printed; when more players exist, one grey bar "k others" holds the sum of the rest, so
     the drawn bars add up to the title's total, f(x) - f(baseline). Green raises the score, red lowers it.
+
+    Parameters
+    ----------
+    attribution : LevelAttribution
+        Values of one TimeSHAP level.
+    ax : Axes | None
+        Axes to draw on (default: a new figure).
+    n : int
+        At most ``n`` bars, plus one for the rest.
+
+    Returns
+    -------
+    Axes
+        The axes drawn on.
     """
     full = attribution.to_frame()
     frame = full.head(n)
@@ -185,12 +256,24 @@ def _annotate(ax, values: np.ndarray, colour_values: np.ndarray, fmt: str = "{:+
                     color="white" if dark else "black")
 
 
-def plot_cell_grid(attribution, ax=None):
+def plot_cell_grid(attribution: LevelAttribution, ax: Axes | None = None) -> Axes:
     """Heatmap of a cell-level attribution: rows are event groups, columns feature groups, both signs.
 
     Taught in 04_shap_sequential. Green raises the score, red lowers it (as in the bar charts); blank
     cells are not players.
     The older (pruned) events are one player over all their features, drawn in their own column.
+
+    Parameters
+    ----------
+    attribution : LevelAttribution
+        A cell-level attribution.
+    ax : Axes | None
+        Axes to draw on (default: a new figure).
+
+    Returns
+    -------
+    Axes
+        The axes drawn on.
     """
     grid = attribution.grid()
     if ax is None:
@@ -210,13 +293,28 @@ def plot_cell_grid(attribution, ax=None):
     return ax
 
 
-def plot_column_heatmap(frame, ax=None, title: str = "", xlabel: str = "", ylabel: str = ""):
+def plot_column_heatmap(frame: pd.DataFrame, ax: Axes | None = None, title: str = "", xlabel: str = "",
+                        ylabel: str = "") -> Axes:
     """Signed heatmap of a table in which every column has its own colour scale, values written in.
 
     Taught in 04_shap_sequential (event values under five baselines). Columns whose totals differ a
     lot (one baseline's values are ten times another's) stay readable: the colour is the value
     divided by its column's largest |value|, so -1 .. +1 in every column; the numbers are the values.
     Green raises the score, red lowers it (as in :func:`plot_level_attribution`).
+
+    Parameters
+    ----------
+    frame : pd.DataFrame
+        The table (rows x columns) of signed values.
+    ax : Axes | None
+        Axes to draw on (default: a new figure).
+    title, xlabel, ylabel : str
+        Axis texts.
+
+    Returns
+    -------
+    Axes
+        The axes drawn on.
     """
     values = frame.to_numpy(dtype=float)
     scale = np.nanmax(np.abs(values), axis=0)

@@ -123,6 +123,16 @@ class World:
     def model_for(self, requires: Iterable[str]) -> Recommender:
         """A fitted model offering every capability in ``requires`` (the simplest such class of the package).
 
+        Parameters
+        ----------
+        requires : Iterable[str]
+            Capability names (constants of :mod:`xrec_helpers.models.base`).
+
+        Returns
+        -------
+        Recommender
+            The fitted model.
+
         Raises
         ------
         LookupError
@@ -137,7 +147,18 @@ class World:
 
 
 def fast_params(cls: type) -> dict[str, int]:
-    """The :data:`FAST` overrides that apply to ``cls``'s constructor (integer defaults of those names)."""
+    """The :data:`FAST` overrides that apply to ``cls``'s constructor (integer defaults of those names).
+
+    Parameters
+    ----------
+    cls : type
+        A recommender or explainer class.
+
+    Returns
+    -------
+    dict[str, int]
+        Constructor keyword -> small value.
+    """
     params = inspect.signature(cls.__init__).parameters
     return {name: value for name, value in FAST.items()
             if name in params and isinstance(params[name].default, int) and not isinstance(params[name].default, bool)}

@@ -1,7 +1,7 @@
 """Keep what the demo trains between starts: one file per settings, verified before it is used.
 
-Part of the demo (apps/why_this_recommendation). The first start of the demo trains its models (tens of seconds);
-every later start, and every page load, reads them back in well under a second. A cached object is keyed by
+Part of the demo (apps/why_this_recommendation). The first start of the demo trains its models;
+every later start, and every page load, only reads them back. A cached object is keyed by
 its *settings* (a JSON-able dict that must name everything the object depends on, data fingerprint included),
 stored with its SHA-256 next to it and written atomically (unique temporary file, then rename), under a lock
 so two kernels starting at once train once. A file whose hash does not match is reported, deleted and rebuilt.
@@ -32,7 +32,20 @@ FORMAT = 1  # bump when what is pickled changes shape
 
 
 def fingerprint(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
-    """A short SHA-256 of a table's values (e.g. the ratings a model is trained on), for cache keys."""
+    """A short SHA-256 of a table's values (e.g. the ratings a model is trained on), for cache keys.
+
+    Parameters
+    ----------
+    frame : pd.DataFrame
+        The table.
+    columns : list[str] | None
+        Columns hashed (default: all).
+
+    Returns
+    -------
+    str
+        A short hex digest.
+    """
     part = frame if columns is None else frame[columns]
     hashed = pd.util.hash_pandas_object(part, index=False).to_numpy()
     return hashlib.sha256(np.ascontiguousarray(hashed).tobytes()).hexdigest()[:16]
@@ -59,12 +72,23 @@ def cached(name: str, settings: dict[str, Any], build: Callable[[], T], director
 
     Part of the demo (apps/why_this_recommendation).
 
-    Args:
-        name: a file-name-safe label ("history-mf").
-        settings: everything the built object depends on; a change gives a new file.
-        build: makes the object when no valid file exists.
-        directory: where the files live (default :func:`cache_dir`).
-        log: where the one-line progress messages go.
+    Parameters
+    ----------
+    name : str
+        A file-name-safe label ("history-mf").
+    settings : dict[str, Any]
+        Everything the built object depends on; a change gives a new file.
+    build : Callable[[], T]
+        Makes the object when no valid file exists.
+    directory : str | Path | None
+        Where the files live (default :func:`cache_dir`).
+    log : Callable[[str], None]
+        Where the one-line progress messages go.
+
+    Returns
+    -------
+    tuple[T, bool]
+        The object, and whether it was loaded (True) rather than built.
     """
     if not name or not all(c.isalnum() or c in "-_" for c in name):
         raise ValueError(f"Cache name {name!r} must be letters, digits, '-' or '_' (it becomes a file name).")

@@ -100,13 +100,20 @@ class RemovalCheck:
     Part of the demo (apps/why_this_recommendation). Ranks are 1-based among the movies outside the user's *original*
     history, so a removed movie never re-enters the list.
 
-    Attributes:
-        name: the explainer's display name.
-        explanation: the explanation that was checked.
-        removed: the removed history items (internal ids), most blamed first.
-        rank_before, rank_after: the recommendation's rank before and after the removal.
-        after: the re-scored top-k (``rank`` index; ``title`` and ``item`` columns).
-        k: the list length.
+    Attributes
+    ----------
+    name : str
+        The explainer's display name.
+    explanation : Explanation
+        The explanation that was checked.
+    removed : np.ndarray
+        The removed history items (internal ids), most blamed first.
+    rank_before, rank_after : int
+        The recommendation's rank before and after the removal.
+    after : pd.DataFrame
+        The re-scored top-k (``rank`` index; ``title`` and ``item`` columns).
+    k : int
+        The list length.
     """
 
     name: str
@@ -199,7 +206,18 @@ class ComparisonState:
 
     # --- users --------------------------------------------------------------------------------------
     def user_label(self, user: int) -> str:
-        """A learner-facing label: raw id, age, occupation, gender and history length (no internal ids)."""
+        """A learner-facing label: raw id, age, occupation, gender and history length (no internal ids).
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+
+        Returns
+        -------
+        str
+            The label.
+        """
         row = self.data.users.iloc[user]
         return (f"User {row['raw_id']} · {row['age']} y, {row['occupation']} ({row['gender']}) · "
                 f"{int(self._lengths[user])} movies")
@@ -209,10 +227,27 @@ class ComparisonState:
         raw = self.data.users["raw_id"].to_numpy()
         return [(self.user_label(u), raw[u]) for u in self._eligible]
 
-    def select_user(self, raw_id) -> int:
+    def select_user(self, raw_id: object) -> int:
         """Select a user by *raw* id (as the learner sees it); returns the internal id.
 
         On any error the selection is unchanged, so the panel can show the error and keep what it showed.
+
+        Parameters
+        ----------
+        raw_id : object
+            The user's raw id.
+
+        Returns
+        -------
+        int
+            The internal id.
+
+        Raises
+        ------
+        TypeError, KeyError
+            For a malformed or unknown raw id.
+        ValueError
+            For a user whose history is too short or too long to explain.
         """
         if isinstance(raw_id, (bool, np.bool_)) or isinstance(raw_id, (float, np.floating)):
             raise TypeError(f"User id {raw_id!r} is not a raw user id: pick one from ComparisonState.user_options().")
@@ -230,7 +265,7 @@ class ComparisonState:
         return user
 
     @property
-    def raw_user(self):
+    def raw_user(self) -> object:
         """The selected user's raw id."""
         return self.data.users["raw_id"].iloc[self.user]
 
@@ -260,7 +295,23 @@ class ComparisonState:
         return self._table(self._scores([history])[0], history)
 
     def select_rank(self, rank: int) -> int:
-        """Choose which recommendation to explain by its position in the top-k (1 = the top pick)."""
+        """Choose which recommendation to explain by its position in the top-k (1 = the top pick).
+
+        Parameters
+        ----------
+        rank : int
+            Position in the top-k, 1-based.
+
+        Returns
+        -------
+        int
+            The rank.
+
+        Raises
+        ------
+        ValueError
+            For a rank outside 1..k.
+        """
         if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 1 <= rank <= self.k:
             raise ValueError(f"rank={rank!r} must be an integer between 1 and k={self.k} (a position in the top-{self.k}).")
         self.rank = int(rank)
@@ -285,7 +336,18 @@ class ComparisonState:
         return int(n)
 
     def set_n_remove(self, n: int) -> int:
-        """Set how many blamed movies each explanation loses when "remove" is pressed."""
+        """Set how many blamed movies each explanation loses when "remove" is pressed.
+
+        Parameters
+        ----------
+        n : int
+            Blamed movies removed per explanation.
+
+        Returns
+        -------
+        int
+            The new count.
+        """
         self.n_remove = self._check_n(n)
         return self.n_remove
 
@@ -319,6 +381,18 @@ class ComparisonState:
         Part of the demo (apps/why_this_recommendation): the live counterfactual check. Nothing is retrained; the
         model's ``score_histories`` re-scores every edited history exactly, all in one batched call. The
         stored history is not changed, so every press starts from what the user really watched.
+
+        Parameters
+        ----------
+        explanations : Mapping[str, Explanation]
+            Explainer name -> explanation of the selected recommendation.
+        n : int | None
+            Blamed movies removed per explanation (default: the state's ``n_remove``).
+
+        Returns
+        -------
+        dict[str, RemovalCheck]
+            Explainer name -> its check.
         """
         n = self.n_remove if n is None else self._check_n(n)
         history = self.history()
@@ -338,7 +412,18 @@ class ComparisonState:
         return out
 
     def remove(self, n: int | None = None) -> dict[str, RemovalCheck]:
-        """Check every explanation of the selected recommendation (see :meth:`check`)."""
+        """Check every explanation of the selected recommendation (see :meth:`check`).
+
+        Parameters
+        ----------
+        n : int | None
+            Blamed movies removed per explanation (default: the state's ``n_remove``).
+
+        Returns
+        -------
+        dict[str, RemovalCheck]
+            Explainer name -> its check.
+        """
         return self.check(self.explanations(), n)
 
 
@@ -346,18 +431,30 @@ class ComparisonState:
 class DefaultChoice:
     """What the demo opens on, and the numbers that chose it (computed at start-up, printed in the app).
 
-    Attributes:
-        n_remove: the removal count: the smallest in ``N_CHOICES`` at which the model-reading explanation
-            moves the top pick for at least ``target`` of the sampled users and more often than every
-            data-only explanation (else the count with the highest share).
-        raw_user: the user shown first, at ``n_remove``: among the sampled users where only the model-reading
-            explanation takes the top pick out of the top-k (all sampled users if there is none), the one whose
-            pick falls furthest under it compared with the best data-only explanation.
-        shares: per removal count and explainer, the share of sampled users whose top pick moved.
-        contrast: for the chosen user, rank after removal per explainer.
-        n_users: how many users were sampled; target: the share asked for.
-        model_reading: the names of the explainers that read the model; k: the list length.
-        clean: True when only the model-reading explanation takes this user's pick out of the top-k.
+    Attributes
+    ----------
+    n_remove : int
+        The removal count: the smallest in ``N_CHOICES`` at which the model-reading explanation
+        moves the top pick for at least ``target`` of the sampled users and more often than every
+        data-only explanation (else the count with the highest share).
+    raw_user : object
+        The user shown first, at ``n_remove``: among the sampled users where only the model-reading
+        explanation takes the top pick out of the top-k (all sampled users if there is none), the one whose
+        pick falls furthest under it compared with the best data-only explanation.
+    shares : pd.DataFrame
+        Per removal count and explainer, the share of sampled users whose top pick moved.
+    contrast : dict[str, int]
+        For the chosen user, rank after removal per explainer.
+    n_users : int
+        How many users were sampled.
+    target : float
+        The share asked for.
+    model_reading : tuple[str, ...]
+        The names of the explainers that read the model.
+    k : int
+        The list length.
+    clean : bool
+        True when only the model-reading explanation takes this user's pick out of the top-k.
     """
 
     n_remove: int
@@ -397,6 +494,20 @@ def movement_shares(state: ComparisonState, users: Sequence[int] | np.ndarray, n
 
     Part of the demo (apps/why_this_recommendation); the measurement behind the demo's default settings. Users whose
     history is too short to remove ``n`` movies are left out of the share.
+
+    Parameters
+    ----------
+    state : ComparisonState
+        The comparison state (model, explainers, histories).
+    users : Sequence[int] | np.ndarray
+        Internal user ids.
+    n : int
+        Blamed movies removed per explanation.
+
+    Returns
+    -------
+    dict[str, float]
+        Explainer name -> share in [0, 1].
     """
     ranks = _top_pick_ranks(state, np.asarray(users), [state._check_n(n)])
     return {name: float(np.mean(r[r > 0] > 1)) if (r > 0).any() else float("nan")
@@ -413,6 +524,24 @@ def choose_default(state: ComparisonState, n_users: int = 50, n_choices: Sequenc
     data-only one; the user is, preferably among those where only the model-reading explanation takes the
     pick out of the top-k, the one with the largest gap between its rank after removal and the best
     data-only one's (ties: the first in the sample).
+
+    Parameters
+    ----------
+    state : ComparisonState
+        The comparison state; its count and user are set.
+    n_users : int
+        Users sampled.
+    n_choices : Sequence[int]
+        Removal counts tried.
+    target : float
+        Share of users the model-reading explanation must move.
+    seed : int
+        Seed of the user sample.
+
+    Returns
+    -------
+    DefaultChoice
+        The choice and the numbers behind it.
     """
     model_reading = [name for name, e in state.explainers.items() if reads_model(e)]
     data_only = [name for name in state.explainers if name not in model_reading]

@@ -7,6 +7,7 @@ start-up choices made; the first call with a size trains (and caches) the models
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xrec_helpers.app.cache import cached, fingerprint
@@ -34,7 +35,23 @@ REVIEW_MODEL = dict(embed_dim=8, filters=16, attention_dim=8, factors=4, max_ite
 
 @dataclass
 class Demo:
-    """The two tabs' states, their start-up choices and how long each step took (seconds)."""
+    """The two tabs' states, their start-up choices and how long each step took (seconds).
+
+    Parameters
+    ----------
+    compare : ComparisonState
+        State of the "Which explanation is true?" tab.
+    choice : DefaultChoice
+        Its start-up choice.
+    reviews : ReviewViewState
+        State of the "Top reviews for you" tab.
+    review_choice : dict[str, float]
+        Its start-up numbers.
+    timings : dict[str, float]
+        Seconds each start-up step took.
+    from_cache : dict[str, bool]
+        Whether each model was read from the cache.
+    """
 
     compare: ComparisonState
     choice: DefaultChoice
@@ -44,10 +61,24 @@ class Demo:
     from_cache: dict[str, bool] = field(default_factory=dict)
 
 
-def load_demo(size: str = "workshop", seed: int = 0, log=print) -> Demo:
+def load_demo(size: str = "workshop", seed: int = 0, log: Callable[[str], None] = print) -> Demo:
     """Load (or train once and cache) the demo's models for ``size`` and make the start-up choices.
 
     Taught in apps/why_this_recommendation.
+
+    Parameters
+    ----------
+    size : str
+        ``"smoke"``, ``"workshop"`` or ``"paper"``.
+    seed : int
+        Seed of training and of the start-up choices.
+    log : Callable[[str], None]
+        Where progress lines go.
+
+    Returns
+    -------
+    Demo
+        The demo.
     """
     if size not in SETTINGS:
         raise ValueError(f"size={size!r} must be one of {sorted(SETTINGS)} (XREC_SIZE).")

@@ -1,9 +1,9 @@
 """"Top reviews for you": which of a recommended item's reviews does each method pick, and are they the right ones?
 
-Taught in apps/why_this_recommendation (the review tab) after 09_attention_reviews. Plain Python, no widgets.
-For one user and one recommended item, three picks of the item's reviews sit side by side: personalised
-attention (the model's item-side attention *for this user*), NARRE attention (the same for everybody) and a
-seeded random pick. Two checks, each on demand in the app:
+Used by :mod:`xrec_helpers.app.widgets` and :mod:`xrec_helpers.app.demo` (the review tab of the app, after
+09_attention_reviews). Plain Python, no widgets. For one user and one recommended item, three picks of the item's
+reviews sit side by side: personalised attention (the model's item-side attention *for this user*), NARRE attention
+(the same for everybody) and a seeded random pick. Two checks, each on demand in the app:
 
 * the planted truth: the synthetic corpus knows which aspect each user cares about and which aspects each
   review discusses, so a pick's precision is measured, not guessed;
@@ -72,7 +72,7 @@ class ReviewPick:
 class ReviewViewState:
     """The logic of the review tab: users, their recommendations, three picks per pair.
 
-    Taught in apps/why_this_recommendation.
+    Used by :mod:`xrec_helpers.app.widgets` (the review tab of the app).
 
     Parameters
     ----------
@@ -118,7 +118,18 @@ class ReviewViewState:
                              "reviewed: there is nothing to show. Use a larger corpus.")
 
     def user_label(self, user: int) -> str:
-        """A label with the raw id and the number of reviews written (no planted truth)."""
+        """A label with the raw id and the number of reviews written (no planted truth).
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+
+        Returns
+        -------
+        str
+            The label.
+        """
         n = int((self.corpus.reviews["user"] == user).sum())
         return f"Reviewer {self.corpus.users['raw_id'].iloc[user]} · {n} reviews"
 
@@ -127,7 +138,18 @@ class ReviewViewState:
         return [(self.user_label(u), u) for u in range(self.corpus.n_users)]
 
     def recommendations(self, user: int | None = None) -> pd.DataFrame:
-        """The user's top-k unreviewed items with at least ``2 * top`` readable reviews, by predicted stars."""
+        """The user's top-k unreviewed items with at least ``2 * top`` readable reviews, by predicted stars.
+
+        Parameters
+        ----------
+        user : int | None
+            Internal user id (default: the selected one).
+
+        Returns
+        -------
+        pd.DataFrame
+            One row per recommended item.
+        """
         user = self.user if user is None else self._check_user(user)
         model = self.models[PERSONALISED]
         seen = self.corpus.csr()[user].indices
@@ -146,7 +168,20 @@ class ReviewViewState:
         return int(user)
 
     def select(self, user: int, item: int | None = None) -> tuple[int, int]:
-        """Select a user and one of their recommendations (default: the first); unchanged on error."""
+        """Select a user and one of their recommendations (default: the first); unchanged on error.
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+        item : int | None
+            One of the user's recommendations (default: the first).
+
+        Returns
+        -------
+        tuple[int, int]
+            The selected (user, item).
+        """
         user = self._check_user(user)
         recs = self.recommendations(user)
         if recs.empty:
@@ -192,8 +227,18 @@ class ReviewViewState:
     def choose_default(self, n_users: int = 40) -> dict[str, float]:
         """Open on the sampled user whose personalised pick beats NARRE's by the most planted-relevant reviews.
 
-        Taught in apps/why_this_recommendation. Each sampled user's first recommendation; ties: the first
+        Used by :mod:`xrec_helpers.app.demo`. Each sampled user's first recommendation; ties: the first
         in the sample. Returns the criterion's numbers for the chosen pair (printed by the app).
+
+        Parameters
+        ----------
+        n_users : int
+            Users sampled.
+
+        Returns
+        -------
+        dict[str, float]
+            The criterion's numbers for the chosen pair.
         """
         rng = np.random.default_rng(self.seed)
         users = rng.choice(self.corpus.n_users, size=min(n_users, self.corpus.n_users), replace=False)

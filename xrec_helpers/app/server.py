@@ -24,6 +24,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ROOT / "apps"
@@ -45,7 +49,13 @@ def _env_int(name: str, default: int, minimum: int) -> int:
 
 
 class KernelCap:
-    """A Voilà ``prelaunch_hook`` that refuses a new kernel when ``max_kernels`` are already running."""
+    """A Voilà ``prelaunch_hook`` that refuses a new kernel when ``max_kernels`` are already running.
+
+    Parameters
+    ----------
+    max_kernels : int
+        Most kernels running at once.
+    """
 
     def __init__(self, max_kernels: int):
         if max_kernels < 1:
@@ -61,8 +71,18 @@ class KernelCap:
                                         f"{self.max_kernels}). Close a tab, or wait for idle sessions to end.")
 
 
-def configure(c, max_kernels: int | None = None, cull_idle_s: int | None = None) -> None:
-    """Apply the served configuration to a traitlets config object ``c`` (``apps/voila.py`` calls this)."""
+def configure(c: Config, max_kernels: int | None = None, cull_idle_s: int | None = None) -> None:
+    """Apply the served configuration to a traitlets config object ``c`` (``apps/voila.py`` calls this).
+
+    Parameters
+    ----------
+    c : Config
+        The config object of ``apps/voila.py``.
+    max_kernels : int | None
+        Most kernels at once (default: ``XREC_DEMO_MAX_KERNELS``).
+    cull_idle_s : int | None
+        Seconds before an idle kernel is shut down (default: ``XREC_DEMO_CULL_S``).
+    """
     max_kernels = _env_int("XREC_DEMO_MAX_KERNELS", 4, 1) if max_kernels is None else max_kernels
     cull_idle_s = _env_int("XREC_DEMO_CULL_S", 1800, 60) if cull_idle_s is None else cull_idle_s
     # Voilà sets allow_remote_access=True and then applies tornado_settings: this turns jupyter_server's
@@ -85,7 +105,25 @@ def voila_executable() -> str:
 
 
 def demo_command(port: int = DEFAULT_PORT, token: str | None = None) -> list[str]:
-    """The exact command ``make demo`` runs (the browser test serves the app with it too)."""
+    """The exact command ``make demo`` runs (the browser test serves the app with it too).
+
+    Parameters
+    ----------
+    port : int
+        Loopback port.
+    token : str | None
+        Access token: letters, digits, '-' and '_'.
+
+    Returns
+    -------
+    list[str]
+        The argument list.
+
+    Raises
+    ------
+    ValueError
+        For a port outside 1-65535, or a missing or malformed token.
+    """
     if not isinstance(port, int) or not 1 <= port <= 65535:
         raise ValueError(f"port={port!r} must be a TCP port number (1-65535).")
     if not token or not all(ch.isalnum() or ch in "-_" for ch in token):
@@ -95,7 +133,18 @@ def demo_command(port: int = DEFAULT_PORT, token: str | None = None) -> list[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m xrec_helpers.app.server [--port N]``: print the URL with its token and serve."""
+    """``python -m xrec_helpers.app.server [--port N]``: print the URL with its token and serve.
+
+    Parameters
+    ----------
+    argv : list[str] | None
+        Command-line arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
     parser = argparse.ArgumentParser(description="Serve the xrec demo on 127.0.0.1 with a token.")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     args = parser.parse_args(argv)

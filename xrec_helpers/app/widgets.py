@@ -10,11 +10,16 @@ CSS classes (``xrec-*``) let the browser test find the parts; the numbers it che
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
 from xrec_helpers.app.compare import ComparisonState, DefaultChoice, RemovalCheck
 from xrec_helpers.app.reviews import ReviewPick, ReviewViewState
+
+if TYPE_CHECKING:
+    from xrec_helpers.app.demo import Demo
 
 RED, GREEN, GREY = "#c0392b", "#2a9d4b", "#777"
 
@@ -27,8 +32,25 @@ def _error(err: Exception) -> str:
     return f'<span class="xrec-error" style="color:{RED}">{_esc(err)}</span>'
 
 
-def titles_html(titles, css: str, mark: str | None = None, new: set[str] | None = None) -> str:
-    """An ordered list of escaped titles; ``mark`` is bolded with ◀, titles in ``new`` get "(new)"."""
+def titles_html(titles: Sequence[str], css: str, mark: str | None = None, new: set[str] | None = None) -> str:
+    """An ordered list of escaped titles; ``mark`` is bolded with ◀, titles in ``new`` get "(new)".
+
+    Parameters
+    ----------
+    titles : Sequence[str]
+        Titles in list order.
+    css : str
+        CSS class of the list.
+    mark : str | None
+        The title to bold.
+    new : set[str] | None
+        Titles marked "(new)".
+
+    Returns
+    -------
+    str
+        The HTML.
+    """
     rows = []
     for title in titles:
         text = _esc(title)
@@ -41,7 +63,18 @@ def titles_html(titles, css: str, mark: str | None = None, new: set[str] | None 
 
 
 def check_html(check: RemovalCheck) -> str:
-    """The rank move as numbers the reader (and the browser test) can read, then the verdict."""
+    """The rank move as numbers the reader (and the browser test) can read, then the verdict.
+
+    Parameters
+    ----------
+    check : RemovalCheck
+        One explanation's removal check.
+
+    Returns
+    -------
+    str
+        The HTML.
+    """
     colour = GREEN if check.moved else GREY
     return (f'<p class="xrec-result" style="color:{colour}">rank <span class="xrec-rank-before">{check.rank_before}</span>'
             f' → <span class="xrec-rank-after">{check.rank_after}</span><br><small>{_esc(check.verdict())}</small></p>')
@@ -51,6 +84,13 @@ class ComparisonPanel:
     """Several explanations of one recommendation side by side, and one button that checks them all.
 
     Part of the demo (apps/why_this_recommendation, inside DemoView). ``panel.widget`` is the box to display.
+
+    Parameters
+    ----------
+    state : ComparisonState
+        The comparison state.
+    choice : DefaultChoice | None
+        The start-up choice, explained on the panel.
     """
 
     def __init__(self, state: ComparisonState, choice: DefaultChoice | None = None):
@@ -95,7 +135,18 @@ class ComparisonPanel:
 
     @staticmethod
     def choice_html(choice: DefaultChoice) -> str:
-        """Why the demo opened where it did, from the numbers computed at start-up."""
+        """Why the demo opened where it did, from the numbers computed at start-up.
+
+        Parameters
+        ----------
+        choice : DefaultChoice
+            The start-up choice.
+
+        Returns
+        -------
+        str
+            The HTML.
+        """
         shares = ", ".join(f"{_esc(name)} {choice.shares.loc[choice.n_remove, name]:.0%}" for name in choice.shares)
         reader = " and ".join(_esc(m) for m in choice.model_reading) or "the model-reading explanation"
         why = (f"On this user's top pick, only {reader} takes it out of the top-{choice.k}, by the widest margin "
@@ -196,6 +247,13 @@ class ReviewPanel:
     """Three picks of a recommended item's reviews for one user; the planted truth and the hiding check on demand.
 
     Part of the demo (apps/why_this_recommendation, inside DemoView). ``panel.widget`` is the box to display.
+
+    Parameters
+    ----------
+    state : ReviewViewState
+        The review state.
+    numbers : dict[str, float] | None
+        The start-up numbers, shown on the panel.
     """
 
     def __init__(self, state: ReviewViewState, numbers: dict[str, float] | None = None):
@@ -312,9 +370,14 @@ class DemoView:
     """Both views in tabs, for the Voilà page (``demo`` from :func:`xrec_helpers.app.demo.load_demo`).
 
     ``view.widget`` is the box to display; ``view.compare`` and ``view.reviews`` are the two panels.
+
+    Parameters
+    ----------
+    demo : Demo
+        The loaded demo.
     """
 
-    def __init__(self, demo):
+    def __init__(self, demo: Demo):
         self.compare = ComparisonPanel(demo.compare, demo.choice)
         self.reviews = ReviewPanel(demo.reviews, demo.review_choice)
         tab = w.Tab(children=[self.compare.widget, self.reviews.widget])

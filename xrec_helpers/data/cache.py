@@ -1,9 +1,9 @@
 """The download cache: fetch with retries and a progress bar, verify a hash, write atomically.
 
-Taught in 01_eda (where the data comes from). Nothing half-written is ever left in the cache:
-downloads go to a temporary ``.part`` file in the same folder and are renamed into place only
-after the hash matches; a mismatch deletes the temporary file and says so, and ``.part`` files
-left by a process that was killed mid-download are removed by the next download of that file.
+Used by every loader of :mod:`xrec_helpers.data` (01_eda shows where the data comes from). Nothing half-written is
+ever left in the cache: downloads go to a temporary ``.part`` file in the same folder and are renamed into place
+only after the hash matches; a mismatch deletes the temporary file and says so, and ``.part`` files left by a
+process that was killed mid-download are removed by the next download of that file.
 
 Nothing waits silently: every network attempt has a bounded timeout (``XREC_NET_TIMEOUT``
 seconds, default 10) and prints one line saying what it is trying. The lock that keeps parallel
@@ -41,7 +41,20 @@ class HashMismatchError(RuntimeError):
 
 
 def file_hash(path: Path | str, algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in 1 MiB chunks."""
+    """Hex digest of a file, read in 1 MiB chunks.
+
+    Parameters
+    ----------
+    path : Path | str
+        The file.
+    algorithm : str
+        A :mod:`hashlib` algorithm name.
+
+    Returns
+    -------
+    str
+        The hex digest.
+    """
     digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -50,7 +63,22 @@ def file_hash(path: Path | str, algorithm: str = "sha256") -> str:
 
 
 def verify(path: Path | str, expected: str, algorithm: str = "sha256") -> None:
-    """Raise :class:`HashMismatchError` unless ``path`` has the ``expected`` digest."""
+    """Raise :class:`HashMismatchError` unless ``path`` has the ``expected`` digest.
+
+    Parameters
+    ----------
+    path : Path | str
+        The file.
+    expected : str
+        The expected hex digest.
+    algorithm : str
+        A :mod:`hashlib` algorithm name.
+
+    Raises
+    ------
+    HashMismatchError
+        When the digests differ.
+    """
     actual = file_hash(path, algorithm)
     if actual != expected.lower():
         raise HashMismatchError(
@@ -64,6 +92,20 @@ def verify_or_delete(path: Path | str, expected: str, algorithm: str = "sha256")
 
     When the file cannot be deleted (a read-only cache), the hash failure is still what is raised,
     and the message says the file must be replaced by hand.
+
+    Parameters
+    ----------
+    path : Path | str
+        The file.
+    expected : str
+        The expected hex digest.
+    algorithm : str
+        A :mod:`hashlib` algorithm name.
+
+    Raises
+    ------
+    HashMismatchError
+        When the digests differ.
     """
     try:
         verify(path, expected, algorithm)
@@ -92,7 +134,13 @@ def net_timeout() -> float:
 
 
 def say(message: str) -> None:
-    """One progress line on stderr (shown in notebooks and terminals alike, never buffered)."""
+    """One progress line on stderr (shown in notebooks and terminals alike, never buffered).
+
+    Parameters
+    ----------
+    message : str
+        The line.
+    """
     print(message, file=sys.stderr, flush=True)
 
 
@@ -123,6 +171,23 @@ def cache_lock(name: str, timeout: float = LOCK_WAIT_S) -> Iterator[None]:
     Cross-platform (:mod:`filelock`). A process that has to wait says so; after ``timeout`` seconds
     it gives up with an error naming the lock file (a crashed process never holds it: the
     operating system releases the lock with the process).
+
+    Parameters
+    ----------
+    name : str
+        The dataset's name (one lock file each).
+    timeout : float
+        Seconds to wait for another process.
+
+    Yields
+    ------
+    None
+        Nothing; the lock is held inside the ``with`` block.
+
+    Raises
+    ------
+    DataUnavailableError
+        When the lock is not acquired within ``timeout``.
     """
     lock = FileLock(str(_lock_path(name)))
     try:
@@ -146,6 +211,16 @@ def remove_stale_parts(dest: Path) -> list[Path]:
     """Delete ``.part`` files of ``dest`` left by a download that was killed; returns what was removed.
 
     Call it only while holding the dataset's :func:`cache_lock`: then no live download owns them.
+
+    Parameters
+    ----------
+    dest : Path
+        The final path of a download.
+
+    Returns
+    -------
+    list[Path]
+        The removed files.
     """
     removed = []
     for part in dest.parent.glob(f".{dest.name}.*.part"):
@@ -156,7 +231,15 @@ def remove_stale_parts(dest: Path) -> list[Path]:
 
 
 def atomic_write_bytes(dest: Path, data: bytes) -> None:
-    """Write ``data`` to ``dest`` through a temporary file in the same folder and a rename."""
+    """Write ``data`` to ``dest`` through a temporary file in the same folder and a rename.
+
+    Parameters
+    ----------
+    dest : Path
+        The final path.
+    data : bytes
+        The bytes to write.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
@@ -187,6 +270,33 @@ def download(
     ``retries - 1`` times. A name-resolution failure (no network) is not retried, because waiting
     does not bring a network back. ``.part`` files of ``dest`` left by a killed download are deleted
     first (call this under :func:`cache_lock` when other processes may be downloading).
+
+    Parameters
+    ----------
+    url : str
+        Where to fetch from.
+    dest : Path | str
+        The final path.
+    md5, sha256 : str | None
+        Expected digests (checked when given).
+    retries : int
+        Attempts in all.
+    timeout : float | None
+        Seconds to wait for the server (default :func:`net_timeout`).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Path
+        ``dest``.
+
+    Raises
+    ------
+    DataUnavailableError
+        When every attempt fails.
+    HashMismatchError
+        When the downloaded file has another digest.
     """
     dest = Path(dest)
     timeout = net_timeout() if timeout is None else timeout
@@ -231,5 +341,11 @@ def download(
 
 
 def remove_tree(path: Path) -> None:
-    """Delete a cache folder (used when a cached copy fails its hash check)."""
+    """Delete a cache folder (used when a cached copy fails its hash check).
+
+    Parameters
+    ----------
+    path : Path
+        The folder.
+    """
     shutil.rmtree(path, ignore_errors=True)

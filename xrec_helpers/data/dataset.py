@@ -1,9 +1,10 @@
 """The Dataset contract: ratings with contiguous internal ids, side tables, maps to raw ids, titles.
 
-Taught in 01_eda. Internal ids (0-based ``user`` and ``item``) are what models use; learners
-only ever see titles (``Dataset.titles``) and raw ids. Raw ids enter only through
-``user_index``/``item_index`` (which refuse floats and bools), and every method that takes
-internal ids refuses anything but integers, so ``int(3.7)`` or ``True`` never picks a user silently.
+Taught in 06_accent (:func:`to_csr`); every notebook reads a :class:`Dataset` from
+``load_movielens`` (the first is 01_eda). Internal ids (0-based ``user`` and ``item``) are what models use;
+learners only ever see titles (``Dataset.titles``) and raw ids. Raw ids enter only through
+``user_index``/``item_index`` (which refuse floats and bools), and every method that takes internal ids refuses
+anything but integers, so ``int(3.7)`` or ``True`` never picks a user silently.
 """
 
 from __future__ import annotations
@@ -28,16 +29,25 @@ GENRES: tuple[str, ...] = (
 class Dataset:
     """A ratings dataset with contiguous internal ids.
 
-    Attributes:
-        name: e.g. ``"ml-100k"``.
-        ratings: columns ``user``, ``item`` (internal, 0-based), ``rating``, ``timestamp``.
-        items: indexed by internal item id; ``raw_id``, ``title`` (with year), ``name``, ``year`` and
-            one 0/1 column per genre in :data:`GENRES`.
-        users: indexed by internal user id; ``raw_id``, ``age``, ``gender``, ``occupation``, ``zip``.
-        kg: knowledge-graph triples ``head``, ``relation``, ``tail`` (entity ids), or ``None``.
-        item_entity: internal item id -> KG entity id for the linked items, or ``None``.
-        source: where the data came from (for the record).
-        planted_pairs: synthetic data only: the planted (cause item, effect item) pairs.
+    Attributes
+    ----------
+    name : str
+        E.g. ``"ml-100k"``.
+    ratings : pd.DataFrame
+        Columns ``user``, ``item`` (internal, 0-based), ``rating``, ``timestamp``.
+    items : pd.DataFrame
+        Indexed by internal item id; ``raw_id``, ``title`` (with year), ``name``, ``year`` and
+        one 0/1 column per genre in :data:`GENRES`.
+    users : pd.DataFrame
+        Indexed by internal user id; ``raw_id``, ``age``, ``gender``, ``occupation``, ``zip``.
+    kg : pd.DataFrame | None
+        Knowledge-graph triples ``head``, ``relation``, ``tail`` (entity ids), or ``None``.
+    item_entity : pd.Series | None
+        Internal item id -> KG entity id for the linked items, or ``None``.
+    source : str
+        Where the data came from (for the record).
+    planted_pairs : list[tuple[int, int]] | None
+        Synthetic data only: the planted (cause item, effect item) pairs.
     """
 
     name: str
@@ -57,10 +67,12 @@ class Dataset:
 
     @property
     def n_users(self) -> int:
+        """Number of users (internal ids run 0..n_users-1)."""
         return len(self.users)
 
     @property
     def n_items(self) -> int:
+        """Number of items (internal ids run 0..n_items-1)."""
         return len(self.items)
 
     def __repr__(self) -> str:
@@ -87,27 +99,85 @@ class Dataset:
             return np.asarray([one(r.item() if isinstance(r, np.generic) else r) for r in raw], dtype=np.int64)
         return one(raw.item() if isinstance(raw, np.generic) else raw)
 
-    def user_index(self, raw_id):
+    def user_index(self, raw_id: object) -> int | np.ndarray:
         """Internal id(s) of raw user id(s) (a scalar gives an int, a list an array); a clear error if unknown.
 
-        Taught in 01_eda: this is the one way from a raw MovieLens id to the internal id models take.
+        Used by :mod:`xrec_helpers.app.compare`; this is the one way from a raw MovieLens id to the internal id
+        models take.
+
+        Parameters
+        ----------
+        raw_id : object
+            A raw user id, or a list of them.
+
+        Returns
+        -------
+        int | np.ndarray
+            The internal id (an int) or ids (an array).
+
+        Raises
+        ------
+        TypeError
+            For a float or bool id.
+        KeyError
+            For a raw id the dataset does not have.
         """
         return self._raw_to_internal(raw_id, self._user_index, "user", "users")
 
-    def item_index(self, raw_id):
+    def item_index(self, raw_id: object) -> int | np.ndarray:
         """Internal id(s) of raw item id(s) (a scalar gives an int, a list an array); a clear error if unknown.
 
-        Taught in 01_eda: ``data.titles(data.item_index(1))`` is Toy Story; ``data.titles(1)`` is internal item 1.
+        Taught in 13_your_own_data (raw product ids). With MovieLens, ``data.titles(data.item_index(1))`` is Toy
+        Story; ``data.titles(1)`` is internal item 1.
+
+        Parameters
+        ----------
+        raw_id : object
+            A raw item id, or a list of them.
+
+        Returns
+        -------
+        int | np.ndarray
+            The internal id (an int) or ids (an array).
+
+        Raises
+        ------
+        TypeError
+            For a float or bool id.
+        KeyError
+            For a raw id the dataset does not have.
         """
         return self._raw_to_internal(raw_id, self._item_index, "item", "items")
 
-    def raw_user_id(self, users):
-        """Raw id(s) of internal user id(s) (validated: integers in range)."""
+    def raw_user_id(self, users: int | Iterable[int] | np.ndarray) -> object:
+        """Raw id(s) of internal user id(s) (validated: integers in range).
+
+        Parameters
+        ----------
+        users : int | Iterable[int] | np.ndarray
+            Internal user id(s).
+
+        Returns
+        -------
+        object
+            The raw id (for a scalar) or an array of raw ids.
+        """
         ids = self.users["raw_id"].to_numpy()[check_ids(users, self.n_users, "user")]
         return ids[0] if np.isscalar(users) else ids
 
-    def raw_item_id(self, items):
-        """Raw id(s) of internal item id(s) (validated: integers in range)."""
+    def raw_item_id(self, items: int | Iterable[int] | np.ndarray) -> object:
+        """Raw id(s) of internal item id(s) (validated: integers in range).
+
+        Parameters
+        ----------
+        items : int | Iterable[int] | np.ndarray
+            Internal item id(s).
+
+        Returns
+        -------
+        object
+            The raw id (for a scalar) or an array of raw ids.
+        """
         ids = self.items["raw_id"].to_numpy()[check_ids(items, self.n_items, "item")]
         return ids[0] if np.isscalar(items) else ids
 
@@ -116,6 +186,16 @@ class Dataset:
 
         Ids must be integers (a float such as 1.7 is refused, not truncated); raw ids go through
         :meth:`item_index` first.
+
+        Parameters
+        ----------
+        items : Iterable[int] | int | None
+            Internal item id(s); None for every item.
+
+        Returns
+        -------
+        np.ndarray | str
+            One title (for a scalar) or an array of titles.
         """
         all_titles = self.items["title"].to_numpy()
         if items is None:
@@ -134,6 +214,20 @@ class Dataset:
 
         ``binary=True`` stores 1 for every observed pair, otherwise the rating value; see
         :func:`to_csr` for the checks and for ``duplicates``.
+
+        Parameters
+        ----------
+        ratings : pd.DataFrame | None
+            A subset of :attr:`ratings` (default: all of them).
+        binary : bool
+            Store 1 for every observed pair instead of the rating.
+        duplicates : str
+            How a repeated (user, item) pair is combined (see :func:`to_csr`).
+
+        Returns
+        -------
+        sp.csr_matrix
+            Matrix of shape (n_users, n_items).
         """
         return to_csr(self.ratings if ratings is None else ratings, self.n_users, self.n_items, binary=binary,
                       duplicates=duplicates)
@@ -142,6 +236,18 @@ class Dataset:
         """A smaller dataset: ``n_users`` random users, the items they rated, ids re-indexed.
 
         Used for the ``smoke`` size. KG links are kept for the surviving items.
+
+        Parameters
+        ----------
+        n_users : int
+            How many users to keep.
+        seed : int
+            Seed of the user sample.
+
+        Returns
+        -------
+        Dataset
+            The smaller dataset (this one is unchanged).
         """
         if n_users >= self.n_users:
             return self
@@ -185,11 +291,38 @@ def to_csr(ratings: pd.DataFrame, n_users: int, n_items: int, *, binary: bool = 
            duplicates: str = "error") -> sp.csr_matrix:
     """CSR matrix from a ratings frame with internal ``user``/``item`` columns.
 
-    Taught in 01_eda. Checked at this boundary, so no model sees silently wrong input: ids must be
-    integers in range; ratings must be finite (NaN is not "watched"), and with ``binary=False`` non-zero
-    (a stored 0 reads as "not rated"). A (user, item) pair that occurs twice is an error with
-    ``binary=False`` unless ``duplicates`` says how to combine the ratings (``"mean"``, ``"max"``,
-    ``"last"`` row, or ``"sum"``); with ``binary=True`` a repeated pair is still one 1.
+    Taught in 06_accent. Checked at this boundary, so no model sees silently wrong
+    input: ids must be integers in range; ratings must be finite (NaN is not "watched"), and with ``binary=False``
+    non-zero (a stored 0 reads as "not rated"). A (user, item) pair that occurs twice is an error with
+    ``binary=False`` unless ``duplicates`` says how to combine the ratings (``"mean"``, ``"max"``, ``"last"`` row,
+    or ``"sum"``); with ``binary=True`` a repeated pair is still one 1.
+
+    Parameters
+    ----------
+    ratings : pd.DataFrame
+        Ratings with internal ``user`` and ``item`` columns (and ``rating``, ``timestamp`` where used).
+    n_users, n_items : int
+        Shape of the matrix.
+    binary : bool
+        Store 1 for every observed pair instead of the rating.
+    duplicates : str
+        ``"error"``, ``"mean"``, ``"max"``, ``"last"`` or ``"sum"``: how a repeated pair is combined when
+        ``binary=False``.
+
+    Returns
+    -------
+    sp.csr_matrix
+        Matrix of shape (n_users, n_items).
+
+    Raises
+    ------
+    TypeError
+        For ids that are not integers.
+    IndexError
+        For ids out of range.
+    ValueError
+        For a missing column, a non-finite rating, a stored 0 with ``binary=False``, a repeated pair with
+        ``duplicates="error"`` or an unknown ``duplicates`` rule.
     """
     if duplicates not in DUPLICATE_RULES:
         raise ValueError(f"duplicates={duplicates!r} must be one of {DUPLICATE_RULES}.")

@@ -79,7 +79,22 @@ READABLE: dict[str, tuple[str, str]] = {
 def readable(relation: str) -> str:
     """Words for a relation ("director" -> "the same director"); accepts Freebase ids too.
 
-    Taught in 10_knowledge_graph_paths.
+    Used by :func:`connective`.
+
+    Parameters
+    ----------
+    relation : str
+        A relation name (``"director"``) or its Freebase id.
+
+    Returns
+    -------
+    str
+        The words.
+
+    Raises
+    ------
+    KeyError
+        For an unknown relation.
     """
     short = FORWARD.get(relation) or INVERSE.get(relation) or ("series" if relation in SERIES_RELATIONS else relation)
     if short not in READABLE:
@@ -90,7 +105,22 @@ def readable(relation: str) -> str:
 def connective(relation: str) -> str:
     """The verb phrase linking two movies through ``relation`` ("has the same director as").
 
-    Taught in 10_knowledge_graph_paths.
+    Not used by a notebook (the explainers and :mod:`xrec_helpers.metrics.claims` read ``READABLE``).
+
+    Parameters
+    ----------
+    relation : str
+        A relation name (``"director"``) or its Freebase id.
+
+    Returns
+    -------
+    str
+        The verb phrase.
+
+    Raises
+    ------
+    KeyError
+        For an unknown relation.
     """
     readable(relation)  # validates
     short = FORWARD.get(relation) or INVERSE.get(relation) or ("series" if relation in SERIES_RELATIONS else relation)
@@ -101,7 +131,7 @@ def connective(relation: str) -> str:
 class ItemKG:
     """Items x nodes incidence of the knowledge graph (see the module docstring).
 
-    Taught in 10_knowledge_graph_paths.
+    Taught in 11_comparing_explainers; :func:`build_item_kg` returns one in 10_knowledge_graph_paths.
 
     Attributes
     ----------
@@ -122,10 +152,12 @@ class ItemKG:
 
     @property
     def n_items(self) -> int:
+        """Number of items (internal ids run 0..n_items-1)."""
         return self.incidence.shape[0]
 
     @property
     def n_nodes(self) -> int:
+        """Number of entity nodes."""
         return self.incidence.shape[1]
 
     @property
@@ -134,24 +166,54 @@ class ItemKG:
         return self.edges["relation"].value_counts().index.tolist()
 
     def node_degree(self) -> np.ndarray:
-        """Number of catalogue items linked to each node."""
+        """Number of catalogue items linked to each node.
+
+        Returns
+        -------
+        np.ndarray
+            Shape (n_nodes,).
+        """
         return np.asarray(self.incidence.sum(axis=0)).ravel().astype(np.int64)
 
     def item_degree(self) -> np.ndarray:
-        """Number of nodes each item links to (0 for movies missing from the KG)."""
+        """Number of nodes each item links to (0 for movies missing from the KG).
+
+        Returns
+        -------
+        np.ndarray
+            Shape (n_items,).
+        """
         return np.diff(self.incidence.indptr).astype(np.int64)
 
     def linked_items(self) -> np.ndarray:
-        """Internal ids of items with at least one KG link."""
+        """Internal ids of items with at least one KG link.
+
+        Returns
+        -------
+        np.ndarray
+            Sorted internal item ids.
+        """
         return np.flatnonzero(self.item_degree() > 0)
 
     def node_idf(self) -> np.ndarray:
-        """log(linked items / node degree): a node shared by few movies is a more specific link."""
+        """log(linked items / node degree): a node shared by few movies is a more specific link.
+
+        Returns
+        -------
+        np.ndarray
+            Shape (n_nodes,).
+        """
         n = max(len(self.linked_items()), 1)
         return np.log(n / np.maximum(self.node_degree(), 1))
 
     def relation_table(self) -> pd.DataFrame:
-        """One row per relation: readable words, edges, distinct entities, median and max degree."""
+        """One row per relation: readable words, edges, distinct entities, median and max degree.
+
+        Returns
+        -------
+        pd.DataFrame
+            One row per relation.
+        """
         degree = self.node_degree()
         rows = []
         for rel in self.relations:
@@ -168,12 +230,34 @@ class ItemKG:
         return int(item)
 
     def nodes_of(self, item: int) -> np.ndarray:
-        """Node ids linked to ``item`` (empty for a movie missing from the KG)."""
+        """Node ids linked to ``item`` (empty for a movie missing from the KG).
+
+        Parameters
+        ----------
+        item : int
+            Internal item id.
+
+        Returns
+        -------
+        np.ndarray
+            Node ids.
+        """
         item = self._check_item(item)
         return self.incidence.indices[self.incidence.indptr[item]:self.incidence.indptr[item + 1]]
 
     def shared_entities(self, a: int, b: int) -> pd.DataFrame:
-        """Nodes linked to both items: ``node``, ``relation``, ``in words``, ``degree``, rarest first."""
+        """Nodes linked to both items: ``node``, ``relation``, ``in words``, ``degree``, rarest first.
+
+        Parameters
+        ----------
+        a, b : int
+            Internal item ids.
+
+        Returns
+        -------
+        pd.DataFrame
+            One row per shared node, rarest first.
+        """
         shared = np.intersect1d(self.nodes_of(a), self.nodes_of(b))
         degree = self.node_degree()[shared]
         frame = pd.DataFrame({"node": shared, "relation": self.node_relation[shared],
@@ -187,6 +271,16 @@ def build_item_kg(dataset: Dataset) -> ItemKG:
 
     Taught in 10_knowledge_graph_paths. Works on ``Dataset.subset_users`` slices too (their
     ``item_entity`` is re-indexed; the triples are shared).
+
+    Parameters
+    ----------
+    dataset : Dataset
+        A dataset with ``kg`` and ``item_entity``.
+
+    Returns
+    -------
+    ItemKG
+        The item-entity graph.
     """
     if dataset.kg is None or dataset.item_entity is None:
         raise ValueError(f"{dataset.name} has no knowledge graph: load ML-100K with load_movielens('ml-100k'), "

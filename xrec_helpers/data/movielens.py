@@ -70,10 +70,26 @@ _TITLE_YEAR = re.compile(r"^(?P<name>.*?)\s*\((?P<year>\d{4})\)\s*(?:\(.*\))?\s*
 def load_movielens(name: str = "ml-100k", *, download_ok: bool = True, with_kg: bool = True) -> Dataset:
     """Load a MovieLens dataset as a :class:`Dataset` (taught in 01_eda).
 
-    Args:
-        name: ``"ml-100k"`` or ``"ml-1m"``.
-        download_ok: if False, only the cache is used (raises when it is empty).
-        with_kg: ML-100K only: also load the knowledge graph when it can be had.
+    Parameters
+    ----------
+    name : str
+        ``"ml-100k"`` or ``"ml-1m"``.
+    download_ok : bool
+        If False, only the cache is used (raises when it is empty).
+    with_kg : bool
+        ML-100K only: also load the knowledge graph when it can be had.
+
+    Returns
+    -------
+    Dataset
+        The dataset.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``name``.
+    DataUnavailableError
+        When the data is neither cached nor downloadable.
     """
     if name == "ml-100k":
         return _load_ml100k(download_ok=download_ok, with_kg=with_kg)
@@ -240,7 +256,18 @@ def _finish(name: str, ratings: pd.DataFrame, items: pd.DataFrame, users: pd.Dat
 
 
 def parse_grouplens_100k(path: Path | str) -> Dataset:
-    """Parse the GroupLens ``ml-100k.zip`` (or a folder holding ``u.data``, ``u.item``, ``u.user``)."""
+    """Parse the GroupLens ``ml-100k.zip`` (or a folder holding ``u.data``, ``u.item``, ``u.user``).
+
+    Parameters
+    ----------
+    path : Path | str
+        The zip file or the folder.
+
+    Returns
+    -------
+    Dataset
+        ML-100K without the knowledge graph.
+    """
     path = Path(path)
 
     def read(member: str) -> bytes:
@@ -273,7 +300,20 @@ def parse_grouplens_100k(path: Path | str) -> Dataset:
 
 
 def parse_recbole_100k(folder: Path | str, *, with_kg: bool = True) -> Dataset:
-    """Parse the RecBole atomic files (``ml-100k.inter``/``.item``/``.user``, optional ``.kg``/``.link``)."""
+    """Parse the RecBole atomic files (``ml-100k.inter``/``.item``/``.user``, optional ``.kg``/``.link``).
+
+    Parameters
+    ----------
+    folder : Path | str
+        Folder of the atomic files.
+    with_kg : bool
+        Also read the ``.kg`` and ``.link`` files.
+
+    Returns
+    -------
+    Dataset
+        ML-100K, with ``kg`` and ``item_entity`` when read.
+    """
     folder = Path(folder)
     ratings = pd.read_csv(folder / "ml-100k.inter", sep="\t")
     ratings.columns = ["raw_user", "raw_item", "rating", "timestamp"]
@@ -333,7 +373,18 @@ def _load_ml1m(*, download_ok: bool) -> Dataset:
 
 
 def parse_ml1m(path: Path | str) -> Dataset:
-    """Parse ML-1M's ``::``-separated files from the GroupLens zip or a folder holding them."""
+    """Parse ML-1M's ``::``-separated files from the GroupLens zip or a folder holding them.
+
+    Parameters
+    ----------
+    path : Path | str
+        The zip file or the folder.
+
+    Returns
+    -------
+    Dataset
+        ML-1M.
+    """
     path = Path(path)
 
     def read(member: str) -> io.StringIO:

@@ -51,7 +51,18 @@ _TITLE_B = ["Train Set", "Puzzle", "Robot", "Doll House", "Kite", "Blocks", "Rac
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case words: every non-letter becomes a space (as Kim's ``clean_str`` does first)."""
+    """Lower-case words: every non-letter becomes a space (as Kim's ``clean_str`` does first).
+
+    Parameters
+    ----------
+    text : str
+        Any text.
+
+    Returns
+    -------
+    list[str]
+        The words.
+    """
     return re.sub(r"[^a-z]+", " ", str(text).lower()).split()
 
 
@@ -93,10 +104,12 @@ class ReviewCorpus:
 
     @property
     def n_users(self) -> int:
+        """Number of users (internal ids run 0..n_users-1)."""
         return len(self.users)
 
     @property
     def n_items(self) -> int:
+        """Number of items (internal ids run 0..n_items-1)."""
         return len(self.items)
 
     def __repr__(self) -> str:
@@ -104,7 +117,18 @@ class ReviewCorpus:
                 f"{self.n_items:,} items, vocabulary {len(self.vocab):,}, {self.tokens.shape[1]} tokens/review)")
 
     def titles(self, items: Iterable[int] | int | None = None) -> np.ndarray | str:
-        """Display titles of internal item ids (all titles when ``items`` is None)."""
+        """Display titles of internal item ids (all titles when ``items`` is None).
+
+        Parameters
+        ----------
+        items : Iterable[int] | int | None
+            Internal item id(s); None for every item.
+
+        Returns
+        -------
+        np.ndarray | str
+            One title (for a scalar) or an array of titles.
+        """
         all_titles = self.items["title"].to_numpy()
         if items is None:
             return all_titles
@@ -113,18 +137,53 @@ class ReviewCorpus:
         return all_titles[np.asarray(list(items), dtype=int)]
 
     def csr(self, *, binary: bool = True) -> sp.csr_matrix:
-        """User x item matrix of this corpus' reviews (1 per review, or the stars)."""
+        """User x item matrix of this corpus' reviews (1 per review, or the stars).
+
+        Parameters
+        ----------
+        binary : bool
+            Store 1 per review instead of its stars.
+
+        Returns
+        -------
+        sp.csr_matrix
+            Matrix of shape (n_users, n_items).
+        """
         return to_csr(self.reviews, self.n_users, self.n_items, binary=binary)
 
     def top_aspect(self, users: np.ndarray | Sequence[int] | None = None) -> np.ndarray:
-        """The planted aspect each user cares most about (synthetic corpora only)."""
+        """The planted aspect each user cares most about (synthetic corpora only).
+
+        Parameters
+        ----------
+        users : np.ndarray | Sequence[int] | None
+            Internal user ids (default: all).
+
+        Returns
+        -------
+        np.ndarray
+            Aspect index per user.
+        """
         if "top_aspect" not in self.users:
             raise ValueError(f"{self.name} has no planted aspects: only synthetic_reviews(...) corpora do.")
         top = self.users["top_aspect"].to_numpy()
         return top if users is None else top[np.asarray(users, dtype=int)]
 
     def relevant(self, user: int, review_ids: np.ndarray) -> np.ndarray:
-        """Ground truth: which of ``review_ids`` discuss ``user``'s planted top aspect (bool array)."""
+        """Ground truth: which of ``review_ids`` discuss ``user``'s planted top aspect (bool array).
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+        review_ids : np.ndarray
+            Review ids to judge.
+
+        Returns
+        -------
+        np.ndarray
+            One bool per review id.
+        """
         aspect = self.top_aspect([user])[0]
         ids = np.asarray(review_ids, dtype=int)
         pos = self._review_index().get_indexer(ids)
@@ -142,7 +201,20 @@ class ReviewCorpus:
         return cached[1]
 
     def subset(self, mask: np.ndarray, name: str) -> ReviewCorpus:
-        """The same users, items, vocabulary and tokens, with only the reviews where ``mask`` is True."""
+        """The same users, items, vocabulary and tokens, with only the reviews where ``mask`` is True.
+
+        Parameters
+        ----------
+        mask : np.ndarray
+            One bool per review.
+        name : str
+            Name of the new corpus.
+
+        Returns
+        -------
+        ReviewCorpus
+            The smaller corpus.
+        """
         return replace(self, name=name, reviews=self.reviews[np.asarray(mask, dtype=bool)].reset_index(drop=True))
 
     def split(self, test_frac: float = 0.1, seed: int = 0) -> tuple[ReviewCorpus, ReviewCorpus]:
@@ -150,6 +222,18 @@ class ReviewCorpus:
 
         The test reviews are the targets: a model is trained and its documents are built on ``train``
         only, so a test review's text can never reach the model.
+
+        Parameters
+        ----------
+        test_frac : float
+            Share of reviews held out.
+        seed : int
+            Seed of the split.
+
+        Returns
+        -------
+        tuple[ReviewCorpus, ReviewCorpus]
+            (train, test) corpora.
         """
         if not 0.0 < test_frac < 1.0:
             raise ValueError(f"test_frac={test_frac} must lie strictly between 0 and 1.")
@@ -207,6 +291,34 @@ def synthetic_reviews(
     review of i reports one aspect's quality: the reviews that matter to ``u`` are the ones about
     ``u``'s top aspect, and :meth:`ReviewCorpus.relevant` returns that ground truth. Taught in
     09_attention_reviews.
+
+    Parameters
+    ----------
+    n_users, n_items : int
+        Size of the corpus.
+    reviews_per_user : int
+        Reviews each user writes (about).
+    top_weight : float
+        Weight of each user's top aspect.
+    second_aspect_prob : float
+        Probability that a review discusses a second aspect.
+    own_aspect_prob : float
+        Probability that a review discusses the author's top aspect.
+    sentiment_noise : float
+        Probability that a sentiment word is flipped.
+    rating_noise : float
+        Standard deviation of the rating noise.
+    bias_scale : float
+        Standard deviation of the user and item biases.
+    max_len : int
+        Tokens kept per review.
+    seed : int
+        Seed of every draw.
+
+    Returns
+    -------
+    ReviewCorpus
+        The corpus, with its planted truth.
     """
     if n_users < 2 or n_items < 2:
         raise ValueError(f"Need at least 2 users and 2 items, got n_users={n_users}, n_items={n_items}.")
@@ -290,6 +402,22 @@ def load_amazon_5core(path: str | Path, *, max_len: int = 64, min_count: int = 1
     first appearance; words seen fewer than ``min_count`` times become the unknown token. Items
     have no titles in these files, so the title is ``"asin <ASIN>"``. Taught in 09_attention_reviews
     (point ``REVIEWS_PATH`` at e.g. ``reviews_Toys_and_Games_5.json.gz``).
+
+    Parameters
+    ----------
+    path : str | Path
+        The ``.json`` or ``.json.gz`` file.
+    max_len : int
+        Tokens kept per review.
+    min_count : int
+        Fewest occurrences of a word in the vocabulary.
+    max_reviews : int | None
+        Read at most this many reviews.
+
+    Returns
+    -------
+    ReviewCorpus
+        The corpus.
     """
     path = Path(path)
     if not path.is_file():
@@ -349,6 +477,16 @@ def aspect_mentions(text: str) -> list[tuple[str, int | None]]:
     just before it, else the nearest sentiment word at most two words away; ``None`` when there is none
     (an aspect named without a verdict). Works on any text, e.g. a generated sentence. Taught in
     12_generated_explanations.
+
+    Parameters
+    ----------
+    text : str
+        A review or a generated sentence.
+
+    Returns
+    -------
+    list[tuple[str, int | None]]
+        (aspect, +1 / -1 / None) per mentioned aspect.
     """
     tokens = tokenize(text)
     out: list[tuple[str, int | None]] = []
@@ -376,6 +514,16 @@ def planted_truth(corpus: ReviewCorpus) -> tuple[np.ndarray, np.ndarray]:
 
     Taught in 12_generated_explanations. ``quality[i, a]`` is item i's planted quality on ``corpus.aspects[a]``
     (in [-1, 1]; positive = good); ``top[u]`` indexes user u's planted top aspect.
+
+    Parameters
+    ----------
+    corpus : ReviewCorpus
+        A corpus from :func:`synthetic_reviews`.
+
+    Returns
+    -------
+    tuple[np.ndarray, np.ndarray]
+        Qualities (n_items, n_aspects) and top aspect per user.
     """
     if not corpus.aspects or "top_aspect" not in corpus.users:
         raise ValueError(f"{corpus.name} has no planted truth: only synthetic_reviews(...) corpora carry it.")

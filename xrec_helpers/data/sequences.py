@@ -32,6 +32,18 @@ def user_event_sequences(ratings: pd.DataFrame, n_users: int) -> list[np.ndarray
 
     Taught in 04_shap_sequential. ``ratings`` needs ``user``, ``item``, ``rating`` and ``timestamp``
     (seconds) columns. Users without ratings get an empty sequence.
+
+    Parameters
+    ----------
+    ratings : pd.DataFrame
+        Rows with ``user``, ``item``, ``rating`` and ``timestamp``.
+    n_users : int
+        Number of users.
+
+    Returns
+    -------
+    list[np.ndarray]
+        One event array per user.
     """
     missing = {"user", "item", "rating", "timestamp"} - set(ratings.columns)
     if missing:
@@ -54,22 +66,63 @@ def user_event_sequences(ratings: pd.DataFrame, n_users: int) -> list[np.ndarray
 def user_sequences(ratings: pd.DataFrame, n_users: int) -> list[np.ndarray]:
     """Each user's items in time order (no features), as a list indexed by user id.
 
-    Taught in 04_shap_sequential. Users without ratings get an empty array.
+    Used by :mod:`xrec_helpers.models.gru4rec`. Users without ratings get an empty array.
+
+    Parameters
+    ----------
+    ratings : pd.DataFrame
+        Rows with ``user``, ``item`` and ``timestamp``.
+    n_users : int
+        Number of users.
+
+    Returns
+    -------
+    list[np.ndarray]
+        One item-id array per user.
     """
     frame = ratings.assign(rating=np.nan) if "rating" not in ratings.columns else ratings
     return [s["item"].copy() for s in user_event_sequences(frame, n_users)]
 
 
-def event_items(sequence) -> np.ndarray:
-    """The item ids of an event sequence (or of a plain item-id array). Taught in 04_shap_sequential."""
+def event_items(sequence: np.ndarray | Sequence[int]) -> np.ndarray:
+    """The item ids of an event sequence (or of a plain item-id array). Used by GRU4Rec and EventSHAP.
+
+    Parameters
+    ----------
+    sequence : np.ndarray | Sequence[int]
+        An event array or a plain 1-d array of item ids.
+
+    Returns
+    -------
+    np.ndarray
+        The item ids, oldest first.
+    """
     arr = np.asarray(sequence)
     return arr["item"] if arr.dtype.names else arr
 
 
-def as_events(sequence) -> np.ndarray:
+def as_events(sequence: np.ndarray | Sequence[int]) -> np.ndarray:
     """An event sequence from an event array or a plain 1-d array of item ids (features unknown).
 
-    Taught in 04_shap_sequential. A wrong dtype or shape raises an error that says what was expected.
+    Used by GRU4Rec, EventSHAP and the sequence-removal protocol. A wrong dtype or shape raises an error that says
+    what was expected.
+
+    Parameters
+    ----------
+    sequence : np.ndarray | Sequence[int]
+        An event array or a plain 1-d array of item ids.
+
+    Returns
+    -------
+    np.ndarray
+        An array of :data:`EVENT_DTYPE`.
+
+    Raises
+    ------
+    TypeError
+        For a structured array with other fields.
+    ValueError
+        For an array that is not 1-d.
     """
     arr = np.asarray(sequence)
     if arr.dtype.names:
@@ -90,6 +143,23 @@ def leave_last_out(sequences: Sequence[np.ndarray], n: int = 2) -> tuple[list[np
 
     Taught in 04_shap_sequential (``n=2``: second-last is validation, last is test). Users with fewer
     than ``n + 1`` events raise a ValueError (they would have no history left).
+
+    Parameters
+    ----------
+    sequences : Sequence[np.ndarray]
+        One event array per user.
+    n : int
+        Events held out per user.
+
+    Returns
+    -------
+    tuple[list[np.ndarray], np.ndarray]
+        The shortened sequences and the held-out items, shape (n_users, n).
+
+    Raises
+    ------
+    ValueError
+        For a user with fewer than ``n + 1`` events.
     """
     short = [u for u, s in enumerate(sequences) if len(s) < n + 1]
     if short:
@@ -101,7 +171,17 @@ def leave_last_out(sequences: Sequence[np.ndarray], n: int = 2) -> tuple[list[np
 def gap_bucket(days: np.ndarray) -> np.ndarray:
     """Bucket index of :data:`GAP_LABELS` for each "days since previous" value (NaN -> "first event").
 
-    Taught in 04_shap_sequential (the model learns one vector per bucket).
+    Used by :mod:`xrec_helpers.models.gru4rec` (the model learns one vector per bucket).
+
+    Parameters
+    ----------
+    days : np.ndarray
+        Days since the previous event (NaN for the first event).
+
+    Returns
+    -------
+    np.ndarray
+        Bucket index per value.
     """
     days = np.asarray(days, dtype=np.float64)
     out = np.searchsorted(np.asarray(GAP_EDGES_DAYS), days, side="right")
@@ -113,6 +193,22 @@ def events_frame(sequence: np.ndarray, titles: Sequence[str], genre_names: Seque
     """A readable table of events (oldest first): position, title, rating you gave, days since previous, genres.
 
     Taught in 04_shap_sequential.
+
+    Parameters
+    ----------
+    sequence : np.ndarray
+        One user's events.
+    titles : Sequence[str]
+        Item titles.
+    genre_names : Sequence[str] | None
+        Names of the genre columns.
+    item_genres : np.ndarray | None
+        (n_items, G) 0/1 genre matrix.
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per event.
     """
     ev = as_events(sequence)
     frame = pd.DataFrame({

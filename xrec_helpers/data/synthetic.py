@@ -1,6 +1,6 @@
 """Small datasets with planted structure, for tests and for checking that metrics can tell.
 
-Taught in 01_eda (exercise) and used throughout ``tests/``. Because the structure is planted, we
+Taught in 13_your_own_data (a planted shop) and used throughout ``tests/``. Because the structure is planted, we
 know which history item *causes* a recommendation, so an explanation can be graded against truth.
 """
 
@@ -30,6 +30,26 @@ def synthetic(
 
     The planted pairs are in ``dataset.items`` (``role`` is ``"cause"``/``"effect"``/``""`` and
     ``partner`` the paired item) and as the list ``dataset.planted_pairs`` of (cause, effect).
+
+    Parameters
+    ----------
+    n_users, n_items : int
+        Size of the dataset.
+    n_clusters : int
+        Item clusters, one planted pair each.
+    items_per_user : int
+        History length before the planted effects.
+    cause_effect_strength : float
+        Probability that a holder of the cause gets the effect.
+    noise : float
+        Share of each history drawn from the whole catalogue.
+    seed : int
+        Seed of every draw.
+
+    Returns
+    -------
+    Dataset
+        The dataset, with ``planted_pairs``.
     """
     if n_items < 4 * n_clusters:
         raise ValueError(f"Need at least 4 items per cluster: n_items={n_items}, n_clusters={n_clusters}")

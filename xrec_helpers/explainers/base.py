@@ -1,6 +1,8 @@
 """The Explainer contract and the one Explanation record every method returns.
 
-Taught in 01_eda (first explanation) and used by every explainer notebook; 11 puts them side by side.
+Taught in 06_accent (:func:`top_pairs`), 10_knowledge_graph_paths (:func:`derive`) and 13_your_own_data
+(:func:`markdown_escape`); every explainer notebook reads the Explanation it defines (the first is 01_eda) and
+11 puts them side by side.
 
 An :class:`Explanation` is generic over *what* it attributes (its ``kind``):
 
@@ -28,7 +30,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -36,6 +38,10 @@ import scipy.sparse as sp
 
 from xrec_helpers._ids import check_id
 from xrec_helpers.models.base import capabilities_of
+
+if TYPE_CHECKING:
+    import shap
+    from matplotlib.axes import Axes
 
 # Characters that start inline Markdown (emphasis, code, links, HTML, maths, strike-through, tables) when a title
 # is placed inside a sentence. Real ML-100K titles need it: "M*A*S*H (1970)" and "B*A*P*S (1997)" would
@@ -141,7 +147,7 @@ class Counterfactual:
 class Explanation:
     """Why ``item`` was recommended to ``user``, according to ``method``: signed values over attributed keys.
 
-    Taught in 01_eda. Immutable; explainers build it with :meth:`Explainer._make` (use
+    Returned by every explainer (the first in 01_eda). Immutable; explainers build it with :meth:`Explainer._make` (use
     :func:`dataclasses.replace` to derive a changed copy).
 
     Attributes
@@ -217,7 +223,7 @@ class Explanation:
         values = _frozen_array(np.asarray(self.values, dtype=np.float64).ravel())
         if keys.shape != values.shape:
             raise ValueError(f"keys and values differ in length: {keys.shape} vs {values.shape}")
-        if len(set(keys.tolist())) != len(keys):  # a set: ~5x faster than np.unique here
+        if len(set(keys.tolist())) != len(keys):  # a set: no sort needed, unlike np.unique
             raise ValueError(f"An explanation lists a {KINDS[self.kind]} twice.")
         if not np.isfinite(values).all():
             raise ValueError(f"{self.method}: an explanation's values must be finite, got {values[~np.isfinite(values)][:3]}.")
@@ -276,7 +282,18 @@ class Explanation:
         return None if self.counterfactual is None else self.counterfactual.predicted_gap
 
     def title(self, item: int) -> str:
-        """Display title of an internal item id (``"item 7"`` without titles)."""
+        """Display title of an internal item id (``"item 7"`` without titles).
+
+        Parameters
+        ----------
+        item : int
+            Internal item id.
+
+        Returns
+        -------
+        str
+            The item's title.
+        """
         return str(self.titles[item]) if self.titles is not None else f"item {item}"
 
     _title = title  # older spelling, kept for the notebooks' plotting helpers
@@ -286,7 +303,18 @@ class Explanation:
         return f"*{markdown_escape(self.title(item))}*"
 
     def label(self, i: int) -> str:
-        """Display label of the ``i``-th key: its title for history items, ``"<title> (event -k)"`` for events."""
+        """Display label of the ``i``-th key: its title for history items, ``"<title> (event -k)"`` for events.
+
+        Parameters
+        ----------
+        i : int
+            Position in ``keys``.
+
+        Returns
+        -------
+        str
+            The key's display label.
+        """
         if self.labels is not None:
             return self.labels[i]
         key = self.keys[i]
@@ -297,7 +325,18 @@ class Explanation:
         return str(key)
 
     def top(self, n: int) -> np.ndarray:
-        """The ``n`` most explanatory keys."""
+        """The ``n`` most explanatory keys.
+
+        Parameters
+        ----------
+        n : int
+            How many keys.
+
+        Returns
+        -------
+        np.ndarray
+            The first ``n`` keys (keys are stored most explanatory first).
+        """
         return self.keys[:n]
 
     def render(self, n: int = 2, verb: str | None = None) -> str:
@@ -305,6 +344,18 @@ class Explanation:
 
         History explanations read "Because you watched *A* and *B*, we recommend *C*."; other kinds name
         what they attribute. ``verb`` fits the sentence to the domain (``"bought"``; 13_your_own_data).
+
+        Parameters
+        ----------
+        n : int
+            How many supporting keys the sentence names.
+        verb : str | None
+            The verb of the sentence (default: the explanation's ``verb``, else "watched").
+
+        Returns
+        -------
+        str
+            The Markdown sentence.
         """
         verb = verb or self.verb
         target = self._md_title(self.item)
@@ -329,6 +380,11 @@ class Explanation:
         """The explanation as a table, most explanatory first: rank, title (the key's label), score, and the key.
 
         The key column is named by kind (``item``, ``feature``, ``event``, ``cell``, ``review``).
+
+        Returns
+        -------
+        pd.DataFrame
+            One row per key.
         """
         frame = pd.DataFrame({
             "rank": np.arange(1, len(self.keys) + 1),
@@ -340,13 +396,18 @@ class Explanation:
             frame["item"] = self.events
         return frame.set_index("rank")
 
-    def to_shap(self):
+    def to_shap(self) -> shap.Explanation:
         """This explanation as a one-row ``shap.Explanation``, for shap's own plots.
 
         Taught in 13_your_own_data (``shap.plots.bar``); the README shows ``shap.plots.waterfall`` on the
         explainers of 03_fm_lime and 04_shap_sequential. One shap "feature" per key, named by its label
         (plain text: shap's plots do not read Markdown). ``base_values`` is :attr:`base_value` for an
         additive method (the waterfall plot draws ``base + sum``); without one only the bar plot makes sense.
+
+        Returns
+        -------
+        shap.Explanation
+            One row of values, with ``base_values`` and ``feature_names``.
         """
         import shap  # heavy import, only when asked
 
@@ -354,8 +415,21 @@ class Explanation:
         return shap.Explanation(values=np.asarray(self.values, dtype=np.float64), base_values=self.base_value,
                                 feature_names=names)
 
-    def plot(self, n: int = 10, ax=None):
-        """Signed horizontal bars of the strongest ``n`` values for and against (never a pie: values can be negative)."""
+    def plot(self, n: int = 10, ax: Axes | None = None) -> Axes:
+        """Signed horizontal bars of the strongest ``n`` values for and against (never a pie: values can be negative).
+
+        Parameters
+        ----------
+        n : int
+            At most ``n`` bars (half for, half against).
+        ax : Axes | None
+            Axes to draw on (default: a new figure).
+
+        Returns
+        -------
+        Axes
+            The axes drawn on.
+        """
         from xrec_helpers.plotting import plot_explanation  # plotting sits downstream of explainers
 
         return plot_explanation(self, n=n, ax=ax)
@@ -364,7 +438,7 @@ class Explanation:
 class Explainer(ABC):
     """Base class of every explainer: ``explain(user, item)`` and ``explain_many(pairs)``.
 
-    Taught in 01_eda. Subclasses set three class attributes:
+    The base of every explainer class (the first notebook to use one is 01_eda). Subclasses set three class attributes:
 
     * ``name``: the display name (unique across the package; a test enforces it);
     * ``kind``: what its explanations attribute (one of :data:`KINDS`);
@@ -441,7 +515,18 @@ class Explainer(ABC):
 
     @classmethod
     def check_supports(cls, model: Any) -> None:
-        """Raise a ``TypeError`` naming the missing capabilities unless :meth:`supports` holds."""
+        """Raise a ``TypeError`` naming the missing capabilities unless :meth:`supports` holds.
+
+        Parameters
+        ----------
+        model : Any
+            The model the explainer would read.
+
+        Raises
+        ------
+        TypeError
+            When ``model`` lacks a capability in ``requires``.
+        """
         missing = sorted(cls.requires - capabilities_of(model))
         if missing:
             raise TypeError(f"{cls.name} needs a model with {', '.join(missing)}; {type(model).__name__} offers "
@@ -463,10 +548,12 @@ class Explainer(ABC):
 
     @property
     def n_users(self) -> int:
+        """Number of users in the histories read."""
         return self.train.shape[0]
 
     @property
     def n_items(self) -> int:
+        """Number of items in the histories read."""
         return self.train.shape[1]
 
     def use_histories(self, histories: sp.spmatrix) -> Explainer:
@@ -474,6 +561,16 @@ class Explainer(ABC):
 
         Taught in 05_lxr: similarities come from training users, explanations are for test users. A
         model-based explainer reads its model's histories: call ``model.use_histories`` instead.
+
+        Parameters
+        ----------
+        histories : sp.spmatrix
+            User x item 0/1 matrix that holds every user to be explained.
+
+        Returns
+        -------
+        Explainer
+            The explainer itself.
         """
         if self.model is not None:
             raise TypeError(f"{self.name} reads histories from its model: call model.use_histories(...) instead, "
@@ -484,7 +581,18 @@ class Explainer(ABC):
         return self
 
     def history(self, user: int) -> np.ndarray:
-        """The user's history items (sorted internal ids), with a clear error for bad input."""
+        """The user's history items (sorted internal ids), with a clear error for bad input.
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+
+        Returns
+        -------
+        np.ndarray
+            Sorted internal item ids of the user's history.
+        """
         user = check_id(user, self.n_users, "user")
         train = self.train
         start, end = train.indptr[user], train.indptr[user + 1]
@@ -500,7 +608,29 @@ class Explainer(ABC):
         return x
 
     def check_pair(self, user: int, item: int) -> np.ndarray:
-        """Validate (user, item) and return the user's history."""
+        """Validate (user, item) and return the user's history.
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+        item : int
+            Internal id of the item to explain.
+
+        Returns
+        -------
+        np.ndarray
+            The user's history (sorted internal item ids).
+
+        Raises
+        ------
+        TypeError
+            For an id that is not an integer.
+        IndexError
+            For an id out of range.
+        ValueError
+            For an empty history, or an item already in the history.
+        """
         hist = self.history(user)
         item = check_id(item, self.n_items, "item")
         if (hist == item).any():
@@ -512,6 +642,23 @@ class Explainer(ABC):
         """Validate a batch of (user, item) pairs: integer internal ids in range; returns them as Python ints.
 
         Floats, strings and bools are refused rather than truncated.
+
+        Parameters
+        ----------
+        pairs : Iterable[tuple[int, int]]
+            (user, item) pairs of internal ids.
+
+        Returns
+        -------
+        list[tuple[int, int]]
+            The pairs as Python ints, in order.
+
+        Raises
+        ------
+        TypeError
+            For an id that is not an integer.
+        IndexError
+            For an id out of range.
         """
         out = []
         for pair in pairs:
@@ -580,7 +727,20 @@ class Explainer(ABC):
 
 def derive(explanation: Explanation, **changes: Any) -> Explanation:
     """A copy of ``explanation`` with ``changes`` applied (explanations are immutable); the text is re-rendered
-    unless given."""
+    unless given.
+
+    Parameters
+    ----------
+    explanation : Explanation
+        The explanation to copy.
+    **changes : Any
+        New values of its fields (validated as at construction).
+
+    Returns
+    -------
+    Explanation
+        The changed copy; ``explanation`` itself is unchanged.
+    """
     if "text" not in changes:
         changes["text"] = None
     return dataclasses.replace(explanation, **changes)

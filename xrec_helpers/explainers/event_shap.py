@@ -46,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import factorial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -56,13 +57,16 @@ from xrec_helpers.explainers.base import Explainer, Explanation
 from xrec_helpers.models.base import SCORE_SEQUENCES, capabilities_of
 from xrec_helpers.models.gru4rec import FEATURES, GRU4Rec
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
 MAX_EXACT = 16
 BASELINE_KINDS = ("remove", "average", "popular", "lowest", "highest")
 ITEM_BASELINES = ("popular", "lowest", "highest")
 
 
 # --- baselines ---------------------------------------------------------------------------------
-def resolve_baselines(model: GRU4Rec, sequence, target: int | Sequence[int],
+def resolve_baselines(model: GRU4Rec, sequence: np.ndarray | Sequence[int], target: int | Sequence[int],
                       kinds: Sequence[str] = BASELINE_KINDS) -> dict[str, str | int]:
     """Each baseline name -> what :class:`SequenceGame` takes (``"remove"``, ``"average"`` or an item id).
 
@@ -70,6 +74,22 @@ def resolve_baselines(model: GRU4Rec, sequence, target: int | Sequence[int],
     ``"highest"`` the item this user's input scores lowest / highest. They are resolved in that
     order and each skips the targets and the items already taken, so no two baselines are the same
     movie (by construction).
+
+    Parameters
+    ----------
+    model : GRU4Rec
+        The fitted sequence model.
+    sequence : np.ndarray | Sequence[int]
+        Time-ordered events (or item ids) of the user; the last ``model.max_len`` are read.
+    target : int | Sequence[int]
+        The explained item, or items whose mean score is explained.
+    kinds : Sequence[str]
+        Baseline names to resolve.
+
+    Returns
+    -------
+    dict[str, str | int]
+        Name -> ``"remove"``, ``"average"`` or an item id.
     """
     bad = [k for k in kinds if k not in BASELINE_KINDS]
     if bad:
@@ -95,10 +115,27 @@ def resolve_baselines(model: GRU4Rec, sequence, target: int | Sequence[int],
     return {k: out[k] for k in kinds}
 
 
-def resolve_baseline(model: GRU4Rec, sequence, target: int | Sequence[int], kind: str | int) -> str | int:
+def resolve_baseline(model: GRU4Rec, sequence: np.ndarray | Sequence[int], target: int | Sequence[int],
+                     kind: str | int) -> str | int:
     """One baseline: an item id is checked and returned; a name is resolved as in :func:`resolve_baselines`.
 
-    Taught in 04_shap_sequential.
+    Used by :class:`EventSHAPExplainer` and :class:`TimeSHAPExplainer`.
+
+    Parameters
+    ----------
+    model : GRU4Rec
+        The fitted sequence model.
+    sequence : np.ndarray | Sequence[int]
+        Time-ordered events (or item ids) of the user; the last ``model.max_len`` are read.
+    target : int | Sequence[int]
+        The explained item, or items whose mean score is explained.
+    kind : str | int
+        A baseline name or an item id.
+
+    Returns
+    -------
+    str | int
+        ``"remove"``, ``"average"`` or an item id.
     """
     if isinstance(kind, (int, np.integer)):
         if not 0 <= int(kind) < model.n_items:
@@ -109,7 +146,20 @@ def resolve_baseline(model: GRU4Rec, sequence, target: int | Sequence[int], kind
 
 
 def describe_baseline(baseline: str | int, titles: Sequence[str] | None = None) -> str:
-    """A sentence fragment saying what an absent cell becomes."""
+    """A sentence fragment saying what an absent cell becomes.
+
+    Parameters
+    ----------
+    baseline : str | int
+        ``"remove"``, ``"average"`` or an item id.
+    titles : Sequence[str] | None
+        Item titles (default: ids).
+
+    Returns
+    -------
+    str
+        E.g. "absent events are deleted from the sequence".
+    """
     if baseline == "remove":
         return "absent events are deleted from the sequence"
     if baseline == "average":
@@ -164,6 +214,18 @@ def feature_players(n_events: int, keep: int) -> tuple[list[np.ndarray], list[tu
     """Players of the feature level: each feature over the last ``keep`` events, plus the pruned block.
 
     Taught in 04_shap_sequential. Returns (masks, keys) as :func:`event_players`, keys ``("feature", f)``.
+
+    Parameters
+    ----------
+    n_events : int
+        Events in the input window.
+    keep : int
+        Most recent events kept as players.
+
+    Returns
+    -------
+    tuple[list[np.ndarray], list[tuple]]
+        One (n_events, 4) presence mask per player and the players' keys.
     """
     keep = min(int(keep), n_events)
     masks, keys = _older_block(n_events, keep)
@@ -182,6 +244,22 @@ def cell_players(n_events: int, keep: int, top_events: Sequence[int], top_featur
     ``top_events`` are input positions among the kept events, ``top_features`` feature indices.
     Keys: ``("cell", p, f)``, ``("event rest", p)`` (p's other features), ``("feature rest", f)`` (f on
     the other kept events), ``("rest",)`` (other events' other features), ``("pruned",)``.
+
+    Parameters
+    ----------
+    n_events : int
+        Events in the input window.
+    keep : int
+        Most recent events kept as players.
+    top_events : Sequence[int]
+        Input positions of the events split into cells.
+    top_features : Sequence[int]
+        Feature indices split into cells.
+
+    Returns
+    -------
+    tuple[list[np.ndarray], list[tuple]]
+        One (n_events, 4) presence mask per player and the players' keys.
     """
     keep = min(int(keep), n_events)
     first = n_events - keep
@@ -242,8 +320,8 @@ class SequenceGame:
         For an empty sequence, an unresolved baseline name, or players that do not partition the cells.
     """
 
-    def __init__(self, model: GRU4Rec, sequence, target: int | Sequence[int], window: int | None = None,
-                 baseline: str | int = "average", players: Sequence[np.ndarray] | None = None,
+    def __init__(self, model: GRU4Rec, sequence: np.ndarray | Sequence[int], target: int | Sequence[int],
+                 window: int | None = None, baseline: str | int = "average", players: Sequence[np.ndarray] | None = None,
                  keys: Sequence[tuple] | None = None):
         x = as_events(sequence)[-model.max_len:]
         if len(x) == 0:
@@ -299,7 +377,18 @@ class SequenceGame:
         return np.array([k[1] for k in self.keys if k[0] == "event"], dtype=np.int64)
 
     def cell_mask(self, coalitions: np.ndarray) -> np.ndarray:
-        """(n, T, 4) presence of every cell for a batch of player coalitions."""
+        """(n, T, 4) presence of every cell for a batch of player coalitions.
+
+        Parameters
+        ----------
+        coalitions : np.ndarray
+            (n, n_players) 0/1 matrix.
+
+        Returns
+        -------
+        np.ndarray
+            Cell presence of shape (n, T, 4).
+        """
         c = np.atleast_2d(np.asarray(coalitions, dtype=np.float64)) > 0.5
         if c.shape[1] != self.n_players:
             raise ValueError(f"Coalitions have {c.shape[1]} columns; the game has {self.n_players} players.")
@@ -307,7 +396,20 @@ class SequenceGame:
         return ((c.astype(np.float64) @ flat) > 0.5).reshape(len(c), self.T, len(FEATURES))
 
     def values_of_cells(self, cells: np.ndarray, chunk: int = 2048) -> np.ndarray:
-        """Values of arbitrary (n, T, 4) cell-presence masks (used by pruning)."""
+        """Values of arbitrary (n, T, 4) cell-presence masks (used by pruning).
+
+        Parameters
+        ----------
+        cells : np.ndarray
+            (n, T, 4) 0/1 presence masks.
+        chunk : int
+            Masks per batched model call.
+
+        Returns
+        -------
+        np.ndarray
+            One game value per mask.
+        """
         out = []
         for start in range(0, len(cells), chunk):
             out.append(self._score_cells(cells[start:start + chunk]))
@@ -341,16 +443,32 @@ class SequenceGame:
         return self.values_of_cells(self.cell_mask(coalitions))
 
     def full_and_base(self) -> tuple[float, float]:
-        """(f(x), f(baseline)): the value with every player present and with none."""
+        """(f(x), f(baseline)): the value with every player present and with none.
+
+        Returns
+        -------
+        tuple[float, float]
+            f(x) and f(baseline).
+        """
         v = self(np.vstack([np.ones(self.n_players), np.zeros(self.n_players)]))
         return float(v[0]), float(v[1])
 
 
 # --- estimators --------------------------------------------------------------------------------
-def exact_shapley(game) -> np.ndarray:
+def exact_shapley(game: SequenceGame) -> np.ndarray:
     """Exact Shapley values by enumerating all 2^n coalitions (n <= 16). Taught in 04_shap_sequential.
 
     phi_i = sum over S not containing i of |S|! (n-|S|-1)! / n! * (v(S + i) - v(S)).
+
+    Parameters
+    ----------
+    game : SequenceGame
+        The coalition game of one sequence and target.
+
+    Returns
+    -------
+    np.ndarray
+        One value per player; they sum to v(all) - v(none).
     """
     n = game.n_players
     if n > MAX_EXACT:
@@ -368,13 +486,27 @@ def exact_shapley(game) -> np.ndarray:
     return phi
 
 
-def kernel_shap(game, nsamples: int = 2048, random_state: int = 0) -> np.ndarray:
+def kernel_shap(game: SequenceGame, nsamples: int = 2048, random_state: int = 0) -> np.ndarray:
     """KernelSHAP estimates from the ``shap`` package on presence indicators. Taught in 04_shap_sequential.
 
     The instance is "all players present" (ones) and the single background row "all absent" (zeros),
     so shap's masking calls the game exactly on coalitions. ``KernelExplainer`` runs without L1
     feature selection, so every player gets a value, and its constraint makes the values sum to
     f(x) - f(baseline) exactly.
+
+    Parameters
+    ----------
+    game : SequenceGame
+        The coalition game of one sequence and target.
+    nsamples : int
+        Coalitions sampled by KernelSHAP.
+    random_state : int
+        Seed of the sampling.
+
+    Returns
+    -------
+    np.ndarray
+        One value per player; they sum to v(all) - v(none).
     """
     import shap  # imported here: it is slow to import and only this function needs it
 
@@ -390,14 +522,37 @@ def kernel_shap(game, nsamples: int = 2048, random_state: int = 0) -> np.ndarray
     return np.asarray(values, dtype=np.float64).reshape(-1)[:n]
 
 
-def shap_package_values(game, nsamples: int = 2048, method: str = "kernel", random_state: int = 0) -> np.ndarray:
-    """Alias of :func:`kernel_shap` (``method`` must be ``"kernel"``). Taught in 04_shap_sequential."""
+def shap_package_values(game: SequenceGame, nsamples: int = 2048, method: str = "kernel",
+                        random_state: int = 0) -> np.ndarray:
+    """Alias of :func:`kernel_shap` (``method`` must be ``"kernel"``). Not used by a notebook.
+
+    Parameters
+    ----------
+    game : SequenceGame
+        The coalition game of one sequence and target.
+    nsamples : int
+        As in :func:`kernel_shap`.
+    method : str
+        Must be ``"kernel"``.
+    random_state : int
+        As in :func:`kernel_shap`.
+
+    Returns
+    -------
+    np.ndarray
+        As :func:`kernel_shap`.
+
+    Raises
+    ------
+    ValueError
+        For another ``method``.
+    """
     if method != "kernel":
         raise ValueError(f"method must be 'kernel', not {method!r}.")
     return kernel_shap(game, nsamples, random_state)
 
 
-def leave_one_out(game) -> np.ndarray:
+def leave_one_out(game: SequenceGame) -> np.ndarray:
     """Leave-one-out (LOO): phi_i = v(all) - v(all but i). Taught in 04_shap_sequential.
 
     Parameters
@@ -420,9 +575,19 @@ def leave_one_out(game) -> np.ndarray:
 def pruning_curve(game: SequenceGame) -> pd.DataFrame:
     """TimeSHAP pruning: the 2-player game {events older than the last t, the last t events}, t = 0..T.
 
-    Taught in 04_shap_sequential. Row t holds the exact Shapley values of the merged older block and
+    Used by the explainers' ``prune_tol``. Row t holds the exact Shapley values of the merged older block and
     of the recent block (they sum to f(x) - f(baseline)); 4 coalitions per t, so 4(T + 1) model calls
     (only about 2T + 2 of those coalitions are distinct: "none" and "all" recur for every t).
+
+    Parameters
+    ----------
+    game : SequenceGame
+        The coalition game of one sequence and target.
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per t with the values of the older and the recent block.
     """
     T = game.T
     cells = []
@@ -440,10 +605,22 @@ def pruning_curve(game: SequenceGame) -> pd.DataFrame:
 def pruning_index(curve: pd.DataFrame, tol: float = 0.05) -> int:
     """Events to keep: merge the oldest events while the merged block's |value| stays under the tolerance.
 
-    Taught in 04_shap_sequential. Returns the smallest t such that for every t' >= t the block of
+    Used by the explainers' ``prune_tol``. Returns the smallest t such that for every t' >= t the block of
     events older than the last t' has |value| <= tol * |f(x) - f(baseline)|. The tolerance is relative
     (TimeSHAP's is an absolute 0.1 on the score scale, which means nothing for logits); "stays under"
     (not "first dips under") keeps a curve that crosses zero by chance from pruning events that matter.
+
+    Parameters
+    ----------
+    curve : pd.DataFrame
+        Output of :func:`pruning_curve`.
+    tol : float
+        Tolerance, relative to |f(x) - f(baseline)|.
+
+    Returns
+    -------
+    int
+        How many most recent events to keep as single players.
     """
     if tol < 0:
         raise ValueError(f"tol must be >= 0, not {tol}.")
@@ -455,7 +632,25 @@ def pruning_index(curve: pd.DataFrame, tol: float = 0.05) -> int:
 
 @dataclass(frozen=True)
 class Pruning:
-    """The outcome of TimeSHAP pruning for one user and target. Taught in 04_shap_sequential."""
+    """The outcome of TimeSHAP pruning for one user and target. Taught in 04_shap_sequential.
+
+    Parameters
+    ----------
+    curve : pd.DataFrame
+        Output of :func:`pruning_curve`.
+    keep : int
+        Most recent events kept as single players.
+    n_events : int
+        Events in the input window.
+    tol : float
+        The relative tolerance used.
+    older_value : float
+        Value of the merged older block at ``keep``.
+    total : float
+        f(x) - f(baseline).
+    n_evals : int
+        Model evaluations spent.
+    """
 
     curve: pd.DataFrame
     keep: int
@@ -467,6 +662,7 @@ class Pruning:
 
     @property
     def pruned(self) -> int:
+        """Number of older events merged into one block."""
         return self.n_events - self.keep
 
 
@@ -481,10 +677,10 @@ _LEVEL_KINDS = {"event": "events", "feature": "features", "cell": "cells"}
 class LevelAttribution:
     """Shapley values at one TimeSHAP level (event, feature or cell), with what they sum to.
 
-    Taught in 04_shap_sequential. Kept as its own record (rather than an Explanation) because 04 reads
-    the players *in game order*: the older block first, the same ``keys`` across runs and estimators, the
-    cell grid's (row, column) of each player; :meth:`to_explanation` gives the Explanation view (most
-    explanatory first) for plots and tables shared with the other notebooks.
+    Returned by the level methods that 04_shap_sequential calls. Kept as its own record (rather than an Explanation)
+    because 04 reads the players *in game order*: the older block first, the same ``keys`` across runs and
+    estimators, the cell grid's (row, column) of each player; :meth:`to_explanation` gives the Explanation view
+    (most explanatory first) for plots and tables shared with the other notebooks.
 
     Attributes
     ----------
@@ -547,12 +743,23 @@ class LevelAttribution:
         return float(abs(np.sum(self.values) - self.total))
 
     def to_frame(self) -> pd.DataFrame:
-        """Labels and values, largest |value| first (columns ``player``, ``value``)."""
+        """Labels and values, largest |value| first (columns ``player``, ``value``).
+
+        Returns
+        -------
+        pd.DataFrame
+            One row per player.
+        """
         frame = pd.DataFrame({"player": list(self.labels), "value": self.values})
         return frame.reindex(frame["value"].abs().sort_values(ascending=False).index).reset_index(drop=True)
 
     def grid(self) -> pd.DataFrame:
         """Cell level: the values as a (row group x column group) table for a heatmap (NaN: no player).
+
+        Returns
+        -------
+        pd.DataFrame
+            Row groups x column groups.
 
         Raises
         ------
@@ -606,8 +813,21 @@ class LevelAttribution:
     def _event_items(self) -> list[int]:
         return [OLDER_BLOCK if k[0] == "pruned" else int(self.items[k[1]]) for k in self.keys]
 
-    def plot(self, ax=None, n: int = 12):
-        """Signed bars (both signs shown); see :func:`xrec_helpers.plotting.plot_level_attribution`."""
+    def plot(self, ax: Axes | None = None, n: int = 12) -> Axes:
+        """Signed bars (both signs shown); see :func:`xrec_helpers.plotting.plot_level_attribution`.
+
+        Parameters
+        ----------
+        ax : Axes | None
+            Axes to draw on (default: a new figure).
+        n : int
+            At most ``n`` bars, plus one for the rest.
+
+        Returns
+        -------
+        Axes
+            The axes drawn on.
+        """
         from xrec_helpers.plotting import plot_level_attribution  # plotting sits downstream of explainers
 
         return plot_level_attribution(self, ax=ax, n=n)
@@ -617,6 +837,18 @@ def short_title(title: str, n: int = 40) -> str:
     """``title`` cut to at most ``n`` characters, keeping a trailing "(year)" so labels stay readable.
 
     Taught in 04_shap_sequential (event and cell labels).
+
+    Parameters
+    ----------
+    title : str
+        The full title.
+    n : int
+        Largest length.
+
+    Returns
+    -------
+    str
+        The shortened title.
     """
     title = str(title).strip()  # MovieLens titles can carry trailing spaces
     if len(title) <= n:
@@ -706,7 +938,27 @@ class SequenceSHAP:
     def _title(self, item: int) -> str:
         return str(self.titles[item]) if self.titles is not None else f"item {item}"
 
-    def game(self, sequence, target, players=None, keys=None, window=None) -> SequenceGame:
+    def game(self, sequence: np.ndarray | Sequence[int], target: int | Sequence[int],
+             players: Sequence[np.ndarray] | None = None, keys: Sequence[tuple] | None = None,
+             window: int | None = None) -> SequenceGame:
+        """The coalition game of ``sequence`` and ``target`` at this explainer's baseline.
+
+        Parameters
+        ----------
+        sequence : np.ndarray | Sequence[int]
+            Time-ordered events (or item ids) of the user.
+        target : int | Sequence[int]
+            The explained item, or items whose mean score is explained.
+        players, keys : Sequence | None
+            Explicit player masks and their keys (see :class:`SequenceGame`).
+        window : int | None
+            Most recent events that are single players (default: all).
+
+        Returns
+        -------
+        SequenceGame
+            The game.
+        """
         base = resolve_baseline(self.model, as_events(sequence)[-self.model.max_len:], target, self.baseline)
         return SequenceGame(self.model, sequence, target, window=window, baseline=base, players=players, keys=keys)
 
@@ -778,6 +1030,20 @@ class SequenceSHAP:
         """One player per feature (over the kept events) and one for the pruned block.
 
         Parameters and returns as :meth:`event_level`.
+
+        Parameters
+        ----------
+        sequence : np.ndarray
+            Time-ordered events (the last ``model.max_len`` are read).
+        target : int | Sequence[int]
+            The explained item(s).
+        keep : int | None
+            Most recent events kept (default: all).
+
+        Returns
+        -------
+        LevelAttribution
+            The feature-level values.
         """
         n = len(as_events(sequence)[-self.model.max_len:])
         keep = n if keep is None else keep
@@ -786,7 +1052,8 @@ class SequenceSHAP:
         labels = [self._pruned_label(game, keep) if k[0] == "pruned" else FEATURES[k[1]] for k in game.keys]
         return self._result("feature", game, values, method, labels)
 
-    def cell_level(self, sequence, target, keep: int | None = None, top_events: int = 3, top_features: int = 2,
+    def cell_level(self, sequence: np.ndarray, target: int | Sequence[int], keep: int | None = None,
+                   top_events: int = 3, top_features: int = 2,
                    events: LevelAttribution | None = None, features: LevelAttribution | None = None,
                    both_signs: bool = False) -> LevelAttribution:
         """Top events x top features as cells (chosen by |value| at the event and feature levels).
@@ -794,6 +1061,28 @@ class SequenceSHAP:
         With ``both_signs`` the top events are the ``ceil(top_events / 2)`` largest positive event values
         and the ``floor(top_events / 2)`` most negative ones (filled up by |value| when one sign runs
         short), so evidence against the recommendation is split into cells too, not hidden in a group.
+
+        Parameters
+        ----------
+        sequence : np.ndarray
+            Time-ordered events (or item ids) of the user; the last ``model.max_len`` are read.
+        target : int | Sequence[int]
+            The explained item, or items whose mean score is explained.
+        keep : int | None
+            Most recent events kept as single players (default: all).
+        top_events : int
+            Events split into cells.
+        top_features : int
+            Features split into cells.
+        events, features : LevelAttribution | None
+            Event- and feature-level results to choose from (computed when None).
+        both_signs : bool
+            Choose the top events among both signs.
+
+        Returns
+        -------
+        LevelAttribution
+            The cell-level values.
         """
         x = as_events(sequence)[-self.model.max_len:]
         n = len(x)
@@ -898,6 +1187,16 @@ def older_block_value(explanation: Explanation) -> float:
     """The value of the merged older events of a ``kind="events"`` explanation (0.0 when there is no block).
 
     Taught in 04_shap_sequential.
+
+    Parameters
+    ----------
+    explanation : Explanation
+        An events explanation.
+
+    Returns
+    -------
+    float
+        The block's value.
     """
     if explanation.events is None:
         return 0.0

@@ -148,7 +148,20 @@ class KernelSHAPFMExplainer(Explainer):
         self.nsamples, self.seed = nsamples, seed
 
     def explain(self, user: int, item: int) -> Explanation:
-        """KernelSHAP values of the pair's active slots (see the class docstring)."""
+        """KernelSHAP values of the pair's active slots (see the class docstring).
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+        item : int
+            Internal item id.
+
+        Returns
+        -------
+        Explanation
+            A ``kind="features"`` explanation.
+        """
         self.check_pair(user, item)
         phi = kernel_shap_fm(self.model, int(user), int(item), nsamples=self.nsamples, seed=self.seed)
         labels = self.model.features_.slot_labels(int(user), int(item), self.titles)
@@ -166,5 +179,16 @@ class KernelSHAPFMExplainer(Explainer):
         return self._make(user, item, keys, values, base_value=base, model_calls=calls, text=text)
 
     def title(self, item: int) -> str:
-        """Display title of an internal item id."""
+        """Display title of an internal item id.
+
+        Parameters
+        ----------
+        item : int
+            Internal item id.
+
+        Returns
+        -------
+        str
+            The title.
+        """
         return str(self.titles[item]) if self.titles is not None else f"item {item}"

@@ -93,7 +93,22 @@ class KGPathExplainer(Explainer):
         return s[0] - s[1:]
 
     def path_text(self, history_item: int, relation: str, item: int) -> str:
-        """"You watched *A*, which has the same director as *B*." """
+        """"You watched *A*, which has the same director as *B*."
+
+        Parameters
+        ----------
+        history_item : int
+            The item of the user's history the path starts from.
+        relation : str
+            The relation of the shared entity.
+        item : int
+            The recommended item.
+
+        Returns
+        -------
+        str
+            The sentence, in Markdown.
+        """
         return (f"You watched {self._md_title(history_item)}, which {READABLE[relation][1]} "
                 f"{self._md_title(item)}.")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -38,6 +38,13 @@ class LXRNet(torch.nn.Module):
     """History encoder and item encoder -> tanh MLP -> one sigmoid mask value per catalogue item.
 
     The network of :class:`LXRExplainer` (05_lxr).
+
+    Parameters
+    ----------
+    n_items : int
+        Catalogue size.
+    hidden : int
+        Width of the encoders and the hidden layer.
     """
 
     def __init__(self, n_items: int, hidden: int):
@@ -50,10 +57,38 @@ class LXRNet(torch.nn.Module):
         self.out = torch.nn.Linear(hidden, n_items)
 
     def logits(self, x: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Pre-sigmoid mask values, shape (batch, n_items).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Histories, shape (batch, n_items).
+        items : torch.Tensor
+            The explained item of each row.
+
+        Returns
+        -------
+        torch.Tensor
+            The logits.
+        """
         z = torch.cat([self.user_encoder(x), self.item_encoder(items) + self.item_bias], dim=1)
         return self.out(torch.tanh(self.hidden_layer(torch.tanh(z))))
 
     def forward(self, x: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Mask values in (0, 1), shape (batch, n_items): the sigmoid of :meth:`logits`.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Histories, shape (batch, n_items).
+        items : torch.Tensor
+            The explained item of each row.
+
+        Returns
+        -------
+        torch.Tensor
+            The mask values.
+        """
         return torch.sigmoid(self.logits(x, items))
 
 
@@ -68,11 +103,21 @@ def _recommender_parameters(recommender: HistoryRecommender) -> list[torch.Tenso
 
 
 @contextmanager
-def frozen(recommender: HistoryRecommender):
+def frozen(recommender: HistoryRecommender) -> Iterator[None]:
     """Switch off gradients of the recommender's torch parameters (restored afterwards).
 
     Used while :class:`LXRExplainer` trains (05_lxr): gradients flow *through* the recommender into the explainer,
     never into it.
+
+    Parameters
+    ----------
+    recommender : HistoryRecommender
+        A recommender with torch parameters.
+
+    Yields
+    ------
+    None
+        Nothing; gradients are restored on exit.
     """
     params = _recommender_parameters(recommender)
     before = [p.requires_grad for p in params]
@@ -138,6 +183,20 @@ class LXRExplainer(Explainer):
         """The three loss terms for a batch (each a scalar tensor); ``loss`` is their weighted sum.
 
         The loss of 05_lxr's section 3.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Histories, shape (batch, n_items).
+        items : torch.Tensor
+            The explained item of each row.
+        mask : torch.Tensor
+            Mask values, shape (batch, n_items).
+
+        Returns
+        -------
+        dict[str, torch.Tensor]
+            ``loss`` (the weighted sum), ``pred``, ``inv`` and ``mask`` (the three terms).
         """
         rows = torch.arange(len(items))
         p_keep = self.model.torch_scores(x * mask)[rows, items]
@@ -153,13 +212,17 @@ class LXRExplainer(Explainer):
             validate: Callable[[LXRExplainer], float] | None = None, progress: bool = False) -> LXRExplainer:
         """Train on (user, item) pairs: by default every non-empty user and their top-1 item.
 
-        Args:
-            users, items: the training pairs (items default to the recommender's top-1 per user).
-            validate: called after every epoch with the explainer; returns a number where lower is
-                better (e.g. POS@20 AUC on *validation* users). The best epoch's weights are kept.
-            progress: show a progress bar.
-
         Sets ``history_`` (per-epoch loss terms and validation scores), ``best_epoch_``, ``fit_seconds_``.
+
+        Parameters
+        ----------
+        users, items : Iterable[int] | None
+            The training pairs (items default to the recommender's top-1 per user).
+        validate : Callable[[LXRExplainer], float] | None
+            Called after every epoch with the explainer; returns a number where lower is
+            better (e.g. POS@20 AUC on *validation* users). The best epoch's weights are kept.
+        progress : bool
+            Show a progress bar.
         """
         start_time = time.perf_counter()
         prepare_cpu_training()
@@ -226,6 +289,20 @@ class LXRExplainer(Explainer):
         Every LXR explanation of 05_lxr comes from it. Only the history positions are an explanation; the rest
         is ignored.
         ``logits=True`` returns the pre-sigmoid values (same order, no saturation at 1.0).
+
+        Parameters
+        ----------
+        users, items : Sequence[int] | np.ndarray
+            Aligned (user, explained item) pairs.
+        batch_rows : int
+            Rows per forward pass.
+        logits : bool
+            Return pre-sigmoid values.
+
+        Returns
+        -------
+        np.ndarray
+            Mask values of shape (len(users), n_items).
         """
         if self.net_ is None:
             raise RuntimeError("LXRExplainer is not trained yet: call .fit() first.")

@@ -13,6 +13,7 @@ words with the title, and :func:`plot_neighbour_ratings` draws the table as a hi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,9 @@ import scipy.sparse as sp
 
 from xrec_helpers.explainers.base import Explainer, Explanation, markdown_escape
 from xrec_helpers.models.emf import nearest_neighbours
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 #: Columns of a neighbourhood explanation's ``table`` (index: the neighbour's rank, 1 = nearest).
 NEIGHBOUR_COLUMNS = ["neighbour", "rating", "liked"]
@@ -123,7 +127,7 @@ def _neighbour_table(explanation: Explanation) -> pd.DataFrame:
     return table
 
 
-def plot_neighbour_ratings(explanation: Explanation, like_threshold: float = 4.0, ax=None):
+def plot_neighbour_ratings(explanation: Explanation, like_threshold: float = 4.0, ax: Axes | None = None) -> Axes:
     """Bar chart of how the user's neighbours rated the recommended item (1-5 and "not rated"), titled.
 
     Taught in 07_neighbourhood_mf. Bars at or above the like threshold are green.

@@ -29,6 +29,16 @@ def baskets_from_histories(train: sp.csr_matrix) -> sp.csr_matrix:
     """Transactions = users' training histories (0/1 user x item matrix; empty users dropped).
 
     Taught in 02_association_rules.
+
+    Parameters
+    ----------
+    train : sp.csr_matrix
+        User x item 0/1 matrix.
+
+    Returns
+    -------
+    sp.csr_matrix
+        One row per non-empty user.
     """
     if not sp.issparse(train):
         raise TypeError("train must be a scipy.sparse user x item matrix (Dataset.csr(ratings)).")
@@ -41,6 +51,22 @@ def baskets_from_top_n(recommender: Recommender, n: int = 10, users: np.ndarray 
     """Transactions = the model's top-``n`` list of every user (Peake & Wang's post-hoc rules).
 
     Taught in 02_association_rules.
+
+    Parameters
+    ----------
+    recommender : Recommender
+        A fitted recommender.
+    n : int
+        List length.
+    users : np.ndarray | None
+        Users whose lists become baskets (default: all).
+    exclude_seen : bool
+        As in ``recommend``.
+
+    Returns
+    -------
+    sp.csr_matrix
+        Baskets x items 0/1 matrix.
     """
     users = np.arange(recommender.n_users) if users is None else recommender.check_users(users)
     recs = recommender.recommend(users, k=n, exclude_seen=exclude_seen)
@@ -53,20 +79,32 @@ def mine_rules(baskets: sp.csr_matrix, min_support: float, min_confidence: float
                max_len: int = 2) -> pd.DataFrame:
     """Single-item rules A -> C with support, confidence and lift, mined by mlxtend.
 
+    Taught in 02_association_rules.
+
     Parameters
     ----------
-    baskets
-        transactions x items 0/1 matrix (``baskets_from_histories`` / ``baskets_from_top_n``).
-    min_support
-        share of baskets an itemset must appear in (0 < min_support <= 1).
-    min_confidence
-        keep rules with confidence >= this.
-    max_len
-        itemset length; the explainer uses single-item rules, so 2.
+    baskets : sp.csr_matrix
+        Transactions x items 0/1 matrix (``baskets_from_histories`` / ``baskets_from_top_n``).
+    min_support : float
+        Share of baskets an itemset must appear in (0 < min_support <= 1).
+    min_confidence : float
+        Keep rules with confidence >= this.
+    max_len : int
+        Itemset length; the explainer uses single-item rules, so 2.
 
-    Returns a frame with integer ``antecedent`` and ``consequent`` item ids, sorted by confidence then
-    lift. Raises ValueError (saying how far to lower it) when ``min_support`` yields no rule.
-    Taught in 02_association_rules.
+    Returns
+    -------
+    pd.DataFrame
+        Integer ``antecedent`` and ``consequent`` item ids with support, confidence and lift, sorted by
+        confidence then lift.
+
+    Raises
+    ------
+    TypeError
+        When ``baskets`` is not a sparse matrix.
+    ValueError
+        For ``min_support`` outside (0, 1], ``max_len < 2``, or a ``min_support`` that yields no rule (the
+        message says how far to lower it).
     """
     if not sp.issparse(baskets):
         raise TypeError("baskets must be a scipy.sparse transactions x items matrix.")
@@ -116,7 +154,22 @@ def mine_rules(baskets: sp.csr_matrix, min_support: float, min_confidence: float
 
 
 def rules_with_titles(rules: pd.DataFrame, titles: Sequence[str] | np.ndarray, n: int = 10) -> pd.DataFrame:
-    """The top ``n`` rules as a readable table (titles, not ids). Taught in 02_association_rules."""
+    """The top ``n`` rules as a readable table (titles, not ids). Taught in 02_association_rules.
+
+    Parameters
+    ----------
+    rules : pd.DataFrame
+        Mined rules (antecedent, consequent and their measures).
+    titles : Sequence[str] | np.ndarray
+        Item titles.
+    n : int
+        How many rules.
+
+    Returns
+    -------
+    pd.DataFrame
+        The readable table.
+    """
     titles = np.asarray(titles, dtype=object)
     top = rules.head(n)
     return pd.DataFrame({"if you have": titles[top["antecedent"]], "then also": titles[top["consequent"]],
@@ -197,8 +250,22 @@ class RuleExplainer(Explainer):
 def rule_fidelity(explainer: RuleExplainer, users: np.ndarray, recs: np.ndarray) -> float:
     """Share of the (user, recommended item) pairs that at least one rule explains (vectorised).
 
-    Same number as ``metrics.explanation.model_fidelity`` over ``explain_many``; fast enough to
+    Same number as :func:`xrec_helpers.metrics.explanation.fidelity` over ``explain_many``; fast enough to
     sweep min_support. Taught in 02_association_rules.
+
+    Parameters
+    ----------
+    explainer : RuleExplainer
+        The rule explainer.
+    users : np.ndarray
+        Users of the pairs.
+    recs : np.ndarray
+        Recommended item of each user.
+
+    Returns
+    -------
+    float
+        Share in [0, 1].
     """
     users, recs = np.asarray(users), np.asarray(recs)
     if len(users) != len(recs):

@@ -96,11 +96,35 @@ class LIMEExplainer(_HistorySurrogate):
         return X, flips, hist
 
     def explain(self, user: int, item: int) -> Explanation:
-        """LIME's coefficients for the user's history items (see the class)."""
+        """LIME's coefficients for the user's history items (see the class).
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+        item : int
+            Internal id of the recommended item.
+
+        Returns
+        -------
+        Explanation
+            A ``kind="history"`` explanation.
+        """
         return self.explain_many([(user, item)])[0]
 
     def explain_many(self, pairs: Iterable[tuple[int, int]]) -> list[Explanation]:
-        """Explain many pairs; ``batch_users`` neighbourhoods share one model call."""
+        """Explain many pairs; ``batch_users`` neighbourhoods share one model call.
+
+        Parameters
+        ----------
+        pairs : Iterable[tuple[int, int]]
+            (user, item) pairs of internal ids.
+
+        Returns
+        -------
+        list[Explanation]
+            One explanation per pair, in order.
+        """
         from lime.lime_base import LimeBase
         from sklearn.linear_model import Ridge
 
@@ -197,7 +221,20 @@ class ClusterSHAPExplainer(_HistorySurrogate):
         return self._cluster_values[key].copy()
 
     def explain(self, user: int, item: int) -> Explanation:
-        """Each history item's cluster SHAP value (see the class)."""
+        """Each history item's cluster SHAP value (see the class).
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+        item : int
+            Internal id of the recommended item.
+
+        Returns
+        -------
+        Explanation
+            A ``kind="history"`` explanation.
+        """
         import shap
 
         hist = self.check_pair(user, item)

@@ -16,6 +16,20 @@ def attribution_agreement(estimate: np.ndarray, exact: np.ndarray, mask: np.ndar
 
     Spearman is NaN when fewer than 3 features are compared or one side is constant (a rank
     correlation is undefined there, not zero). Taught in 03_fm_lime.
+
+    Parameters
+    ----------
+    estimate : np.ndarray
+        The estimated attribution, one value per feature.
+    exact : np.ndarray
+        The reference attribution, same length.
+    mask : np.ndarray | None
+        Features to compare (default: all).
+
+    Returns
+    -------
+    dict[str, float]
+        ``spearman``, ``sign_agreement`` and ``n_features``.
     """
     estimate, exact = np.asarray(estimate, float), np.asarray(exact, float)
     if estimate.shape != exact.shape:

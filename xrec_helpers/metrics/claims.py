@@ -55,7 +55,17 @@ from xrec_helpers.models.base import SCORE_HISTORIES, capabilities_of
 # ---- claims ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Watched:
-    """Factual: ``item`` is in ``user``'s history."""
+    """Factual: ``item`` is in ``user``'s history.
+
+    Parameters
+    ----------
+    user : int
+        Internal user id.
+    item : int
+        Internal id of the watched item.
+    check : str
+        What the claim is checked against (shown in the verdict table).
+    """
 
     user: int
     item: int
@@ -64,7 +74,21 @@ class Watched:
 
 @dataclass(frozen=True)
 class Because:
-    """Causal: the model recommends ``item`` to ``user`` because ``cause`` is in the history."""
+    """Causal: the model recommends ``item`` to ``user`` because ``cause`` is in the history.
+
+    Parameters
+    ----------
+    user : int
+        Internal user id.
+    item : int
+        Internal id of the recommended item.
+    cause : int
+        Internal id of the history item named as the reason.
+    implied : bool
+        True when the sentence does not state it in words but is shown as the reason.
+    check : str
+        What the claim is checked against (shown in the verdict table).
+    """
 
     user: int
     item: int
@@ -75,7 +99,17 @@ class Because:
 
 @dataclass(frozen=True)
 class SameEntity:
-    """Factual: ``item_a`` and ``item_b`` share a knowledge-graph entity of ``relation`` ("director", ...)."""
+    """Factual: ``item_a`` and ``item_b`` share a knowledge-graph entity of ``relation`` ("director", ...).
+
+    Parameters
+    ----------
+    item_a, item_b : int
+        Internal item ids.
+    relation : str
+        The relation of the shared entity.
+    check : str
+        What the claim is checked against (shown in the verdict table).
+    """
 
     item_a: int
     item_b: int
@@ -85,7 +119,23 @@ class SameEntity:
 
 @dataclass(frozen=True)
 class NeighboursLiked:
-    """Factual: ``n_liked`` of ``user``'s ``k`` nearest neighbours rated ``item`` ``threshold`` or higher."""
+    """Factual: ``n_liked`` of ``user``'s ``k`` nearest neighbours rated ``item`` ``threshold`` or higher.
+
+    Parameters
+    ----------
+    user : int
+        Internal user id.
+    item : int
+        Internal id of the recommended item.
+    n_liked : int
+        How many neighbours the sentence says liked it.
+    k : int
+        Neighbours counted.
+    threshold : float
+        Lowest rating that counts as liked.
+    check : str
+        What the claim is checked against (shown in the verdict table).
+    """
 
     user: int
     item: int
@@ -97,7 +147,21 @@ class NeighboursLiked:
 
 @dataclass(frozen=True)
 class AspectStatement:
-    """A review-corpus statement about ``item`` for ``user``: ``aspect`` is good (+1) or bad (-1) (None: named only)."""
+    """A review-corpus statement about ``item`` for ``user``: ``aspect`` is good (+1) or bad (-1) (None: named only).
+
+    Parameters
+    ----------
+    user : int
+        Internal user id.
+    item : int
+        Internal id of the item the statement is about.
+    aspect : str
+        The aspect named.
+    polarity : int | None
+        +1 (good), -1 (bad) or None (named only).
+    check : str
+        What the claim is checked against (shown in the verdict table).
+    """
 
     user: int
     item: int
@@ -115,6 +179,23 @@ def aspect_statements(texts: Sequence[str], users: Sequence[int], items: Sequenc
 
     Uses the corpus lexicon (:func:`~xrec_helpers.data.reviews.aspect_mentions`). Taught in
     12_generated_explanations.
+
+    Parameters
+    ----------
+    texts : Sequence[str]
+        One sentence per pair.
+    users, items : Sequence[int]
+        The pair of each sentence.
+
+    Returns
+    -------
+    list[list[AspectStatement]]
+        The statements of each sentence.
+
+    Raises
+    ------
+    ValueError
+        When the three lengths differ.
     """
     if not len(texts) == len(users) == len(items):
         raise ValueError(f"One user and one item per sentence: {len(texts)} sentences, {len(users)} users, "
@@ -133,19 +214,36 @@ def check_aspect_statements(
 ) -> pd.DataFrame:
     """One row per statement: true of the item?, relevant to the user?, and (with ``predict``) faithful?
 
+    Taught in 12_generated_explanations.
+
     Parameters
     ----------
-    statements
-        e.g. the flattened output of :func:`aspect_statements`.
-    quality
-        (n_items, n_aspects) planted qualities; ``top_aspect``: (n_users,) index of each user's aspect
-        (both from :func:`xrec_helpers.data.reviews.planted_truth`).
-    aspects
-        aspect names in the column order of ``quality``.
-    predict
+    statements : Sequence[AspectStatement]
+        E.g. the flattened output of :func:`aspect_statements`.
+    quality : np.ndarray
+        (n_items, n_aspects) planted qualities (from :func:`xrec_helpers.data.reviews.planted_truth`).
+    top_aspect : np.ndarray
+        (n_users,) index of each user's aspect (from the same function).
+    aspects : Sequence[str]
+        Aspect names in the column order of ``quality``.
+    predict : Callable | None
         ``predict(users, items, hide_aspect)`` -> predicted ratings, where ``hide_aspect`` is an
         aspect index per pair or -1 for none (``ReviewTextGenerator.predict``).
+    random_state : int
+        Seed of the random other aspect of ``delta_random``.
 
+    Returns
+    -------
+    pd.DataFrame
+        One row per statement; the columns are described below.
+
+    Raises
+    ------
+    ValueError
+        When ``quality`` does not match ``aspects``, or a statement names an unknown aspect.
+
+    Notes
+    -----
     Columns: ``user``, ``item``, ``aspect``, ``polarity``, ``true_of_item`` (None when the statement names
     the aspect without a verdict), ``relevant``; with ``predict``: ``effect_cited`` (predicted rating minus
     the prediction with the cited aspect hidden: what the aspect adds to the rating, signed),
@@ -154,7 +252,7 @@ def check_aspect_statements(
     the other aspects), ``drives`` (``delta_cited`` > ``delta_max_other``: the cited aspect moves this
     prediction more than any other) and ``faithful``: ``drives`` and, for a polar claim, ``effect_cited``
     has the claim's sign ("great" must raise the rating, "poor" lower it); a claim with no polarity needs
-    ``drives`` only. Taught in 12_generated_explanations.
+    ``drives`` only.
     """
     index = {a: k for k, a in enumerate(aspects)}
     quality = np.asarray(quality, dtype=float)
@@ -253,10 +351,33 @@ class ClaimChecker:
 
     # -- words --
     def title(self, item: int) -> str:
+        """Display title of an internal item id.
+
+        Parameters
+        ----------
+        item : int
+            Internal item id.
+
+        Returns
+        -------
+        str
+            The title.
+        """
         return str(self.titles[item]) if self.titles is not None else f"item {item}"
 
     def describe(self, claim: Claim) -> str:
-        """The claim in words, with titles."""
+        """The claim in words, with titles.
+
+        Parameters
+        ----------
+        claim : Claim
+            One atomic claim.
+
+        Returns
+        -------
+        str
+            The claim in words.
+        """
         t = self.title
         if isinstance(claim, Watched):
             return f"you watched {t(claim.item)}"
@@ -357,7 +478,18 @@ class ClaimChecker:
     def check(self, claims: Sequence[Claim]) -> pd.DataFrame:
         """One row per claim: ``claim`` (in words), ``type``, ``checked against``, ``verdict``, ``evidence``, and
         ``rank falls`` -- for a causal claim the stricter verdict (removing the film moves the recommended item
-        down at least one place among the films the user has not rated); None for a factual claim."""
+        down at least one place among the films the user has not rated); None for a factual claim.
+
+        Parameters
+        ----------
+        claims : Sequence[Claim]
+            Atomic claims, e.g. from :meth:`parse`.
+
+        Returns
+        -------
+        pd.DataFrame
+            The verdict table.
+        """
         rows = []
         for claim in claims:
             if isinstance(claim, Because):
@@ -389,6 +521,23 @@ class ClaimChecker:
 
         When several films carry that title (ML-100K lists a few twice), the one in ``prefer`` (the user's
         history and the recommended film, when parsing) is taken if exactly one of them is there.
+
+        Parameters
+        ----------
+        text : str
+            A film title.
+        prefer : set[int] | None
+            Internal ids to prefer when the title is ambiguous.
+
+        Returns
+        -------
+        int
+            The internal item id.
+
+        Raises
+        ------
+        ValueError
+            When no film, or several, carry the title.
         """
         key = text.strip().strip("*\"'“”‘’ .").lower()
         hits = sorted(set(self._index().get(key, [])))
@@ -425,6 +574,27 @@ class ClaimChecker:
         * "N of your K (nearest) neighbours rated [it|B] T or higher" -> NeighboursLiked.
 
         A sentence with none of them raises a ValueError that lists what can be checked.
+
+        Parameters
+        ----------
+        sentence : str
+            The explanation.
+        user : int
+            Internal user id.
+        item : int
+            Internal id of the recommended item.
+        implied_reason : bool
+            The sentence is shown as the reason for the recommendation.
+
+        Returns
+        -------
+        list[Claim]
+            The atomic claims.
+
+        Raises
+        ------
+        ValueError
+            When the sentence makes no checkable statement.
         """
         s = " ".join(sentence.replace("’", "'").split())
         claims: list[Claim] = []
@@ -467,5 +637,22 @@ class ClaimChecker:
         return claims
 
     def check_sentence(self, sentence: str, user: int, item: int, implied_reason: bool = False) -> pd.DataFrame:
-        """:meth:`parse` then :meth:`check`: the verdict table of one sentence."""
+        """:meth:`parse` then :meth:`check`: the verdict table of one sentence.
+
+        Parameters
+        ----------
+        sentence : str
+            The explanation.
+        user : int
+            Internal user id.
+        item : int
+            Internal id of the recommended item.
+        implied_reason : bool
+            As in :meth:`parse`.
+
+        Returns
+        -------
+        pd.DataFrame
+            The verdict table.
+        """
         return self.check(self.parse(sentence, user, item, implied_reason=implied_reason))

@@ -116,7 +116,18 @@ class PerturbationResult:
             self.metrics = perturbation_metrics(ks)
 
     def metric(self, name: str) -> Metric:
-        """The :class:`Metric` called ``name`` (``"POS@20"``; a fixed-length or interior column reads as its AUC's)."""
+        """The :class:`Metric` called ``name`` (``"POS@20"``; a fixed-length or interior column reads as its AUC's).
+
+        Parameters
+        ----------
+        name : str
+            A column of this result (e.g. ``"POS@20"``).
+
+        Returns
+        -------
+        Metric
+            Its :class:`Metric`.
+        """
         base = name.split(" ")[0]
         for m in self.metrics:
             if m.name == base:
@@ -124,7 +135,18 @@ class PerturbationResult:
         raise KeyError(f"The perturbation protocol reports {[m.name for m in self.metrics]}, not {name!r}.")
 
     def lower_is_better(self, metric: str) -> bool:
-        """True when a smaller value of ``metric`` means a more faithful explanation."""
+        """True when a smaller value of ``metric`` means a more faithful explanation.
+
+        Parameters
+        ----------
+        metric : str
+            A column of this result.
+
+        Returns
+        -------
+        bool
+            The metric's direction.
+        """
         return not self.metric(metric).higher_is_better
 
 

@@ -1,10 +1,10 @@
 """Explanation metrics that read the explanations alone: fidelity (coverage), size, overlap, MEP/MER, surrogate R².
 
-Taught in 02_association_rules (fidelity of rules), 03_fm_lime (surrogate R²), 07_neighbourhood_mf (MEP,
-MER) and 10_knowledge_graph_paths (coverage of an explainer); size and top-n overlap are columns and tables of
-the runner in 11_comparing_explainers. These measure whether an explanation *exists*, how large
-it is or whether two methods agree, not whether it is true: the protocols (``counterfactual.py``,
-``necessity.py``) measure the latter by re-scoring the model.
+Taught in 02_association_rules (fidelity of rules), 04_shap_sequential and 07_neighbourhood_mf (MEP, MER);
+03_fm_lime reads the surrogate R² from ``Explanation.fit_r2`` and 10_knowledge_graph_paths its own path coverage;
+size and top-n overlap are columns and tables of the runner in 11_comparing_explainers. These measure whether an
+explanation *exists*, how large it is or whether two methods agree, not whether it is true: the protocols
+(``counterfactual.py``, ``necessity.py``) measure the latter by re-scoring the model.
 
 "Model fidelity" (the workshop's name) and "coverage of an explainer" (10's name) are one quantity, the
 share of recommendations that received a non-empty explanation: :func:`fidelity`. MEP is the same share
@@ -196,7 +196,7 @@ def mer(E: np.ndarray | sp.spmatrix, recs: np.ndarray, users: np.ndarray | None 
 def surrogate_r2(y: np.ndarray, y_hat: np.ndarray, weights: np.ndarray | None = None) -> float:
     """(Weighted) R² = 1 - RSS/TSS of a surrogate's fit to the model's outputs.
 
-    Taught in 03_fm_lime.
+    Not used by a notebook (03_fm_lime reads ``Explanation.fit_r2``).
 
     Parameters
     ----------

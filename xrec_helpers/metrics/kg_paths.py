@@ -58,6 +58,18 @@ def interaction_recency(ratings: pd.DataFrame, beta: float = 0.3) -> pd.Series:
     """LIR value of every (user, item) interaction, indexed by (user, item); 1 = the user's latest.
 
     Taught in 10_knowledge_graph_paths.
+
+    Parameters
+    ----------
+    ratings : pd.DataFrame
+        (user, item, timestamp) rows of the histories.
+    beta : float
+        Decay of the exponentially weighted moving average, in (0, 1].
+
+    Returns
+    -------
+    pd.Series
+        LIR in [0, 1] per (user, item).
     """
     _check_beta(beta)
     missing = {"user", "item", "timestamp"} - set(ratings.columns)
@@ -80,7 +92,19 @@ def interaction_recency(ratings: pd.DataFrame, beta: float = 0.3) -> pd.Series:
 def entity_popularity(kg: ItemKG, beta: float = 0.3) -> np.ndarray:
     """SEP value of every KG node (within its relation type); 1 = the most linked node of its type.
 
-    Taught in 10_knowledge_graph_paths.
+    Used by :class:`PathQuality` (the SEP column).
+
+    Parameters
+    ----------
+    kg : ItemKG
+        The item knowledge graph.
+    beta : float
+        Decay of the exponentially weighted moving average, in (0, 1].
+
+    Returns
+    -------
+    np.ndarray
+        SEP in [0, 1] per node, shape (n_nodes,).
     """
     _check_beta(beta)
     degree = kg.node_degree().astype(np.float64)
@@ -102,6 +126,22 @@ def path_metrics(explanations: Sequence[Explanation], kg: ItemKG, ratings: pd.Da
     The per-path table behind :class:`PathQuality` (10_knowledge_graph_paths). ``ratings`` must hold the
     (user, item, timestamp) rows of the histories the explanations were built from. Explanations without a
     path are left out (``coverage`` counts them).
+
+    Parameters
+    ----------
+    explanations : Sequence[Explanation]
+        Path explanations (``kind="history"`` with ``paths``).
+    kg : ItemKG
+        The item knowledge graph the paths were found in.
+    ratings : pd.DataFrame
+        (user, item, timestamp) rows of the explained histories.
+    beta : float
+        Decay of the exponentially weighted moving average, in (0, 1].
+
+    Returns
+    -------
+    pd.DataFrame
+        Columns user, item, relation, LIR and SEP.
     """
     lir = interaction_recency(ratings, beta)
     sep = entity_popularity(kg, beta)
@@ -124,6 +164,18 @@ def path_type_diversity(per_path: pd.DataFrame, n_types: int) -> pd.Series:
     """PTD per user from :func:`path_metrics` rows: distinct relations / min(explained items, n_types).
 
     Taught in 10_knowledge_graph_paths.
+
+    Parameters
+    ----------
+    per_path : pd.DataFrame
+        Rows of :func:`path_metrics`.
+    n_types : int
+        Number of relation types in the graph.
+
+    Returns
+    -------
+    pd.Series
+        PTD in [0, 1] per user.
     """
     if n_types < 1:
         raise ValueError("n_types must be at least 1.")
@@ -135,6 +187,16 @@ def coverage(explanations: Sequence[Explanation]) -> float:
     """Share of explanations that found at least one path.
 
     Taught in 10_knowledge_graph_paths.
+
+    Parameters
+    ----------
+    explanations : Sequence[Explanation]
+        Path explanations (``kind="history"`` with ``paths``).
+
+    Returns
+    -------
+    float
+        Share in [0, 1].
     """
     if len(explanations) == 0:
         raise ValueError("No explanations given.")

@@ -1,8 +1,8 @@
 """One interface for every evaluation protocol: ``evaluate(model, explanations) -> ProtocolResult``.
 
-Taught in 11_comparing_explainers (and used by 04, 06, 09 and 10). A protocol tests explanations against
-the model they explain: history re-scoring after removals (perturbation curves, PN/PS), removal of
-events from a sequence, retraining without the explanation's ratings, hiding the attended reviews,
+Used by every protocol class of :mod:`xrec_helpers.metrics` (notebooks 04, 06, 09, 10 and 11 run them). A protocol
+tests explanations against the model they explain: history re-scoring after removals (perturbation curves, PN/PS),
+removal of events from a sequence, retraining without the explanation's ratings, hiding the attended reviews,
 removing the items behind a knowledge-graph path. Each declares
 
 * ``requires``: the model capabilities it needs (names from :mod:`xrec_helpers.models.base`);
@@ -75,14 +75,36 @@ class ProtocolResult:
     details: dict[str, Any] = field(default_factory=dict)
 
     def metric(self, name: str) -> Metric:
-        """The :class:`Metric` called ``name`` (KeyError naming the available ones otherwise)."""
+        """The :class:`Metric` called ``name`` (KeyError naming the available ones otherwise).
+
+        Parameters
+        ----------
+        name : str
+            A metric name of this result.
+
+        Returns
+        -------
+        Metric
+            Its :class:`Metric`.
+
+        Raises
+        ------
+        KeyError
+            When the result reports no metric called ``name``.
+        """
         for m in self.metrics:
             if m.name == name:
                 return m
         raise KeyError(f"{self.protocol} reports {[m.name for m in self.metrics]}, not {name!r}.")
 
     def summary(self) -> pd.DataFrame:
-        """Mean of each metric per method (rows: methods; columns: metric names)."""
+        """Mean of each metric per method (rows: methods; columns: metric names).
+
+        Returns
+        -------
+        pd.DataFrame
+            Methods x metric names.
+        """
         cols = [m.name for m in self.metrics]
         return self.per_explanation.groupby("method", sort=False)[cols].mean()
 
@@ -99,11 +121,42 @@ class Protocol(ABC):
 
     @classmethod
     def supports(cls, model: Any) -> bool:
-        """Whether ``model`` offers every capability the protocol ``requires``."""
+        """Whether ``model`` offers every capability the protocol ``requires``.
+
+        Parameters
+        ----------
+        model : Any
+            The model whose explanations would be tested.
+
+        Returns
+        -------
+        bool
+            True when ``model`` declares every capability in ``requires``.
+        """
         return cls.requires <= capabilities_of(model)
 
     def check(self, model: Any, explanations: Sequence[Explanation]) -> list[Explanation]:
-        """Raise a clear error unless the model has the capabilities and every explanation is of an accepted kind."""
+        """Raise a clear error unless the model has the capabilities and every explanation is of an accepted kind.
+
+        Parameters
+        ----------
+        model : Any
+            The model the explanations explain.
+        explanations : Sequence[Explanation]
+            The explanations to test.
+
+        Returns
+        -------
+        list[Explanation]
+            ``explanations`` as a list.
+
+        Raises
+        ------
+        TypeError
+            When the model lacks a required capability, or an entry is not an :class:`Explanation`.
+        ValueError
+            When there are no explanations, or one's ``kind`` is not in ``kinds``.
+        """
         missing = sorted(self.requires - capabilities_of(model))
         if missing:
             raise TypeError(f"The {self.name} protocol needs a model with {', '.join(missing)}; "

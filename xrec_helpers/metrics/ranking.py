@@ -35,7 +35,7 @@ def _evaluable(test: sp.csr_matrix, users: np.ndarray | None) -> np.ndarray:
 def hit_rate(recs: np.ndarray, test: sp.csr_matrix, k: int = 10, users: np.ndarray | None = None) -> float:
     """HR@K: share of users (with >= 1 held-out item) whose top-K holds at least one of them.
 
-    Taught in 01_eda.
+    Taught in 07_neighbourhood_mf and 08_als_item_style; part of :func:`ranking_report`.
 
     Parameters
     ----------
@@ -62,7 +62,7 @@ def hit_rate(recs: np.ndarray, test: sp.csr_matrix, k: int = 10, users: np.ndarr
 def recall(recs: np.ndarray, test: sp.csr_matrix, k: int = 10, users: np.ndarray | None = None) -> float:
     """Recall@K: held-out items found in the top-K / number of held-out items, averaged over users.
 
-    Taught in 01_eda.
+    Used by :func:`ranking_report` (``recall@k``).
 
     Parameters
     ----------
@@ -89,7 +89,7 @@ def recall(recs: np.ndarray, test: sp.csr_matrix, k: int = 10, users: np.ndarray
 def ndcg(recs: np.ndarray, test: sp.csr_matrix, k: int = 10, users: np.ndarray | None = None) -> float:
     """NDCG@K with binary gains; the ideal DCG places min(|test|, K) hits first.
 
-    Taught in 01_eda.
+    Taught in 07_neighbourhood_mf; part of :func:`ranking_report`.
 
     Parameters
     ----------
@@ -119,7 +119,7 @@ def ndcg(recs: np.ndarray, test: sp.csr_matrix, k: int = 10, users: np.ndarray |
 def mrr(recs: np.ndarray, test: sp.csr_matrix, k: int | None = None, users: np.ndarray | None = None) -> float:
     """Mean reciprocal rank of the first held-out item in the list (0 when none is in it).
 
-    Taught in 01_eda.
+    Used by :func:`ranking_report` (``MRR``).
 
     Parameters
     ----------
@@ -148,7 +148,7 @@ def mrr(recs: np.ndarray, test: sp.csr_matrix, k: int | None = None, users: np.n
 def coverage(recs: np.ndarray, n_items: int) -> float:
     """Catalogue coverage: share of all items that appear in at least one user's list.
 
-    Taught in 01_eda (``coverage@10``). Not the coverage of an explainer: that is
+    Used by :func:`ranking_report` (``coverage@10``). Not the coverage of an explainer: that is
     :func:`xrec_helpers.metrics.explanation.fidelity`.
 
     Parameters
@@ -216,12 +216,12 @@ def rank_among_unseen(scores: np.ndarray, item: int | np.ndarray, history: np.nd
     Returns
     -------
     numpy.ndarray
-        Integer ranks, shape ``(batch,)`` (a 0-d array for a 1-D ``scores``).
+        Integer ranks, shape ``(batch,)`` (one NumPy integer for a 1-D ``scores``).
 
     Examples
     --------
-    >>> rank_among_unseen(np.array([9.0, 1.0, 3.0, 2.0]), 3, history=np.array([0]))
-    array(2)
+    >>> int(rank_among_unseen(np.array([9.0, 1.0, 3.0, 2.0]), 3, history=np.array([0])))
+    2
     """
     s = np.asarray(scores, dtype=np.float64)
     one = s.ndim == 1

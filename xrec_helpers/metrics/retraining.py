@@ -36,22 +36,34 @@ def verify_by_retraining(model: Any, explanations: Sequence[Explanation], epochs
                          engine: Engine = None, device: str | None = None) -> pd.DataFrame:
     """Verify counterfactual explanations of ``model``'s recommendations by retraining.
 
-    Args:
-        model: the fitted model (capability ``RETRAIN``, e.g. NCF) the explanations were computed on.
-        explanations: any mix of methods and k; ``counterfactual.k`` is reported when present.
-        epochs: warm-start epochs per retrain (state it next to every CF%).
-        seeds: minibatch-order seeds; new scores are averaged over them.
-        controls: also retrain with nothing removed (one run per seed, shared by all users).
-        max_models: retrains per stacked model.
-        lr: learning rate of the retrains (default: the model's).
-        engine: where the stacked retrains run: ``None`` in this process (default), ``2`` for two local
-            processes, a ``dask.distributed.Client`` for a cluster (see :mod:`xrec_helpers.engines`).
-            Retrains are seeded, so every engine gives the same verdicts and numbers.
-        device: where each retrain trains (default: the model's ``device``; ``"auto"``: a GPU when the
-            worker has one).
+    Parameters
+    ----------
+    model : Any
+        The fitted model (capability ``RETRAIN``, e.g. NCF) the explanations were computed on.
+    explanations : Sequence[Explanation]
+        Any mix of methods and k; ``counterfactual.k`` is reported when present.
+    epochs : int
+        Warm-start epochs per retrain (state it next to every CF%).
+    seeds : Sequence[int]
+        Minibatch-order seeds; new scores are averaged over them.
+    controls : bool
+        Also retrain with nothing removed (one run per seed, shared by all users).
+    max_models : int
+        Retrains per stacked model.
+    lr : float | None
+        Learning rate of the retrains (default: the model's).
+    engine : Engine
+        Where the stacked retrains run: ``None`` in this process (default), ``2`` for two local
+        processes, a ``dask.distributed.Client`` for a cluster (see :mod:`xrec_helpers.engines`).
+        Retrains are seeded, so every engine gives the same verdicts and numbers.
+    device : str | None
+        Where each retrain trains (default: the model's ``device``; ``"auto"``: a GPU when the
+        worker has one).
 
-    Returns:
-        one row per explanation: method, k, user, rec, replacement, size, predicted_gap,
+    Returns
+    -------
+    pd.DataFrame
+        One row per explanation: method, k, user, rec, replacement, size, predicted_gap,
         original_gap, actual_gap (mean over seeds), control_gap, corrected_gap (actual - control
         + original), success. Rows without a set have NaN gaps and success False.
         The rows of :class:`RetrainingVerification` (06_accent).
@@ -135,6 +147,16 @@ def cf_summary(verified: pd.DataFrame) -> pd.DataFrame:
     Returns one row per (method, k) with ``users``, ``explained`` (a set was found), ``cf_percent``,
     ``cf_size`` and ``predicted_cf_percent`` (sets whose *predicted* gap is negative, i.e. what the
     explainer claims). Taught in 06_accent.
+
+    Parameters
+    ----------
+    verified : pd.DataFrame
+        Rows of :func:`verify_by_retraining`.
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per (method, k).
     """
     def one(g: pd.DataFrame) -> pd.Series:
         ok = g["success"].astype(bool)
@@ -147,8 +169,30 @@ def cf_summary(verified: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare_methods(verified: pd.DataFrame, a: str, b: str, k: int) -> dict[str, float]:
-    """McNemar on CF success and the one-sided size t-test for methods ``a`` vs ``b`` at ``k``,
-    paired by user, as the paper's significance marks. Taught in 06_accent."""
+    """McNemar on CF success and the one-sided size t-test for methods ``a`` vs ``b`` at ``k``, paired by user.
+
+    The paper's significance marks. Taught in 06_accent.
+
+    Parameters
+    ----------
+    verified : pd.DataFrame
+        Rows of :func:`verify_by_retraining`.
+    a, b : str
+        The two method names.
+    k : int
+        The counterfactual size limit compared.
+
+    Returns
+    -------
+    dict[str, float]
+        ``only_a``, ``only_b``, ``p_mcnemar`` (McNemar on success), ``pairs``, ``size_diff``, ``p_size_less``
+        (paired size test).
+
+    Raises
+    ------
+    ValueError
+        When the two methods share no user at ``k``.
+    """
     sub = verified[verified["k"] == k]
     A = sub[sub["method"] == a].set_index("user")
     B = sub[sub["method"] == b].set_index("user")

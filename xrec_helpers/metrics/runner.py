@@ -84,7 +84,7 @@ def _explain_batch(explainer: Explainer, pairs: list[Pair]) -> tuple[list[Explan
 class Comparison:
     """Explainers put through protocols: explanations, costs and one :class:`ProtocolResult` per protocol.
 
-    Taught in 11_comparing_explainers. :func:`evaluate_explainers` builds it; ``a | b`` merges two comparisons
+    Returned by :func:`evaluate_explainers` (11_comparing_explainers); ``a | b`` merges two comparisons
     of the same model (e.g. slow explainers run on a subsample).
 
     Attributes
@@ -119,11 +119,32 @@ class Comparison:
                          name="ms / explanation")
 
     def pairs(self, method: str) -> list[Pair]:
-        """The (user, item) pairs ``method`` explained, in order."""
+        """The (user, item) pairs ``method`` explained, in order.
+
+        Parameters
+        ----------
+        method : str
+            A method name of this comparison.
+
+        Returns
+        -------
+        list[Pair]
+            The pairs, in the order they were explained.
+        """
         return [(e.user, e.item) for e in self.explanations[method]]
 
     def result(self, metric: str) -> tuple[ProtocolResult, Metric]:
         """The protocol result that reports ``metric`` and the :class:`Metric` itself.
+
+        Parameters
+        ----------
+        metric : str
+            A metric name reported by one of the protocols.
+
+        Returns
+        -------
+        tuple[ProtocolResult, Metric]
+            The result and the metric.
 
         Raises
         ------
@@ -143,6 +164,18 @@ class Comparison:
         With ``pairs``, every method must have explained each pair; rows come in the order of ``pairs``.
         A per-explanation value depends only on its own explanation, so slicing a run gives the numbers a
         run on those pairs alone would give.
+
+        Parameters
+        ----------
+        metric : str
+            A metric name reported by one of the protocols.
+        pairs : Iterable[Pair] | None
+            Restrict to these (user, item) pairs (default: every pair of every method).
+
+        Returns
+        -------
+        pd.DataFrame
+            Columns ``method``, ``user``, ``item`` and ``metric``.
 
         Raises
         ------
@@ -244,7 +277,18 @@ class Comparison:
                             pairs=None if pairs is None else _check_pairs(pairs), outcome=outcome)
 
     def overlap(self, n: int = 5) -> pd.DataFrame:
-        """Mean share of the top-``n`` keys two methods agree on (:func:`xrec_helpers.metrics.explanation.top_overlap`)."""
+        """Mean share of the top-``n`` keys two methods agree on (:func:`xrec_helpers.metrics.explanation.top_overlap`).
+
+        Parameters
+        ----------
+        n : int
+            How many top keys of each explanation are compared.
+
+        Returns
+        -------
+        pd.DataFrame
+            Methods x methods table of mean shares in [0, 1].
+        """
         return top_overlap(self.explanations, n=n)
 
     def __or__(self, other: Comparison) -> Comparison:

@@ -1,9 +1,10 @@
 """Statistics for comparing explainers: bootstrap intervals, paired tests, McNemar, Holm's correction.
 
-Taught in 11_comparing_explainers (bootstrap intervals, paired Wilcoxon / t-tests, McNemar, Holm), 06_accent
-(McNemar on counterfactual success, the one-sided paired size test) and 12_generated_explanations (an interval
-that resamples groups of claims). Every function reads plain per-explanation numbers (one value per user), so
-any protocol's rows (:class:`xrec_helpers.metrics.protocol.ProtocolResult`) can be summarised the same way.
+Taught in 11_comparing_explainers (bootstrap intervals, paired Wilcoxon / t-tests, McNemar, Holm) and
+12_generated_explanations (an interval that resamples groups of claims); 06_accent's
+:func:`~xrec_helpers.metrics.retraining.compare_methods` runs McNemar and the one-sided paired size test. Every
+function reads plain per-explanation numbers (one value per user), so any protocol's rows
+(:class:`xrec_helpers.metrics.protocol.ProtocolResult`) can be summarised the same way.
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
 def mcnemar(success_a: Sequence[bool], success_b: Sequence[bool]) -> tuple[int, int, float]:
     """Exact McNemar test on paired binary outcomes (same users, two methods).
 
-    Taught in 06_accent (counterfactual success) and 11_comparing_explainers (survival after removal).
+    Used by :mod:`xrec_helpers.metrics.retraining` (06_accent's counterfactual success) and :func:`paired_test`
+    (11_comparing_explainers' survival after removal).
 
     Parameters
     ----------
@@ -159,7 +161,7 @@ def mcnemar(success_a: Sequence[bool], success_b: Sequence[bool]) -> tuple[int, 
 def paired_size_test(size_a: Sequence[float], size_b: Sequence[float]) -> tuple[int, float, float]:
     """One-sided paired t-test that A's counterfactual sets are smaller than B's (users where both succeeded).
 
-    Taught in 06_accent.
+    Used by :mod:`xrec_helpers.metrics.retraining` (06_accent).
 
     Parameters
     ----------

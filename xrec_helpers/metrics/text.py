@@ -34,6 +34,20 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str], n: int = 4) -> fl
     """Corpus BLEU-``n`` in [0, 100] (sacrebleu, lower-cased; one reference per sentence).
 
     PETER reports BLEU-1 and BLEU-4. Taught in 12_generated_explanations.
+
+    Parameters
+    ----------
+    hypotheses : Sequence[str]
+        Generated sentences.
+    references : Sequence[str]
+        One reference sentence per hypothesis.
+    n : int
+        Largest n-gram order.
+
+    Returns
+    -------
+    float
+        BLEU in [0, 100].
     """
     from sacrebleu.metrics import BLEU  # imported here: sacrebleu is only needed by the text metrics
 
@@ -47,6 +61,18 @@ def brevity_penalty(hypotheses: Sequence[str], references: Sequence[str]) -> flo
     It is computed on the whole corpus, not per sentence: exp(1 - r / c) when the total token count c of the
     generated sentences is below the total r of the references, else 1. Taught in 12_generated_explanations:
     a short, true sentence loses BLEU for its length, not for its wording.
+
+    Parameters
+    ----------
+    hypotheses : Sequence[str]
+        Generated sentences.
+    references : Sequence[str]
+        One reference sentence per hypothesis.
+
+    Returns
+    -------
+    float
+        The penalty in (0, 1].
     """
     from sacrebleu.metrics import BLEU
 
@@ -58,6 +84,20 @@ def sentence_bleu(hypotheses: Sequence[str], references: Sequence[str], n: int =
     """Per-sentence BLEU-``n`` in [0, 100] (sacrebleu with effective order and exponential smoothing).
 
     Taught in 12_generated_explanations: per-sentence scores let us ask whether overlap tracks truth.
+
+    Parameters
+    ----------
+    hypotheses : Sequence[str]
+        Generated sentences.
+    references : Sequence[str]
+        One reference sentence per hypothesis.
+    n : int
+        Largest n-gram order.
+
+    Returns
+    -------
+    np.ndarray
+        One BLEU in [0, 100] per sentence.
     """
     from sacrebleu.metrics import BLEU
 
@@ -67,7 +107,20 @@ def sentence_bleu(hypotheses: Sequence[str], references: Sequence[str], n: int =
 
 
 def rouge_l(hypotheses: Sequence[str], references: Sequence[str]) -> np.ndarray:
-    """Per-sentence ROUGE-L F-measure in [0, 1] (``rouge-score``). Taught in 12_generated_explanations."""
+    """Per-sentence ROUGE-L F-measure in [0, 1] (``rouge-score``). Taught in 12_generated_explanations.
+
+    Parameters
+    ----------
+    hypotheses : Sequence[str]
+        Generated sentences.
+    references : Sequence[str]
+        One reference sentence per hypothesis.
+
+    Returns
+    -------
+    np.ndarray
+        One F-measure in [0, 1] per sentence.
+    """
     from rouge_score import rouge_scorer
 
     hyps, refs = _check_pairs(hypotheses, references)
@@ -85,6 +138,18 @@ def feature_matching_ratio(generated: Sequence, reference: Sequence) -> float:
     ``generated`` and ``reference`` hold one feature collection per sentence. A reference without
     features cannot be matched and counts as a miss (as in PETER, every test review has a feature).
     Taught in 12_generated_explanations.
+
+    Parameters
+    ----------
+    generated : Sequence
+        Features mentioned by each generated sentence.
+    reference : Sequence
+        Features of each reference sentence.
+
+    Returns
+    -------
+    float
+        FMR in [0, 1].
     """
     gen, ref = _sets(generated), _sets(reference)
     if len(gen) != len(ref) or not gen:
@@ -96,6 +161,18 @@ def feature_coverage_ratio(generated: Sequence, vocabulary: Sequence[str]) -> fl
     """FCR: share of the feature ``vocabulary`` that at least one generated sentence mentions.
 
     Taught in 12_generated_explanations.
+
+    Parameters
+    ----------
+    generated : Sequence
+        Features mentioned by each generated sentence.
+    vocabulary : Sequence[str]
+        Every feature.
+
+    Returns
+    -------
+    float
+        FCR in [0, 1].
     """
     vocab = set(vocabulary)
     if not vocab:
@@ -113,6 +190,16 @@ def feature_diversity(generated: Sequence) -> float:
 
     Computed from feature counts: sum over features of C(count, 2), divided by the number of pairs.
     Taught in 12_generated_explanations.
+
+    Parameters
+    ----------
+    generated : Sequence
+        Features mentioned by each generated sentence.
+
+    Returns
+    -------
+    float
+        DIV (0 = no two sentences share a feature).
     """
     gen = _sets(generated)
     n = len(gen)
@@ -124,7 +211,18 @@ def feature_diversity(generated: Sequence) -> float:
 
 
 def unique_sentence_ratio(texts: Sequence[str]) -> float:
-    """USR: distinct sentences / sentences (1 = every explanation differs). Taught in 12_generated_explanations."""
+    """USR: distinct sentences / sentences (1 = every explanation differs). Taught in 12_generated_explanations.
+
+    Parameters
+    ----------
+    texts : Sequence[str]
+        Generated sentences.
+
+    Returns
+    -------
+    float
+        USR in [0, 1].
+    """
     texts = [" ".join(str(t).lower().split()) for t in texts]
     if not texts:
         raise ValueError("No sentences.")
@@ -135,6 +233,18 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     """Distinct-n: distinct word n-grams / all word n-grams over the sentences (0 when there are none).
 
     Taught in 12_generated_explanations.
+
+    Parameters
+    ----------
+    texts : Sequence[str]
+        Generated sentences.
+    n : int
+        n-gram length.
+
+    Returns
+    -------
+    float
+        Distinct-n in [0, 1].
     """
     if n < 1:
         raise ValueError(f"n={n} must be >= 1.")

@@ -11,7 +11,22 @@ def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
 
     ``"cpu"`` (the default everywhere, and ``None``) keeps the laptop path; ``"auto"`` picks the first
     CUDA GPU when one is present and the CPU otherwise (the paper-size settings pass ``"auto"``);
-    ``"cuda"``/``"cuda:1"`` ask for a GPU and fail clearly without one. Taught in 06_accent.
+    ``"cuda"``/``"cuda:1"`` ask for a GPU and fail clearly without one. Used by every torch model's ``device``.
+
+    Parameters
+    ----------
+    device : str | torch.device | None
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``, a torch device or None.
+
+    Returns
+    -------
+    torch.device
+        The device.
+
+    Raises
+    ------
+    ValueError
+        For an unknown device, or a GPU asked for where there is none.
     """
     if device is None:
         return torch.device("cpu")
@@ -31,12 +46,31 @@ def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
-    """A tensor's values as a NumPy array, from any device (no copy for a CPU tensor)."""
+    """A tensor's values as a NumPy array, from any device (no copy for a CPU tensor).
+
+    Parameters
+    ----------
+    t : torch.Tensor
+        Any tensor.
+
+    Returns
+    -------
+    np.ndarray
+        Its values.
+    """
     return t.detach().cpu().numpy()
 
 
 def prepare_cpu_training(threads: int | None = None) -> None:
-    """Flush denormals (weight-decayed embeddings fill with them: 5-6x slower) and cap threads."""
+    """Flush denormals and cap threads.
+
+    Weight-decayed embeddings fill with denormal floats, and CPU arithmetic on them is slow.
+
+    Parameters
+    ----------
+    threads : int | None
+        Torch CPU threads (None leaves torch's setting).
+    """
     torch.set_flush_denormal(True)
     if threads:
         torch.set_num_threads(threads)
@@ -47,6 +81,16 @@ def generator(seed: int | None) -> torch.Generator:
 
     Always a CPU generator: random draws are made on the CPU and moved to the model's device, so a
     seed gives the same minibatch order, masks and initial weights on every device.
+
+    Parameters
+    ----------
+    seed : int | None
+        The seed; None for fresh entropy.
+
+    Returns
+    -------
+    torch.Generator
+        A CPU generator.
     """
     g = torch.Generator()
     g.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**63)))

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from xrec_helpers.models.base import ITEM_DECOMPOSITION, SCORE, SCORE_HISTORIES, HistoryRecommender
+from xrec_helpers.models.base import ITEM_DECOMPOSITION, SCORE, SCORE_HISTORIES, HistoryRecommender, UserIds
 
 
 class ALS(HistoryRecommender):
@@ -53,7 +53,18 @@ class ALS(HistoryRecommender):
         self.iterations, self.use_cg, self.random_state = iterations, use_cg, random_state
 
     def fit(self, train: sp.csr_matrix) -> ALS:
-        """Fit implicit's CPU ALS on the binarised ``train`` (users x items); returns self."""
+        """Fit implicit's CPU ALS on the binarised ``train`` (users x items); returns self.
+
+        Parameters
+        ----------
+        train : sp.csr_matrix
+            User x item matrix; every stored value counts as 1.
+
+        Returns
+        -------
+        ALS
+            The fitted model.
+        """
         from implicit.cpu.als import AlternatingLeastSquares  # the CPU class: explain() is CPU-only
 
         if self.alpha <= 0:
@@ -87,6 +98,16 @@ class ALS(HistoryRecommender):
         """(A, b) per history: A = YᵀY + λI + Σ_j (c_j − 1) y_j y_jᵀ, b = Σ_j c_j y_j (float64).
 
         Taught in 08_als_item_style: A⁻¹ is Hu et al.'s W^u, the weighting behind item-style explanations.
+
+        Parameters
+        ----------
+        histories : np.ndarray | sp.spmatrix
+            One 0/1 history row or a (batch, n_items) batch, dense or sparse.
+
+        Returns
+        -------
+        tuple[np.ndarray, np.ndarray]
+            A of shape (batch, factors, factors) and b of shape (batch, factors).
         """
         self._fitted()
         X = self._as_sparse(histories)
@@ -109,16 +130,49 @@ class ALS(HistoryRecommender):
     def fold_in(self, histories: np.ndarray | sp.spmatrix) -> np.ndarray:
         """Exact (Cholesky-quality) user factors of a batch of histories, shape (batch, factors).
 
-        Taught in 08_als_item_style: this is how ALS re-scores an edited history without retraining.
+        Used by :meth:`score_histories` and :class:`ALSExplainer`: this is how ALS re-scores an edited history
+        without retraining.
+
+        Parameters
+        ----------
+        histories : np.ndarray | sp.spmatrix
+            One 0/1 history row or a (batch, n_items) batch, dense or sparse.
+
+        Returns
+        -------
+        np.ndarray
+            User factors of shape (batch, factors).
         """
         A, b = self.normal_equations(histories)
         return np.linalg.solve(A, b[..., None])[..., 0]
 
     def score_histories(self, histories: np.ndarray | sp.spmatrix) -> np.ndarray:
-        """Scores (batch, n_items) of the folded-in histories: p(x) · y_i."""
+        """Scores (batch, n_items) of the folded-in histories: p(x) · y_i.
+
+        Parameters
+        ----------
+        histories : np.ndarray | sp.spmatrix
+            One 0/1 history row or a (batch, n_items) batch, dense or sparse.
+
+        Returns
+        -------
+        np.ndarray
+            Scores of shape (batch, n_items).
+        """
         return (self.fold_in(histories) @ self._Y64.T).astype(np.float32)
 
-    def stored_scores(self, users) -> np.ndarray:
-        """Scores from implicit's stored user factors (what ``model_.recommend`` ranks by)."""
+    def stored_scores(self, users: UserIds) -> np.ndarray:
+        """Scores from implicit's stored user factors (what ``model_.recommend`` ranks by).
+
+        Parameters
+        ----------
+        users : UserIds
+            Internal user id(s).
+
+        Returns
+        -------
+        np.ndarray
+            Scores of shape (n_users_asked, n_items).
+        """
         users = self.check_users(users)
         return self.stored_user_factors_[users].astype(np.float64) @ self.item_factors_.T.astype(np.float64)

@@ -1,6 +1,6 @@
 """The Recommender contract (scikit-learn spirit) and its history-conditioned extension.
 
-Taught in 01_eda. ``fit`` returns self; the constructor takes hyperparameters only.
+Used by every model of :mod:`xrec_helpers.models`. ``fit`` returns self; the constructor takes hyperparameters only.
 ``HistoryRecommender.score_histories`` scores *any* 0/1 history, which is what lets an
 explanation be checked by removing items without retraining.
 
@@ -62,7 +62,7 @@ CAPABILITIES: dict[str, str] = {
 def capabilities_of(model: object) -> frozenset[str]:
     """The capabilities ``model`` declares (its class's ``capabilities``); empty for anything else.
 
-    Taught in 11_comparing_explainers: ``Explainer.supports(model)`` compares this with the explainer's
+    Used by ``Explainer.supports(model)``, which compares this with the explainer's
     ``requires``, so no code switches on model classes.
 
     Parameters
@@ -84,7 +84,19 @@ class NotFittedError(RuntimeError):
 def check_rating_range(train: sp.csr_matrix, rating_range: tuple[float, float]) -> None:
     """Refuse explicit ratings outside ``rating_range`` (e.g. 50 or -3 on a 1-5 scale), with the fix in the message.
 
-    Used by the rating models (EMF, FM). Taught in 07_neighbourhood_mf.
+    Used by the rating models (EMF, FM).
+
+    Parameters
+    ----------
+    train : sp.csr_matrix
+        User x item matrix of explicit ratings.
+    rating_range : tuple[float, float]
+        The (lowest, highest) rating of the scale.
+
+    Raises
+    ------
+    ValueError
+        When a stored rating lies outside ``rating_range``.
     """
     low, high = rating_range
     outside = (train.data < low) | (train.data > high)
@@ -107,7 +119,18 @@ class Recommender(ABC):
 
     @abstractmethod
     def fit(self, train: sp.csr_matrix) -> Recommender:
-        """Learn from the training matrix; returns self."""
+        """Learn from the training matrix; returns self.
+
+        Parameters
+        ----------
+        train : sp.csr_matrix
+            User x item matrix of the training interactions (0/1, or ratings for rating models).
+
+        Returns
+        -------
+        Recommender
+            The fitted model.
+        """
 
     @abstractmethod
     def _score(self, users: np.ndarray) -> np.ndarray:
@@ -115,10 +138,12 @@ class Recommender(ABC):
 
     @property
     def n_users(self) -> int:
+        """Number of users of the training matrix."""
         return self._fitted().shape[0]
 
     @property
     def n_items(self) -> int:
+        """Number of items of the training matrix."""
         return self._fitted().shape[1]
 
     def _fitted(self) -> sp.csr_matrix:
@@ -144,15 +169,62 @@ class Recommender(ABC):
         return self.train_
 
     def check_users(self, users: UserIds) -> np.ndarray:
-        """Validate internal user ids (integers, not floats, strings or bools) and return them as an int array."""
+        """Validate internal user ids (integers, not floats, strings or bools) and return them as an int array.
+
+        Parameters
+        ----------
+        users : UserIds
+            Internal user id(s): an int, an iterable of ints or an integer array (floats, strings and bools are
+            refused).
+
+        Returns
+        -------
+        np.ndarray
+            The ids as a 1-D int64 array.
+
+        Raises
+        ------
+        TypeError
+            For a float, string, bool or object id.
+        IndexError
+            For an id out of range.
+        """
         return check_ids(users, self.n_users, "user")
 
     def score(self, users: UserIds) -> np.ndarray:
-        """Scores of every item for ``users``, shape (n_users_asked, n_items); higher is better."""
+        """Scores of every item for ``users``, shape (n_users_asked, n_items); higher is better.
+
+        Parameters
+        ----------
+        users : UserIds
+            Internal user id(s): an int, an iterable of ints or an integer array (floats, strings and bools are
+            refused).
+
+        Returns
+        -------
+        np.ndarray
+            Scores of shape (n_users_asked, n_items).
+        """
         return self._score(self.check_users(users))
 
     def recommend(self, users: UserIds, k: int = 10, exclude_seen: bool = True) -> np.ndarray:
-        """Top-``k`` internal item ids per user, best first, shape (n_users_asked, k)."""
+        """Top-``k`` internal item ids per user, best first, shape (n_users_asked, k).
+
+        Parameters
+        ----------
+        users : UserIds
+            Internal user id(s): an int, an iterable of ints or an integer array (floats, strings and bools are
+            refused).
+        k : int
+            Length of each list.
+        exclude_seen : bool
+            Leave out the items of each user's training history.
+
+        Returns
+        -------
+        np.ndarray
+            Internal item ids of shape (n_users_asked, k), best first.
+        """
         users = self.check_users(users)
         if not 1 <= k <= self.n_items:
             raise ValueError(f"k={k} must be between 1 and the catalogue size {self.n_items}.")
@@ -195,7 +267,18 @@ class HistoryRecommender(Recommender):
 
     @abstractmethod
     def score_histories(self, histories: np.ndarray | sp.spmatrix) -> np.ndarray:
-        """Scores for a batch of 0/1 histories, shape (batch, n_items)."""
+        """Scores for a batch of 0/1 histories, shape (batch, n_items).
+
+        Parameters
+        ----------
+        histories : np.ndarray | sp.spmatrix
+            One 0/1 history row or a (batch, n_items) batch, dense or sparse.
+
+        Returns
+        -------
+        np.ndarray
+            Scores of shape (batch, n_items).
+        """
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.score_histories(self.train_[users])
@@ -205,6 +288,16 @@ class HistoryRecommender(Recommender):
 
         Taught in 05_lxr: fit on the training users' rows, then hand over the matrix that also holds
         the validation and test users, so they are scored from their own histories (a user-level split).
+
+        Parameters
+        ----------
+        histories : sp.csr_matrix
+            User x item 0/1 matrix that holds every user to be scored.
+
+        Returns
+        -------
+        HistoryRecommender
+            The model itself (``train_`` is now ``histories``).
         """
         self._fitted()
         if not sp.issparse(histories) or histories.shape[1] != self.n_items:
@@ -219,6 +312,16 @@ class HistoryRecommender(Recommender):
 
         Refuses, with what to do: more than 2 dimensions, the wrong number of columns, NaN/inf, and
         values other than 0 and 1 (a rating row 1-5 or a -1 is not a history; binarise it with ``X > 0``).
+
+        Parameters
+        ----------
+        histories : np.ndarray | sp.spmatrix
+            One 0/1 history row or a (batch, n_items) batch, dense or sparse.
+
+        Raises
+        ------
+        ValueError
+            For a wrong shape, a non-finite value or a value other than 0 and 1.
         """
         if sp.issparse(histories):
             values, shape = histories.data, histories.shape
@@ -241,7 +344,23 @@ class HistoryRecommender(Recommender):
                              "Binarise it first, e.g. (X > 0).astype(float).")
 
     def check_histories(self, histories: np.ndarray | sp.spmatrix) -> np.ndarray:
-        """Dense float32 (batch, n_items) array from a dense or sparse batch of 0/1 histories (validated)."""
+        """Dense float32 (batch, n_items) array from a dense or sparse batch of 0/1 histories (validated).
+
+        Parameters
+        ----------
+        histories : np.ndarray | sp.spmatrix
+            One 0/1 history row or a (batch, n_items) batch, dense or sparse.
+
+        Returns
+        -------
+        np.ndarray
+            Dense float32 array of shape (batch, n_items).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`validate_histories`.
+        """
         self.validate_histories(histories)
         arr = histories.toarray() if sp.issparse(histories) else np.atleast_2d(np.asarray(histories))
         return arr.astype(np.float32, copy=False)

@@ -37,6 +37,18 @@ def nearest_neighbours(ratings: sp.csr_matrix, k: int = 50) -> np.ndarray:
 
     Taught in 07_neighbourhood_mf. Shape (n_users, k); ties are broken by user id (stable sort), so
     the first 10 columns of a k = 50 call are exactly the k = 10 neighbours.
+
+    Parameters
+    ----------
+    ratings : sp.csr_matrix
+        User x item rating matrix.
+    k : int
+        Neighbours per user.
+
+    Returns
+    -------
+    np.ndarray
+        Neighbour user ids of shape (n_users, k), most similar first.
     """
     R = sp.csr_matrix(ratings, dtype=np.float64)
     n = R.shape[0]
@@ -55,6 +67,20 @@ def explainability_matrix(ratings: sp.csr_matrix, neighbours: np.ndarray, theta:
 
     Taught in 07_neighbourhood_mf. E_ui = (1/k) Σ_{v in N_u} r_vi with r_vi = 0 when v did not rate i,
     which is Σ_r r·Pr(r_vi = r | v in N_u) with "not rated" as rating 0.
+
+    Parameters
+    ----------
+    ratings : sp.csr_matrix
+        User x item rating matrix.
+    neighbours : np.ndarray
+        Output of :func:`nearest_neighbours`.
+    theta : float
+        Smallest expected rating kept.
+
+    Returns
+    -------
+    sp.csr_matrix
+        W of shape (n_users, n_items).
     """
     R = sp.csr_matrix(ratings, dtype=np.float64)
     neighbours = np.asarray(neighbours)
@@ -75,10 +101,30 @@ def emf_loss_and_gradients(p: np.ndarray, q: np.ndarray, r: np.ndarray, w: np.nd
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-pair EMF loss and its L2 gradients for a batch of (p_u, q_i, r_ui, W_ui) rows.
 
-    Taught in 07_neighbourhood_mf; the unit tests check these gradients against finite differences and
+    Used by the unit tests, which check these gradients against finite differences and
     that their sum vanishes at the ALS update. ``rated`` (0/1 per row, default all 1) switches the rating
     and β terms off for explainable pairs the user never rated, which carry only the λ term. The γ ridge
     is not per pair and is left out. Returns (loss, dℓ/dp, dℓ/dq).
+
+    Parameters
+    ----------
+    p, q : np.ndarray
+        User and item factor rows, shape (n, d).
+    r : np.ndarray
+        Ratings, shape (n,).
+    w : np.ndarray
+        Explainability weights W_ui, shape (n,).
+    beta : float
+        L2 weight of the factors.
+    lam : float
+        Weight of the explainability term.
+    rated : np.ndarray | None
+        1 where the user rated the item (default: all).
+
+    Returns
+    -------
+    tuple[np.ndarray, np.ndarray, np.ndarray]
+        Loss per row (n,), dℓ/dp and dℓ/dq (n, d) each.
     """
     rated = np.ones(len(r)) if rated is None else np.asarray(rated, dtype=np.float64)
     e = (r - np.einsum("ij,ij->i", p, q)) * rated
@@ -94,8 +140,32 @@ def emf_objective(ratings: sp.csr_matrix, W: sp.csr_matrix, P: np.ndarray, Q: np
                   lam: float, ridge: float, regulariser: str = "distance", target: float = 5.0) -> float:
     """The full EMF objective J (module docstring) for factors P, Q.
 
-    Taught in 07_neighbourhood_mf: ALS must never raise it. ``regulariser="pseudo_rating"``: the
+    Used by :class:`EMF` (``objective_history_``): ALS must never raise it. ``regulariser="pseudo_rating"``: the
     variant's λ/2 Σ W_ui (c − p_u·q_i)² replaces the distance term.
+
+    Parameters
+    ----------
+    ratings : sp.csr_matrix
+        User x item rating matrix.
+    W : sp.csr_matrix
+        Explainability matrix.
+    P, Q : np.ndarray
+        User and item factors.
+    beta : float
+        L2 weight of the factors.
+    lam : float
+        Weight of the explainability term.
+    ridge : float
+        The γ ridge.
+    regulariser : str
+        ``"distance"`` or ``"pseudo_rating"``.
+    target : float
+        The pseudo rating c of ``"pseudo_rating"``.
+
+    Returns
+    -------
+    float
+        J.
     """
     R = sp.coo_matrix(ratings)
     e = R.data - np.einsum("ij,ij->i", P[R.row], Q[R.col])
@@ -179,7 +249,18 @@ class EMF(Recommender):
         self.rating_range = rating_range
 
     def fit(self, train: sp.csr_matrix) -> EMF:
-        """Fit on a user x item matrix of *ratings* (``Dataset.csr(ratings, binary=False)``); returns self."""
+        """Fit on a user x item matrix of *ratings* (``Dataset.csr(ratings, binary=False)``); returns self.
+
+        Parameters
+        ----------
+        train : sp.csr_matrix
+            User x item matrix of ratings.
+
+        Returns
+        -------
+        EMF
+            The fitted model.
+        """
         if self.lam < 0 or self.beta < 0 or self.ridge < 0:
             raise ValueError(f"lam, beta and ridge must be >= 0 (got {self.lam}, {self.beta}, {self.ridge}).")
         if self.pairs not in ("explainable", "rated"):
@@ -212,7 +293,18 @@ class EMF(Recommender):
         return self
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Predicted ratings p_u·q_i for aligned arrays of (user, item) pairs."""
+        """Predicted ratings p_u·q_i for aligned arrays of (user, item) pairs.
+
+        Parameters
+        ----------
+        users, items : np.ndarray
+            Aligned internal ids of the pairs.
+
+        Returns
+        -------
+        np.ndarray
+            One predicted rating per pair.
+        """
         users = self.check_users(users)
         items = check_ids(items, self.n_items, "item")
         if len(items) != len(users):

@@ -15,6 +15,7 @@ That exact attribution is the ground truth LIME and KernelSHAP are graded agains
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -39,6 +40,19 @@ class FMFeatures:
 
     Every pair has the same 24 slots (``FIELDS``); ``index`` gives the global feature id of each slot
     and ``value`` its value (1 for the one-hot fields, the 0/1 flag for genres). Taught in 03_fm_lime.
+
+    Parameters
+    ----------
+    genres : np.ndarray
+        (n_items, 19) 0/1 genre flags.
+    age_group : np.ndarray
+        Age-group index per user.
+    gender : np.ndarray
+        Gender index per user.
+    occupation : np.ndarray
+        Occupation index per user.
+    genders, occupations : tuple[str, ...]
+        The category names behind the indices.
     """
 
     genres: np.ndarray          # (n_items, 19) 0/1
@@ -50,7 +64,18 @@ class FMFeatures:
 
     @classmethod
     def from_dataset(cls, dataset: Dataset) -> FMFeatures:
-        """Side features from a Dataset's item and user tables."""
+        """Side features from a Dataset's item and user tables.
+
+        Parameters
+        ----------
+        dataset : Dataset
+            A MovieLens-style dataset (``items`` with genre columns; ``users`` with age, gender, occupation).
+
+        Returns
+        -------
+        FMFeatures
+            The encoder.
+        """
         genres = dataset.items[list(GENRES)].to_numpy(dtype=np.float32)
         age = pd.cut(dataset.users["age"].astype(float), bins=AGE_BINS, right=False, labels=False).to_numpy()
         gender = pd.Categorical(dataset.users["gender"].astype(str))
@@ -61,14 +86,17 @@ class FMFeatures:
 
     @property
     def n_users(self) -> int:
+        """Number of users (internal ids run 0..n_users-1)."""
         return len(self.age_group)
 
     @property
     def n_items(self) -> int:
+        """Number of items (internal ids run 0..n_items-1)."""
         return len(self.genres)
 
     @property
     def offsets(self) -> dict[str, int]:
+        """First global feature id of each field."""
         sizes = {"user": self.n_users, "item": self.n_items, "genre": len(GENRES), "age": len(AGE_LABELS),
                  "gender": len(self.genders), "occupation": len(self.occupations)}
         out, start = {}, 0
@@ -79,7 +107,18 @@ class FMFeatures:
         return out
 
     def encode(self, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(index, value) arrays of shape (n_pairs, 24) for aligned ``users`` and ``items``."""
+        """(index, value) arrays of shape (n_pairs, 24) for aligned ``users`` and ``items``.
+
+        Parameters
+        ----------
+        users, items : np.ndarray
+            Aligned internal ids of the pairs.
+
+        Returns
+        -------
+        tuple[np.ndarray, np.ndarray]
+            Global feature ids and values, each of shape (n_pairs, 24).
+        """
         # integers only: a float id would be truncated to another user or item
         users, items = check_ids(users, self.n_users, "user"), check_ids(items, self.n_items, "item")
         if users.shape != items.shape:
@@ -97,8 +136,21 @@ class FMFeatures:
         value[:, 5:] = self.genres[items]
         return index, value
 
-    def slot_labels(self, user: int, item: int, titles=None) -> list[str]:
-        """Readable names of the 24 slots for one pair (titles, never internal ids)."""
+    def slot_labels(self, user: int, item: int, titles: Sequence[str] | np.ndarray | None = None) -> list[str]:
+        """Readable names of the 24 slots for one pair (titles, never internal ids).
+
+        Parameters
+        ----------
+        user, item : int
+            Internal ids of the pair.
+        titles : Sequence[str] | np.ndarray | None
+            Item titles (default: "this movie").
+
+        Returns
+        -------
+        list[str]
+            24 labels, in the order of ``FIELDS``.
+        """
         title = str(titles[item]) if titles is not None else "this movie"
         return ["this user", f"the movie {title}", f"age {AGE_LABELS[self.age_group[user]]}",
                 f"gender {self.genders[self.gender[user]]}",
@@ -111,18 +163,27 @@ class FactorizationMachine(Recommender):
     ``fit(train, features)`` takes a user x item CSR matrix of *ratings* (``Dataset.csr(r, binary=False)``)
     and the side features; ``score(users)`` predicts a rating for every item. Taught in 03_fm_lime.
 
-    Args:
-        factors: latent dimension of the pairwise terms.
-        epochs, lr, batch_size: Adam settings.
-        weight_decay: AdamW's decoupled L2 on all weights.
-        random_state: seed for initialisation and shuffling.
-        negatives: unobserved (user, item) pairs sampled per rating each epoch with target 0 ("not
-            watched"). 0 is a pure rating model (best RMSE, poor rankings: it puts obscure movies with a
-            few 5-star ratings on top); >= 1 makes the scores rank what a user will watch *and* like.
-        threads: torch CPU threads during fit (small batches run fastest on one; restored afterwards).
-        rating_range: the (lowest, highest) rating of the scale; ``fit`` refuses ratings outside it.
-        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
-            initial weights, negatives and minibatch order on every device.
+    Parameters
+    ----------
+    factors : int
+        Latent dimension of the pairwise terms.
+    epochs, lr, batch_size
+        Adam settings.
+    weight_decay : float
+        AdamW's decoupled L2 on all weights.
+    random_state : int | None
+        Seed for initialisation and shuffling.
+    negatives : int
+        Unobserved (user, item) pairs sampled per rating each epoch with target 0 ("not
+        watched"). 0 is a pure rating model (best RMSE, poor rankings: it puts obscure movies with a
+        few 5-star ratings on top); >= 1 makes the scores rank what a user will watch *and* like.
+    threads : int | None
+        Torch CPU threads during fit (small batches run fastest on one; restored afterwards).
+    rating_range : tuple[float, float]
+        The (lowest, highest) rating of the scale; ``fit`` refuses ratings outside it.
+    device : str
+        ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
+        initial weights, negatives and minibatch order on every device.
     """
 
     capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, PREDICT, FEATURE_INPUTS})
@@ -136,6 +197,25 @@ class FactorizationMachine(Recommender):
         self.weight_decay, self.random_state = weight_decay, random_state
 
     def fit(self, train: sp.csr_matrix, features: FMFeatures | None = None) -> FactorizationMachine:
+        """Fit on ratings and the pairs' side features; returns self.
+
+        Parameters
+        ----------
+        train : sp.csr_matrix
+            User x item matrix of ratings.
+        features : FMFeatures | None
+            The side features (required: ``FMFeatures.from_dataset(dataset)``).
+
+        Returns
+        -------
+        FactorizationMachine
+            The fitted model.
+
+        Raises
+        ------
+        ValueError
+            Without ``features``, or for ratings outside ``rating_range``.
+        """
         if features is None:
             raise ValueError("FactorizationMachine.fit needs features=FMFeatures.from_dataset(dataset).")
         train = self._set_train(train)
@@ -200,7 +280,18 @@ class FactorizationMachine(Recommender):
         return self.features_
 
     def predict_encoded(self, index: np.ndarray, value: np.ndarray) -> np.ndarray:
-        """Predictions for already encoded rows (slots may be switched off by setting value 0)."""
+        """Predictions for already encoded rows (slots may be switched off by setting value 0).
+
+        Parameters
+        ----------
+        index, value : np.ndarray
+            Encoded rows from :meth:`FMFeatures.encode`.
+
+        Returns
+        -------
+        np.ndarray
+            One prediction per row.
+        """
         self._check_fitted()
         with torch.no_grad():
             dev = self.v_.device
@@ -208,7 +299,18 @@ class FactorizationMachine(Recommender):
                                           torch.as_tensor(value, dtype=torch.float32, device=dev)))
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Predicted ratings for aligned (user, item) pairs."""
+        """Predicted ratings for aligned (user, item) pairs.
+
+        Parameters
+        ----------
+        users, items : np.ndarray
+            Aligned internal ids of the pairs.
+
+        Returns
+        -------
+        np.ndarray
+            One predicted rating per pair.
+        """
         index, value = self._check_fitted().encode(users, items)
         return self.predict_encoded(index, value)
 
@@ -239,7 +341,18 @@ class FactorizationMachine(Recommender):
         return float(self.w0_.detach())
 
     def shapley_encoded(self, index: np.ndarray, value: np.ndarray) -> np.ndarray:
-        """Exact Shapley value of every slot (reference: feature absent), shape like ``index``."""
+        """Exact Shapley value of every slot (reference: feature absent), shape like ``index``.
+
+        Parameters
+        ----------
+        index, value : np.ndarray
+            Encoded rows from :meth:`FMFeatures.encode`.
+
+        Returns
+        -------
+        np.ndarray
+            Shapley values, shape like ``index``.
+        """
         self._check_fitted()
         with torch.no_grad():
             dev = self.v_.device
@@ -251,6 +364,17 @@ class FactorizationMachine(Recommender):
             return to_numpy(self.w_[idx] * val + half_pairs).astype(np.float64)
 
     def shapley(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Exact Shapley values (n_pairs, 24 slots of ``FIELDS``); rows sum to predict - base_value."""
+        """Exact Shapley values (n_pairs, 24 slots of ``FIELDS``); rows sum to predict - base_value.
+
+        Parameters
+        ----------
+        users, items : np.ndarray
+            Aligned internal ids of the pairs.
+
+        Returns
+        -------
+        np.ndarray
+            Shapley values of shape (n_pairs, 24).
+        """
         index, value = self._check_fitted().encode(users, items)
         return self.shapley_encoded(index, value)

@@ -103,20 +103,30 @@ class GRU4Rec(Recommender):
     arrays work too, with rating and timing unknown); ``train`` is the matching user x item matrix (it
     defines the seen items that ``recommend`` excludes). Scores are logits (only differences mean something).
 
-    Args:
-        max_len: events the model reads (the most recent ones); also the training window length.
-        emb_size, hidden_size: embedding and GRU state sizes.
-        epochs: maximum epochs; with ``validation``, training stops after ``patience`` epochs
-            without a better validation HR@10 and the best epoch's weights are kept.
-        lr, weight_decay, batch_size: Adam settings (batch = windows per step).
-        dropout: dropout on the input event vectors during training.
-        patience: epochs without improvement before early stopping.
-        random_state: seed for initialisation, shuffling and dropout (two fits with the same seed give
-            identical weights).
-        threads: torch CPU threads while fitting and scoring (a GRU step is a small matrix product: on
-            a few shared cores one thread is fastest); None leaves torch's setting.
-        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
-            initial weights, window order and dropout masks on every device.
+    Parameters
+    ----------
+    max_len : int
+        Events the model reads (the most recent ones); also the training window length.
+    emb_size, hidden_size : int
+        Embedding and GRU state sizes.
+    epochs : int
+        Maximum epochs; with ``validation``, training stops after ``patience`` epochs
+        without a better validation HR@10 and the best epoch's weights are kept.
+    lr, weight_decay, batch_size
+        Adam settings (batch = windows per step).
+    dropout : float
+        Dropout on the input event vectors during training.
+    patience : int
+        Epochs without improvement before early stopping.
+    random_state : int | None
+        Seed for initialisation, shuffling and dropout (two fits with the same seed give
+        identical weights).
+    threads : int | None
+        Torch CPU threads while fitting and scoring (a GRU step is a small matrix product: on
+        a few shared cores one thread is fastest); None leaves torch's setting.
+    device : str
+        ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
+        initial weights, window order and dropout masks on every device.
     """
 
     capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, SCORE_SEQUENCES})
@@ -165,7 +175,17 @@ class GRU4Rec(Recommender):
     def encode(self, sequences: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(tokens (n, T+1), dense (n, T+1, D), lengths (n,)): BOS + the last ``max_len`` events, right-padded.
 
-        Taught in 04_shap_sequential (explainers edit these arrays, then call :meth:`score_encoded`).
+        Used by EventSHAP (explainers edit these arrays, then call :meth:`score_encoded`).
+
+        Parameters
+        ----------
+        sequences : Sequence
+            Event arrays (or plain item-id arrays), oldest event first.
+
+        Returns
+        -------
+        tuple[np.ndarray, np.ndarray, np.ndarray]
+            Tokens (n, T+1), dense features (n, T+1, D) and lengths (n,).
         """
         self._fitted()
         cut = [self._check_events(s)[-self.max_len:] for s in sequences]
@@ -217,6 +237,22 @@ class GRU4Rec(Recommender):
         ``item_genres``: (n_items, G) 0/1 genre matrix (``Dataset.items[list(GENRES)]``); None = no genres.
         ``validation``: (input sequences, target items), one per user; each epoch ranks every target
         against all items outside its input (full ranking) and early stopping keeps the best HR@10.
+
+        Parameters
+        ----------
+        train : sp.csr_matrix
+            User x item matrix matching ``sequences`` (defines the seen items).
+        sequences : Sequence[np.ndarray] | None
+            One time-ordered event array per user.
+        item_genres : np.ndarray | None
+            (n_items, G) 0/1 genre matrix; None for no genres.
+        validation : tuple[Sequence[np.ndarray], np.ndarray] | None
+            (input sequences, target items) for early stopping; None trains every epoch.
+
+        Returns
+        -------
+        GRU4Rec
+            The fitted model.
         """
         train = self._set_train(train)
         if sequences is None:
@@ -314,6 +350,25 @@ class GRU4Rec(Recommender):
         A target that is itself in its input raises a ValueError (it would be excluded from its own ranking).
 
         Taught in 04_shap_sequential.
+
+        Parameters
+        ----------
+        inputs : Sequence[np.ndarray]
+            One input sequence per target.
+        targets : np.ndarray
+            The held-out next items.
+        k : int
+            Cut-off.
+
+        Returns
+        -------
+        dict[str, float]
+            ``{"HR@k": ..., "NDCG@k": ...}``.
+
+        Raises
+        ------
+        ValueError
+            When a target is in its own input.
         """
         targets = np.asarray(targets, dtype=np.int64)
         if len(inputs) != len(targets):
@@ -335,7 +390,22 @@ class GRU4Rec(Recommender):
     # --- scoring -------------------------------------------------------------------------------
     def score_encoded(self, tokens: np.ndarray, dense: np.ndarray, lengths: np.ndarray,
                       items: np.ndarray | None = None, batch_size: int = 2048) -> np.ndarray:
-        """Scores of encoded (possibly edited) inputs from :meth:`encode`: (n, n_items) or (n, len(items))."""
+        """Scores of encoded (possibly edited) inputs from :meth:`encode`: (n, n_items) or (n, len(items)).
+
+        Parameters
+        ----------
+        tokens, dense, lengths : np.ndarray
+            Encoded inputs from :meth:`encode` (possibly edited).
+        items : np.ndarray | None
+            Score only these items (default: every item).
+        batch_size : int
+            Sequences per forward pass.
+
+        Returns
+        -------
+        np.ndarray
+            Logits of shape (n, n_items) or (n, len(items)).
+        """
         net = self._net()
         dev = net.embedding.weight.device
         idx = None if items is None else torch.as_tensor(np.asarray(items, dtype=np.int64), device=dev)
@@ -358,6 +428,20 @@ class GRU4Rec(Recommender):
         Taught in 04_shap_sequential. Each sequence is time-ordered (oldest first); only its last
         ``max_len`` events are read. ``items`` restricts the output columns (much cheaper when an
         explainer scores thousands of edited sequences).
+
+        Parameters
+        ----------
+        sequences : Sequence
+            Event arrays (or plain item-id arrays), oldest event first.
+        items : np.ndarray | None
+            Score only these items (default: every item).
+        batch_size : int
+            Sequences per forward pass.
+
+        Returns
+        -------
+        np.ndarray
+            Logits of shape (n, n_items) or (n, len(items)).
         """
         self._fitted()
         if items is not None:

@@ -23,15 +23,25 @@ from xrec_helpers.models.base import SCORE, SCORE_HISTORIES, TORCH_SCORES, Histo
 class HistoryMF(HistoryRecommender):
     """score(x)_i = sigmoid(u(x) . q_i + b_i) with u(x) = (x P) / sqrt(|x|) + c.
 
-    Args:
-        factors: latent dimension.
-        epochs: passes over the users.
-        hide: fraction of each history hidden (and predicted) per step.
-        lr, weight_decay: Adam settings.
-        batch_size: users per step.
-        random_state: seed for initialisation and the hidden-item draws.
-        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
-            initial weights and random draws on every device.
+    Parameters
+    ----------
+    factors : int
+        Latent dimension.
+    epochs : int
+        Passes over the users.
+    hide : float
+        Fraction of each history hidden (and predicted) per step.
+    lr, weight_decay : float
+        Adam settings.
+    batch_size : int
+        Users per step.
+    random_state : int | None
+        Seed for initialisation and the hidden-item draws.
+    progress : bool
+        Show a progress bar while fitting.
+    device : str
+        ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
+        initial weights and random draws on every device.
     """
 
     capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, SCORE_HISTORIES, TORCH_SCORES})
@@ -96,6 +106,16 @@ class HistoryMF(HistoryRecommender):
 
         Explainers that learn masks over the history (05_lxr) back-propagate through this. The scores
         come back on the device of ``histories`` (the model's own device is used in between).
+
+        Parameters
+        ----------
+        histories : torch.Tensor
+            Float tensor of shape (batch, n_items); entries in [0, 1] (soft masks allowed).
+
+        Returns
+        -------
+        torch.Tensor
+            Scores of shape (batch, n_items), differentiable in ``histories``.
         """
         self._fitted()
         dev = self.in_factors_.device

@@ -40,6 +40,22 @@ def ncf_forward(p_gmf: torch.Tensor, q_gmf: torch.Tensor, p_mlp: torch.Tensor, q
 
     Embeddings have shape (M, B, d); weights (M, ...). Returns (M, B). Also used by FIA, which
     differentiates it with respect to one user's (or item's) embeddings only (06_accent).
+
+    Parameters
+    ----------
+    p_gmf, q_gmf : torch.Tensor
+        Gathered GMF user and item embeddings, (M, B, d).
+    p_mlp, q_mlp : torch.Tensor
+        Gathered MLP user and item embeddings, (M, B, d).
+    W1, b1, W2, b2 : torch.Tensor
+        The two MLP layers, stacked over models.
+    Wo, bo : torch.Tensor
+        The output layer, stacked over models.
+
+    Returns
+    -------
+    torch.Tensor
+        Predicted ratings of shape (M, B).
     """
     # W1 split by rows and Wo by entries instead of concatenating inputs: the same maths, and no
     # (M, B, 2d) copies in the forward and backward passes of every training step.
@@ -55,6 +71,19 @@ class NCFStack:
 
     Each model has its own copy of every parameter and of Adam's moments (Adam is elementwise,
     so one optimiser over stacked tensors is M independent optimisers). Behind 06_accent's retrains.
+
+    Parameters
+    ----------
+    params : dict[str, torch.Tensor]
+        Stacked parameters, each with a leading model axis M.
+    adam_state : dict[str, tuple] | None
+        Per parameter, the (step, first moment, second moment) to resume from; None starts fresh.
+    lr : float
+        Adam learning rate.
+    weight_decay : float
+        L2 coefficient.
+    batch_size : int
+        Rows per step.
     """
 
     def __init__(self, params: dict[str, torch.Tensor], adam_state: dict[str, tuple] | None,
@@ -76,16 +105,28 @@ class NCFStack:
 
     @property
     def n_models(self) -> int:
+        """Number of stacked models M."""
         return self.params["bo"].shape[0]
 
     def predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Predicted ratings, users/items of shape (M, B) -> (M, B)."""
+        """Predicted ratings, users/items of shape (M, B) -> (M, B).
+
+        Parameters
+        ----------
+        users, items : torch.Tensor
+            Internal ids of shape (M, B): one row of pairs per stacked model.
+
+        Returns
+        -------
+        torch.Tensor
+            Predicted ratings of shape (M, B).
+        """
         p = self.params
         M, B = users.shape
 
         def rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-            # gather from the flattened (M * n, d) table: index_select (and index_add_ backward) is
-            # several times faster than advanced indexing with a broadcast model index.
+            # gather from the flattened (M * n, d) table: index_select (and index_add_ backward) avoids the
+            # broadcast index tensor that advanced indexing with a model index would build and scatter into.
             n, d = table.shape[1:]
             flat = (idx + torch.arange(M, device=idx.device).unsqueeze(1) * n).reshape(-1)
             return table.reshape(M * n, d).index_select(0, flat).reshape(M, B, d)
@@ -102,6 +143,22 @@ class NCFStack:
         Models with the same seed share the minibatch order (seeds only change the order, as in the
         original retrains). The row tensors must be on the stack's device; the minibatch orders are
         drawn on the CPU (the same order on every device) and moved there.
+
+        Parameters
+        ----------
+        users, items, ratings : torch.Tensor
+            The training rows, shape (n,).
+        keep : torch.Tensor
+            (M, n) 0/1 row weights.
+        seeds : Sequence[int]
+            One minibatch-order seed per model.
+        epochs : int
+            Passes over the rows.
+
+        Returns
+        -------
+        list[float]
+            Mean training MSE of each epoch.
         """
         M, n = keep.shape
         if len(seeds) != M:
@@ -135,26 +192,46 @@ class NCFStack:
 
     @torch.no_grad()
     def score_pairs(self, users: torch.Tensor, items: torch.Tensor) -> np.ndarray:
-        """Scores of (M, B) user/item pairs, one row per model."""
+        """Scores of (M, B) user/item pairs, one row per model.
+
+        Parameters
+        ----------
+        users, items : torch.Tensor
+            Internal ids of shape (M, B): one row of pairs per stacked model.
+
+        Returns
+        -------
+        np.ndarray
+            Scores of shape (M, B).
+        """
         return to_numpy(self.predict(users, items))
 
 
 class NCF(Recommender):
     """NeuMF regression on explicit ratings (the model ACCENT explains). Taught in 06_accent.
 
-    Args:
-        factors: embedding size of each of the four tables (16 in the paper).
-        hidden: MLP layer sizes after the concatenated MLP embeddings (16, 8).
-        weight_decay: L2 coefficient lambda (1e-3).
-        lr: Adam learning rate (1e-3 in the paper; the workshop uses a larger one, fewer epochs).
-        batch_size: rows per step (1,246 = 1/49 of the paper's 61,054 ratings).
-        epochs: training epochs (the paper: 120,000 steps ~ 2,449 epochs).
-        random_state: seed of initialisation and minibatch order.
-        device: where training, scoring and the stacked retrains run: ``"cpu"`` (default), ``"cuda"``,
-            or ``"auto"`` (a GPU when present: what the paper-size settings use). A seed gives the same
-            initial weights and minibatch order on every device.
-
     ``fit`` expects a CSR matrix holding explicit ratings (``Dataset.csr(train, binary=False)``).
+
+    Parameters
+    ----------
+    factors : int
+        Embedding size of each of the four tables (16 in the paper).
+    hidden : tuple[int, int]
+        MLP layer sizes after the concatenated MLP embeddings (16, 8).
+    weight_decay : float
+        L2 coefficient lambda (1e-3).
+    lr : float
+        Adam learning rate (1e-3 in the paper; the workshop uses a larger one, fewer epochs).
+    batch_size : int
+        Rows per step (1,246 = 1/49 of the paper's 61,054 ratings).
+    epochs : int
+        Training epochs (the paper: 120,000 steps ~ 2,449 epochs).
+    random_state : int | None
+        Seed of initialisation and minibatch order.
+    device : str
+        Where training, scoring and the stacked retrains run: ``"cpu"`` (default), ``"cuda"``,
+        or ``"auto"`` (a GPU when present: what the paper-size settings use). A seed gives the same
+        initial weights and minibatch order on every device.
     """
 
     capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, INFLUENCE, RETRAIN})
@@ -192,7 +269,18 @@ class NCF(Recommender):
                 torch.as_tensor(coo.data, dtype=torch.float32, device=dev))
 
     def fit(self, train: sp.csr_matrix) -> NCF:
-        """Train from scratch on explicit ratings; returns self."""
+        """Train from scratch on explicit ratings; returns self.
+
+        Parameters
+        ----------
+        train : sp.csr_matrix
+            User x item matrix of explicit ratings.
+
+        Returns
+        -------
+        NCF
+            The fitted model.
+        """
         train = self._set_train(train)
         if train.data.min() < 1 or train.data.max() > 5 or np.all(train.data == 1):
             raise ValueError("NCF regresses explicit ratings 1-5: build the matrix with "
@@ -207,7 +295,20 @@ class NCF(Recommender):
         return self
 
     def continue_training(self, epochs: int, lr: float | None = None) -> NCF:
-        """More epochs on the same data (e.g. a lower-learning-rate finish); Adam state is kept."""
+        """More epochs on the same data (e.g. a lower-learning-rate finish); Adam state is kept.
+
+        Parameters
+        ----------
+        epochs : int
+            Extra epochs.
+        lr : float | None
+            Learning rate of these epochs (default: the current one).
+
+        Returns
+        -------
+        NCF
+            The model itself.
+        """
         self._fitted()
         if lr is not None:
             for group in self._stack.opt.param_groups:
@@ -297,27 +398,39 @@ class NCF(Recommender):
                        engine: Engine = None, device: str | None = None) -> list[np.ndarray]:
         """Warm-start retrains with rows removed, stacked into batched models; returns new scores.
 
-        Args:
-            removals: one ``(user, items)`` per retrain: drop the training ratings of ``user`` on
-                ``items`` (an empty ``items`` is a no-removal control run).
-            seeds: one minibatch-order seed per retrain.
-            epochs: extra epochs from the trained checkpoint (parameters and Adam moments restored).
-            targets: per retrain, the items of ``user`` to score afterwards.
-            max_models: how many retrains one stacked model holds (memory/speed trade-off; on a GPU,
-                larger stacks use it better).
-            lr: learning rate of the retrains (default: the rate the model last trained at, so a
-                base finished at a lower rate by ``continue_training(lr=...)`` is retrained at that rate).
-            target_users: per retrain, the user of each target (default: the retrain's own user).
-                A no-removal control is the same model for every user with the same seed, so one
-                control per seed can score every user's targets.
-            engine: where the stacks run (:func:`xrec_helpers.engines.map_jobs`): ``None`` in this
-                process (default), ``2`` for two local loky processes, a ``dask.distributed.Client``
-                for a cluster. Stacks are independent and seeded, so every engine gives the same scores.
-            device: where each stack trains (default: the model's ``device``). Resolved by the worker
-                that runs the stack, so ``"auto"`` uses a worker's GPU when it has one.
+        Parameters
+        ----------
+        removals : Sequence[tuple[int, Sequence[int]]]
+            One ``(user, items)`` per retrain: drop the training ratings of ``user`` on
+            ``items`` (an empty ``items`` is a no-removal control run).
+        seeds : Sequence[int]
+            One minibatch-order seed per retrain.
+        epochs : int
+            Extra epochs from the trained checkpoint (parameters and Adam moments restored).
+        targets : Sequence[Sequence[int]]
+            Per retrain, the items of ``user`` to score afterwards.
+        max_models : int
+            How many retrains one stacked model holds (memory/speed trade-off; on a GPU,
+            larger stacks use it better).
+        lr : float | None
+            Learning rate of the retrains (default: the rate the model last trained at, so a
+            base finished at a lower rate by ``continue_training(lr=...)`` is retrained at that rate).
+        target_users : Sequence[Sequence[int]] | None
+            Per retrain, the user of each target (default: the retrain's own user).
+            A no-removal control is the same model for every user with the same seed, so one
+            control per seed can score every user's targets.
+        engine : Engine
+            Where the stacks run (:func:`xrec_helpers.engines.map_jobs`): ``None`` in this
+            process (default), ``2`` for two local loky processes, a ``dask.distributed.Client``
+            for a cluster. Stacks are independent and seeded, so every engine gives the same scores.
+        device : str | None
+            Where each stack trains (default: the model's ``device``). Resolved by the worker
+            that runs the stack, so ``"auto"`` uses a worker's GPU when it has one.
 
-        Returns:
-            one array per retrain: the predicted ratings of its targets after retraining.
+        Returns
+        -------
+        list[np.ndarray]
+            One array per retrain: the predicted ratings of its targets after retraining.
         """
         self._fitted()
         if not (len(removals) == len(seeds) == len(targets)):

@@ -68,6 +68,17 @@ class BiasedMF(Recommender):
     Taught in 09_attention_reviews (does text help?). ``fit`` takes a ReviewCorpus and ignores its text.
     ``device``: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
     initial weights and batch order on every device.
+
+    Parameters
+    ----------
+    factors : int
+        Latent dimension.
+    epochs, lr, batch_size, weight_decay
+        Adam settings.
+    random_state : int | None
+        Seed of initialisation and batch order.
+    device : str
+        ``"cpu"``, ``"cuda"`` or ``"auto"``.
     """
 
     capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, PREDICT})
@@ -79,6 +90,18 @@ class BiasedMF(Recommender):
         self.batch_size, self.random_state = batch_size, random_state
 
     def fit(self, corpus: ReviewCorpus) -> BiasedMF:
+        """Fit on the stars of ``corpus`` (its text is ignored); returns self.
+
+        Parameters
+        ----------
+        corpus : ReviewCorpus
+            Training reviews.
+
+        Returns
+        -------
+        BiasedMF
+            The fitted model.
+        """
         _check_corpus(corpus)
         self._set_train(corpus.csr())
         dev = resolve_device(self.device)
@@ -115,7 +138,18 @@ class BiasedMF(Recommender):
 
     @torch.no_grad()
     def predict(self, users: Sequence[int] | np.ndarray, items: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Predicted stars for aligned (user, item) pairs."""
+        """Predicted stars for aligned (user, item) pairs.
+
+        Parameters
+        ----------
+        users, items : Sequence[int] | np.ndarray
+            Aligned internal ids of the pairs.
+
+        Returns
+        -------
+        np.ndarray
+            One predicted rating per pair.
+        """
         users, items = _pairs(self, users, items)
         u, i = torch.as_tensor(users, device=self.P_.device), torch.as_tensor(items, device=self.P_.device)
         return to_numpy(self.mu_ + self.bu_[u] + self.bi_[i] + (self.P_[u] * self.Q_[i]).sum(1))
@@ -285,6 +319,18 @@ class ReviewAttentionRecommender(Recommender):
         Each is (batch, L) with -1 where nothing is read. Reviews written by ``user`` about ``item``
         are removed from both (no target-review leak); ``hide[b]`` lists extra review ids to remove
         for pair ``b`` (used to test whether removing the attended reviews changes the prediction).
+
+        Parameters
+        ----------
+        users, items : Sequence[int] | np.ndarray
+            Aligned internal ids of the pairs.
+        hide : Sequence[Sequence[int]] | None
+            Per pair, extra review ids to remove.
+
+        Returns
+        -------
+        tuple[np.ndarray, np.ndarray]
+            User-side and item-side review ids, each (batch, L), -1 padded.
         """
         self._fitted()
         users, items = _pairs(self, users, items)
@@ -360,6 +406,18 @@ class ReviewAttentionRecommender(Recommender):
 
         ``valid``: held-out reviews (targets only, never documents) scored after every epoch; the
         weights of the epoch with the lowest validation RMSE are kept.
+
+        Parameters
+        ----------
+        corpus : ReviewCorpus
+            Training reviews.
+        valid : ReviewCorpus | None
+            Held-out reviews for choosing the epoch.
+
+        Returns
+        -------
+        ReviewAttentionRecommender
+            The fitted model.
         """
         _check_corpus(corpus)
         if valid is not None and (valid.n_users != corpus.n_users or valid.n_items != corpus.n_items):
@@ -432,7 +490,20 @@ class ReviewAttentionRecommender(Recommender):
     @torch.no_grad()
     def predict(self, users: Sequence[int] | np.ndarray, items: Sequence[int] | np.ndarray,
                 hide: Sequence[Sequence[int]] | None = None) -> np.ndarray:
-        """Predicted stars for aligned (user, item) pairs; ``hide`` removes review ids per pair."""
+        """Predicted stars for aligned (user, item) pairs; ``hide`` removes review ids per pair.
+
+        Parameters
+        ----------
+        users, items : Sequence[int] | np.ndarray
+            Aligned internal ids of the pairs.
+        hide : Sequence[Sequence[int]] | None
+            Per pair, review ids to remove.
+
+        Returns
+        -------
+        np.ndarray
+            One predicted rating per pair.
+        """
         self._check_fitted_net()
         users, items = _pairs(self, users, items)
         u_doc, i_doc = self._documents(users, items, hide)
@@ -442,7 +513,20 @@ class ReviewAttentionRecommender(Recommender):
     def attention_weights(self, users: Sequence[int] | np.ndarray, items: Sequence[int] | np.ndarray,
                           hide: Sequence[Sequence[int]] | None = None) -> dict[str, np.ndarray]:
         """Attention for aligned pairs: ``item_reviews``/``item_weights`` (the item's reviews, as read for
-        that user) and ``user_reviews``/``user_weights`` (the user's own reviews), each (batch, L), -1/0 padded."""
+        that user) and ``user_reviews``/``user_weights`` (the user's own reviews), each (batch, L), -1/0 padded.
+
+        Parameters
+        ----------
+        users, items : Sequence[int] | np.ndarray
+            Aligned internal ids of the pairs.
+        hide : Sequence[Sequence[int]] | None
+            Per pair, review ids to remove.
+
+        Returns
+        -------
+        dict[str, np.ndarray]
+            ``item_reviews``, ``item_weights``, ``user_reviews``, ``user_weights``.
+        """
         self._check_fitted_net()
         users, items = _pairs(self, users, items)
         u_doc, i_doc = self._documents(users, items, hide)
@@ -457,6 +541,16 @@ class ReviewAttentionRecommender(Recommender):
         ``"attention"``: the user's vector inside the item tower's attention (the target-user query of
         the personalised model; the author vector for NARRE). ``"id"``: the user's ID embedding in the
         rating towers, which never touches attention.
+
+        Parameters
+        ----------
+        kind : str
+            ``"attention"`` or ``"id"``.
+
+        Returns
+        -------
+        np.ndarray
+            Shape (n_users, d).
         """
         self._check_fitted_net()
         if kind == "attention":

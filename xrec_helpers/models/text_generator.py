@@ -9,7 +9,8 @@ everything before them (the "PETER mask"). Three heads read the hidden states:
   depend on the user and item rather than on the language model alone);
 * the **next word** from every word position (the explanation, decoded greedily).
 
-The closest design that trains on a CPU in seconds: one layer of width 32 (PETER: two layers of 512),
+The closest design small enough to train on a laptop CPU during the lesson: one layer of width 32 (PETER: two
+layers of 512),
 and the item is described
 by an **aspect profile** read from its training reviews (per aspect: the share of positive minus negative
 statements, and whether any review talks about it; see :func:`aspect_profile`) instead of only an ID
@@ -39,7 +40,17 @@ def mention_counts(corpus: ReviewCorpus) -> tuple[np.ndarray, np.ndarray]:
     """Per review: (positive, negative) statement counts per aspect, each (n_reviews, n_aspects).
 
     Read from the review *text* with :func:`~xrec_helpers.data.reviews.aspect_mentions` (never from the
-    planted labels). Taught in 12_generated_explanations.
+    planted labels). Used by :class:`ReviewTextGenerator`.
+
+    Parameters
+    ----------
+    corpus : ReviewCorpus
+        Reviews.
+
+    Returns
+    -------
+    tuple[np.ndarray, np.ndarray]
+        Positive and negative counts, each (n_reviews, n_aspects).
     """
     if not corpus.aspects:
         raise ValueError(f"{corpus.name} has no aspect lexicon: the generator's item profile needs a synthetic corpus.")
@@ -58,7 +69,17 @@ def mention_counts(corpus: ReviewCorpus) -> tuple[np.ndarray, np.ndarray]:
 def aspect_profile(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     """(n, 2 * n_aspects) profile from summed counts: (pos - neg) / (pos + neg) per aspect, then 1 if mentioned.
 
-    An aspect nobody wrote about has (0, 0): the same as hiding it. Taught in 12_generated_explanations.
+    An aspect nobody wrote about has (0, 0): the same as hiding it. Used by :class:`ReviewTextGenerator`.
+
+    Parameters
+    ----------
+    pos, neg : np.ndarray
+        Summed positive and negative counts, each (n, n_aspects).
+
+    Returns
+    -------
+    np.ndarray
+        Profiles of shape (n, 2 * n_aspects).
     """
     total = pos + neg
     balance = np.divide(pos - neg, total, out=np.zeros_like(total, dtype=np.float32), where=total > 0)
@@ -155,7 +176,20 @@ class ReviewTextGenerator:
     def profile(self, items: Sequence[int] | np.ndarray, hide_aspect: Sequence[int] | np.ndarray | None = None
                 ) -> np.ndarray:
         """The items' aspect profiles from the training reviews; ``hide_aspect[k]`` (an aspect index, or -1
-        for none) removes everything the reviews of ``items[k]`` say about that aspect."""
+        for none) removes everything the reviews of ``items[k]`` say about that aspect.
+
+        Parameters
+        ----------
+        items : Sequence[int] | np.ndarray
+            Internal item ids.
+        hide_aspect : Sequence[int] | np.ndarray | None
+            Per item, an aspect index to hide, or -1.
+
+        Returns
+        -------
+        np.ndarray
+            Profiles of shape (len(items), 2 * n_aspects).
+        """
         self._check_fitted()
         items = np.asarray(items, dtype=np.int64)
         pos, neg = self.item_pos_[items].copy(), self.item_neg_[items].copy()
@@ -175,6 +209,16 @@ class ReviewTextGenerator:
         """Per review of ``corpus`` (the training corpus): its item's profile *without that review*.
 
         Training pairs read these, so the text being predicted is never an input (no target leak).
+
+        Parameters
+        ----------
+        corpus : ReviewCorpus
+            The training corpus.
+
+        Returns
+        -------
+        np.ndarray
+            One profile per review.
         """
         self._check_fitted()
         pos, neg = mention_counts(corpus)
@@ -183,7 +227,20 @@ class ReviewTextGenerator:
 
     # ---- training ------------------------------------------------------------------------------
     def fit(self, train: ReviewCorpus, valid: ReviewCorpus | None = None) -> ReviewTextGenerator:
-        """Train on ``train``'s reviews; ``valid`` (same ids, other reviews) picks the epoch. Returns self."""
+        """Train on ``train``'s reviews; ``valid`` (same ids, other reviews) picks the epoch. Returns self.
+
+        Parameters
+        ----------
+        train : ReviewCorpus
+            Training reviews.
+        valid : ReviewCorpus | None
+            Held-out reviews for choosing the epoch.
+
+        Returns
+        -------
+        ReviewTextGenerator
+            The fitted model.
+        """
         if not isinstance(train, ReviewCorpus) or len(train.reviews) == 0:
             raise TypeError("fit expects a non-empty ReviewCorpus (the train part of corpus.split()).")
         dev = resolve_device(self.device)
@@ -278,8 +335,22 @@ class ReviewTextGenerator:
             raise IndexError(f"ids out of range: users run 0..{self.n_users_ - 1}, items 0..{self.n_items_ - 1}.")
         return users.astype(np.int64), items.astype(np.int64)
 
-    def predict(self, users, items, hide_aspect=None) -> np.ndarray:
-        """Predicted stars of (user, item) pairs; ``hide_aspect`` as in :meth:`profile` (the intervention)."""
+    def predict(self, users: Sequence[int] | np.ndarray, items: Sequence[int] | np.ndarray,
+                hide_aspect: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Predicted stars of (user, item) pairs; ``hide_aspect`` as in :meth:`profile` (the intervention).
+
+        Parameters
+        ----------
+        users, items : Sequence[int] | np.ndarray
+            Aligned internal ids of the pairs.
+        hide_aspect : Sequence[int] | np.ndarray | None
+            Per pair, an aspect index to hide, or -1.
+
+        Returns
+        -------
+        np.ndarray
+            One predicted rating per pair.
+        """
         users, items = self._pairs(users, items)
         dev = self.net_.word.weight.device
         with torch.no_grad():
@@ -289,13 +360,34 @@ class ReviewTextGenerator:
                                      torch.as_tensor(items, device=dev), words)
         return self.mean_rating_ + to_numpy(rating).astype(np.float64)
 
-    def generate(self, users, items, max_words: int | None = None, batch: int = 1024, top_k: int | None = None,
+    def generate(self, users: Sequence[int] | np.ndarray, items: Sequence[int] | np.ndarray,
+                 max_words: int | None = None, batch: int = 1024, top_k: int | None = None,
                  temperature: float = 1.0, random_state: int | None = 0) -> list[str]:
         """One explanation per (user, item) pair: greedy decoding (the default; PETER decodes greedily), or
         sampling from the ``top_k`` most likely next words at ``temperature`` (seeded by ``random_state``).
 
         Greedy decoding of a small model tends to write nearly the same sentence for everyone; sampling trades
         some likelihood for variety. Taught in 12_generated_explanations.
+
+        Parameters
+        ----------
+        users, items : Sequence[int] | np.ndarray
+            Aligned internal ids of the pairs.
+        max_words : int | None
+            Longest explanation (default: the model's ``max_len``).
+        batch : int
+            Pairs per forward pass.
+        top_k : int | None
+            Sample among the ``top_k`` next words (None: greedy).
+        temperature : float
+            Softmax temperature when sampling.
+        random_state : int | None
+            Seed of the sampling.
+
+        Returns
+        -------
+        list[str]
+            One explanation per pair.
         """
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k={top_k} must be >= 1 (or None for greedy decoding).")

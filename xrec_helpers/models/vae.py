@@ -46,17 +46,26 @@ class _VAENet(torch.nn.Module):
 class MultVAE(HistoryRecommender):
     """Variational autoencoder with a multinomial likelihood over the catalogue.
 
-    Args:
-        hidden, latent: encoder/decoder widths (|I| -> hidden -> latent -> hidden -> |I|).
-        dropout: input dropout during training (denoising, 0.5 as in the paper).
-        epochs, lr, batch_size, weight_decay: Adam training settings.
-        anneal_cap, anneal_steps: KL weight grows linearly to ``anneal_cap`` over ``anneal_steps`` updates.
-        random_state: seed for initialisation, dropout and the reparameterisation noise.
-        device: ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
-            initial weights, minibatch order and noise on every device (dropout masks on a GPU come
-            from its own seeded generator, so a GPU fit is reproducible but not bit-equal to a CPU fit).
-
     Taught in 05_lxr.
+
+    Parameters
+    ----------
+    hidden, latent : int
+        Encoder/decoder widths (|I| -> hidden -> latent -> hidden -> |I|).
+    dropout : float
+        Input dropout during training (denoising, 0.5 as in the paper).
+    epochs, lr, batch_size, weight_decay
+        Adam training settings.
+    anneal_cap, anneal_steps
+        KL weight grows linearly to ``anneal_cap`` over ``anneal_steps`` updates.
+    random_state : int | None
+        Seed for initialisation, dropout and the reparameterisation noise.
+    progress : bool
+        Show a progress bar while fitting.
+    device : str
+        ``"cpu"`` (default), ``"cuda"`` or ``"auto"`` (a GPU when present); the seed gives the same
+        initial weights, minibatch order and noise on every device (dropout masks on a GPU come
+        from its own seeded generator, so a GPU fit is reproducible but not bit-equal to a CPU fit).
     """
 
     capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, SCORE_HISTORIES, TORCH_SCORES})
@@ -72,7 +81,18 @@ class MultVAE(HistoryRecommender):
         self.random_state, self.progress = random_state, progress
 
     def fit(self, train: sp.csr_matrix) -> MultVAE:
-        """Train on the non-empty rows of ``train`` (empty rows, e.g. held-out users, are skipped)."""
+        """Train on the non-empty rows of ``train`` (empty rows, e.g. held-out users, are skipped).
+
+        Parameters
+        ----------
+        train : sp.csr_matrix
+            User x item 0/1 matrix.
+
+        Returns
+        -------
+        MultVAE
+            The fitted model.
+        """
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs ({self.epochs}) and batch_size ({self.batch_size}) must be >= 1.")
         train = self._set_train(train)
@@ -112,6 +132,16 @@ class MultVAE(HistoryRecommender):
 
         Explainers that learn masks over the history (05_lxr) back-propagate through this. The scores
         come back on the device of ``histories`` (the model's own device is used in between).
+
+        Parameters
+        ----------
+        histories : torch.Tensor
+            Float tensor of shape (batch, n_items); entries in [0, 1] (soft masks allowed).
+
+        Returns
+        -------
+        torch.Tensor
+            Scores of shape (batch, n_items), differentiable in ``histories``.
         """
         self._fitted()
         logits, _, _ = self.net_(histories.to(self.net_.encoder.weight.device))
