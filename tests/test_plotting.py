@@ -70,8 +70,8 @@ def test_explanation_plot_uses_it():
 
 def test_the_title_says_against_only_when_a_negative_bar_is_shown():
     assert "strongest for and against" in plot_explanation(_explanation([3, 2, 1, -1]), n=2).get_title()
-    title = plot_explanation(_explanation([3, 2, 1, 0.5]), n=2).get_title()
-    assert "strongest for" in title and "against" not in title
+    ax = plot_explanation(_explanation([3, 2, 1, 0.5]), n=2)
+    assert "strongest (none against)" in ax.get_title() and "red opposes" not in ax.get_xlabel()
 
 
 def test_feature_and_event_explanations_are_drawn_with_their_labels():

@@ -115,15 +115,16 @@ def plot_explanation(explanation: Explanation, n: int = 10, ax: Axes | None = No
     target = explanation.title(explanation.item)
     title = f"{explanation.method}: why {target[:50]}?"
     if len(shown) < len(frame):
-        against = " and against" if (shown["score"] < 0).any() else ""
-        title += f"\n{len(shown)} of {len(frame)} entries: strongest for{against}"
+        strongest = "the strongest for and against" if (shown["score"] < 0).any() else "the strongest (none against)"
+        title += f"\n{len(shown)} of {len(frame)} entries: {strongest}"
     base = explanation.base_value
     if base is not None:
         title += (f"\nbase {float(base):+.3f} + shown {shown['score'].sum():+.3f}"
                   + (f" + not shown {scores.sum() - shown['score'].sum():+.3f}" if len(shown) < len(frame) else "")
                   + f" = total {float(base) + scores.sum():+.3f}")
     ax.set_title(title, fontsize=10)
-    ax.set_xlabel(xlabel or f"{explanation.method} score (green supports, red opposes)")
+    signs = "green supports, red opposes" if (scores < 0).any() else "green supports; none opposes"
+    ax.set_xlabel(xlabel or f"{explanation.method} score ({signs})")
     return ax
 
 

@@ -236,9 +236,9 @@ class RuleExplainer(Explainer):
         keep = np.isin(ante, hist)
         items, scores, lifts = ante[keep].astype(np.int64), conf[keep], lift[keep]
         if len(items):
-            lead = ", ".join(f"{self._md(int(i))} ({s:.0%})" for i, s in zip(items[:2], scores[:2]))
-            text = (f"Baskets that contain {lead} also contain {self._md(item)} that often "
-                    f"({self.name}): co-occurrence, not the model's reason.")
+            shares = [f"{s:.0%} of those holding {self._md(int(i))}" for i, s in zip(items[:2], scores[:2])]
+            text = (f"In the baskets the {self.name} rules were mined from, {self._md(item)} is also held by "
+                    f"{' and by '.join(shares)} (the rules' confidence): co-occurrence, not the model's reason.")
         else:
             text = f"No {self.name} rule leads from this user's history to {self._md(item)}."
         table = pd.DataFrame({"antecedent": items, "confidence": scores, "lift": lifts},
