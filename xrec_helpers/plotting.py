@@ -78,6 +78,11 @@ def _both_signs(scores: np.ndarray, n: int) -> np.ndarray:
     return keep[np.argsort(-scores[keep], kind="stable")]
 
 
+def _clip(text: str, n: int) -> str:
+    """``text`` cut to at most ``n`` characters, ending in "…" when cut (a cut title must look cut)."""
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def plot_explanation(explanation: Explanation, n: int = 10, ax: Axes | None = None, xlabel: str | None = None) -> Axes:
     """Signed horizontal bars of an explanation of any kind, labelled: its strongest supporting and opposing entries.
 
@@ -110,10 +115,10 @@ def plot_explanation(explanation: Explanation, n: int = 10, ax: Axes | None = No
         _, ax = plt.subplots(figsize=(7, 0.35 * len(shown) + 1.4))
     colours = [POSITIVE if s > 0 else NEGATIVE if s < 0 else NEUTRAL for s in shown["score"]]
     ax.barh(np.arange(len(shown)), shown["score"], color=colours)
-    ax.set_yticks(np.arange(len(shown)), shown["title"].astype(str).str.slice(0, 45))
+    ax.set_yticks(np.arange(len(shown)), [_clip(t, 45) for t in shown["title"].astype(str)])
     ax.axvline(0, color="black", lw=0.8)
     target = explanation.title(explanation.item)
-    title = f"{explanation.method}: why {target[:50]}?"
+    title = f"{explanation.method}: why {_clip(target, 50)}?"
     if len(shown) < len(frame):
         strongest = "the strongest for and against" if (shown["score"] < 0).any() else "the strongest (none against)"
         title += f"\n{len(shown)} of {len(frame)} entries: {strongest}"
