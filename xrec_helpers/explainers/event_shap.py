@@ -119,7 +119,7 @@ def resolve_baseline(model: GRU4Rec, sequence: np.ndarray | Sequence[int], targe
                      kind: str | int) -> str | int:
     """One baseline: an item id is checked and returned; a name is resolved as in :func:`resolve_baselines`.
 
-    Used by :class:`EventSHAPExplainer` and :class:`TimeSHAPExplainer`.
+    Used by :class:`EventSHAPExplainer` and :class:`SequenceSHAP` (the TimeSHAP levels).
 
     Parameters
     ----------
