@@ -290,6 +290,21 @@ def test_verification_and_resume(small):
     assert result.summary().loc["ACCENT", "retrained CF"] == pytest.approx(v[v.method == "ACCENT"]["success"].mean())
     with pytest.raises(TypeError, match="retrain"):
         RetrainingVerification(epochs=1).evaluate(object(), expl)
+    # net of drift: the verdict is corrected_gap < 0, and the protocol can count it instead of the raw flip
+    assert (v.loc[has, "corrected_success"] == (v.loc[has, "corrected_gap"] < 0)).all()
+    np.testing.assert_allclose(v.loc[has, "corrected_gap"],
+                               v.loc[has, "actual_gap"] - v.loc[has, "control_gap"] + v.loc[has, "original_gap"])
+    net = RetrainingVerification(epochs=1, seeds=[0, 1], verdict="corrected").evaluate(model, expl)
+    assert (net.per_explanation["retrained CF"] == v["corrected_success"].astype(float)).all()
+    assert "net of the no-removal drift" in net.details["label"] and "+1-epoch" in net.details["label"]
+    assert cf_summary(v, "corrected_success").loc[("ACCENT", 5), "cf_percent"] == pytest.approx(
+        100 * v[v.method == "ACCENT"]["corrected_success"].mean())
+    with pytest.raises(ValueError, match="controls"):
+        RetrainingVerification(verdict="corrected", controls=False)
+    with pytest.raises(ValueError, match="raw"):
+        RetrainingVerification(verdict="net")
+    with pytest.raises(ValueError, match="column"):
+        cf_summary(v, "verified")
     summary = cf_summary(v)
     acc_row = summary.loc[("ACCENT", 5)]
     assert acc_row["cf_percent"] == pytest.approx(100 * v[v.method == "ACCENT"]["success"].mean())

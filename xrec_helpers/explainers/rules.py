@@ -237,8 +237,8 @@ class RuleExplainer(Explainer):
         items, scores, lifts = ante[keep].astype(np.int64), conf[keep], lift[keep]
         if len(items):
             shares = [f"{s:.0%} of those holding {self._md(int(i))}" for i, s in zip(items[:2], scores[:2])]
-            text = (f"In the baskets the {self.name} rules were mined from, {self._md(item)} is also held by "
-                    f"{' and by '.join(shares)} (the rules' confidence): co-occurrence, not the model's reason.")
+            text = (f"Among the baskets these rules were mined from, {self._md(item)} is also in "
+                    f"{' and in '.join(shares)} (the rules' confidence): co-occurrence, not the model's reason.")
         else:
             text = f"No {self.name} rule leads from this user's history to {self._md(item)}."
         table = pd.DataFrame({"antecedent": items, "confidence": scores, "lift": lifts},

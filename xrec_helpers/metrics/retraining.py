@@ -65,8 +65,9 @@ def verify_by_retraining(model: Any, explanations: Sequence[Explanation], epochs
     pd.DataFrame
         One row per explanation: method, k, user, rec, replacement, size, predicted_gap,
         original_gap, actual_gap (mean over seeds), control_gap, corrected_gap (actual - control
-        + original), success. Rows without a set have NaN gaps and success False.
-        The rows of :class:`RetrainingVerification` (06_accent).
+        + original), success (actual_gap < 0, the paper's criterion) and corrected_success
+        (corrected_gap < 0: the flip net of the drift that training alone causes). Rows without a set
+        have NaN gaps and both successes False. The rows of :class:`RetrainingVerification` (06_accent).
     """
     if len(seeds) == 0:
         raise ValueError("Give at least one seed.")
@@ -126,22 +127,23 @@ def verify_by_retraining(model: Any, explanations: Sequence[Explanation], epochs
                "predicted_gap": e.predicted_gap}
         if key is None:
             row.update(original_gap=np.nan, actual_gap=np.nan, control_gap=np.nan, corrected_gap=np.nan,
-                       success=False)
+                       success=False, corrected_success=False)
         else:
             orig = float(original[e.user][e.item] - original[e.user][e.replacement])
             after = mean_of[key]
             actual = float(after[e.item] - after[e.replacement])
             ctrl = mean_of.get(("control", e.user))
             control = float(ctrl[e.item] - ctrl[e.replacement]) if ctrl is not None else np.nan
-            row.update(original_gap=orig, actual_gap=actual, control_gap=control,
-                       corrected_gap=actual - control + orig if controls else np.nan, success=bool(actual < 0))
+            corrected = actual - control + orig if controls else np.nan
+            row.update(original_gap=orig, actual_gap=actual, control_gap=control, corrected_gap=corrected,
+                       success=bool(actual < 0), corrected_success=bool(corrected < 0))
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame.attrs.update(epochs=epochs, seeds=list(seeds), retrains=len(removals), distinct_sets=len(jobs))
     return frame
 
 
-def cf_summary(verified: pd.DataFrame) -> pd.DataFrame:
+def cf_summary(verified: pd.DataFrame, verdict: str = "success") -> pd.DataFrame:
     """CF percentage (over all rows of a method and k) and mean set size over successes.
 
     Returns one row per (method, k) with ``users``, ``explained`` (a set was found), ``cf_percent``,
@@ -152,14 +154,20 @@ def cf_summary(verified: pd.DataFrame) -> pd.DataFrame:
     ----------
     verified : pd.DataFrame
         Rows of :func:`verify_by_retraining`.
+    verdict : str
+        The success column: ``"success"`` (the paper's criterion) or ``"corrected_success"`` (net of drift).
 
     Returns
     -------
     pd.DataFrame
         One row per (method, k).
     """
+    if verdict not in verified.columns:
+        raise ValueError(f"verdict {verdict!r} is not a column of the verification rows; use 'success' or "
+                         "'corrected_success'.")
+
     def one(g: pd.DataFrame) -> pd.Series:
-        ok = g["success"].astype(bool)
+        ok = g[verdict].astype(bool)
         return pd.Series({"users": len(g), "explained": int((g["size"] > 0).sum()),
                           "predicted_cf_percent": 100.0 * (g["size"] > 0).mean(),
                           "cf_percent": 100.0 * ok.mean(),
@@ -168,7 +176,7 @@ def cf_summary(verified: pd.DataFrame) -> pd.DataFrame:
     return verified.groupby(["method", "k"], sort=False).apply(one, include_groups=False)
 
 
-def compare_methods(verified: pd.DataFrame, a: str, b: str, k: int) -> dict[str, float]:
+def compare_methods(verified: pd.DataFrame, a: str, b: str, k: int, verdict: str = "success") -> dict[str, float]:
     """McNemar on CF success and the one-sided size t-test for methods ``a`` vs ``b`` at ``k``, paired by user.
 
     The paper's significance marks. Taught in 06_accent.
@@ -181,6 +189,8 @@ def compare_methods(verified: pd.DataFrame, a: str, b: str, k: int) -> dict[str,
         The two method names.
     k : int
         The counterfactual size limit compared.
+    verdict : str
+        The success column (``"success"`` or ``"corrected_success"``).
 
     Returns
     -------
@@ -200,8 +210,8 @@ def compare_methods(verified: pd.DataFrame, a: str, b: str, k: int) -> dict[str,
     if len(common) == 0:
         raise ValueError(f"No common users for {a!r} and {b!r} at k={k}: check the method names.")
     A, B = A.loc[common], B.loc[common]
-    only_a, only_b, p_cf = mcnemar(A["success"], B["success"])
-    both = A["success"].astype(bool) & B["success"].astype(bool)
+    only_a, only_b, p_cf = mcnemar(A[verdict], B[verdict])
+    both = A[verdict].astype(bool) & B[verdict].astype(bool)
     pairs, diff, p_size = paired_size_test(A.loc[both, "size"], B.loc[both, "size"])
     return {"only_a": only_a, "only_b": only_b, "p_mcnemar": p_cf, "pairs": pairs,
             "size_diff": diff, "p_size_less": p_size}
@@ -232,6 +242,10 @@ class RetrainingVerification(Protocol):
         Where the stacked retrains run (:mod:`xrec_helpers.engines`); every engine gives the same numbers.
     device : str, optional
         Where each retrain trains (default: the model's ``device``).
+    verdict : {"raw", "corrected"}
+        Which success the metric counts: ``"raw"``, the paper's (the replacement outscores the recommendation
+        after retraining), or ``"corrected"``, net of the drift the no-removal controls measure (needs
+        ``controls``).
     """
 
     name: ClassVar[str] = "retraining verification"
@@ -244,11 +258,26 @@ class RetrainingVerification(Protocol):
     )
 
     def __init__(self, *, epochs: int = 10, seeds: Sequence[int] = (0,), controls: bool = True,
-                 max_models: int = 128, lr: float | None = None, engine: Engine = None, device: str | None = None):
+                 max_models: int = 128, lr: float | None = None, engine: Engine = None, device: str | None = None,
+                 verdict: str = "raw"):
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, not {epochs}.")
+        if verdict not in ("raw", "corrected"):
+            raise ValueError(f"verdict must be 'raw' or 'corrected', not {verdict!r}.")
+        if verdict == "corrected" and not controls:
+            raise ValueError("verdict='corrected' subtracts the no-removal controls' drift: keep controls=True.")
         self.epochs, self.seeds, self.controls, self.max_models = epochs, tuple(int(s) for s in seeds), controls, max_models
-        self.lr, self.engine, self.device = lr, engine, device
+        self.lr, self.engine, self.device, self.verdict = lr, engine, device, verdict
+
+    @property
+    def verdict_column(self) -> str:
+        """The per-explanation column the CF metric counts (``success`` or ``corrected_success``)."""
+        return "success" if self.verdict == "raw" else "corrected_success"
+
+    def label(self) -> str:
+        """How to state the protocol next to a CF %: epochs, verdict and seeds."""
+        net = ", net of the no-removal drift" if self.verdict == "corrected" else ""
+        return f"+{self.epochs}-epoch warm-start retrains{net}, seeds {list(self.seeds)}"
 
     def evaluate(self, model: Any, explanations: Sequence[Explanation]) -> ProtocolResult:
         """Verify every explanation's counterfactual set by retraining ``model``.
@@ -270,10 +299,11 @@ class RetrainingVerification(Protocol):
         explanations = self.check(model, explanations)
         frame = verify_by_retraining(model, explanations, self.epochs, self.seeds, controls=self.controls,
                                      max_models=self.max_models, lr=self.lr, engine=self.engine, device=self.device)
-        details = {"epochs": self.epochs, **frame.attrs}
+        details = {"epochs": self.epochs, **frame.attrs, "verdict": self.verdict, "label": self.label()}
         frame = frame.rename(columns={"rec": "item"})
         frame = frame[["method", "user", "item"] + [c for c in frame.columns if c not in ("method", "user", "item")]]
-        frame["retrained CF"] = frame["success"].astype(float)
-        frame["retrained CF size"] = frame["size"].where(frame["success"].astype(bool)).astype(float)
+        ok = frame[self.verdict_column].astype(bool)
+        frame["retrained CF"] = ok.astype(float)
+        frame["retrained CF size"] = frame["size"].where(ok).astype(float)
         frame.attrs = {}
         return ProtocolResult(self.name, self.metrics, frame, details=details)
