@@ -396,8 +396,8 @@ class FastInfluence:
         n_norm = torch.as_tensor(self.model.influence_counts(user, topk, self.normalization), dtype=torch.float64)
         lam = float(self.model.influence_l2) + self.damping
         eye = torch.eye(len(theta), dtype=torch.float64)
-        without = getattr(self.model, "user_score_without_function", None)
-        if without is None:
+        hook = getattr(self.model, "user_score_without_function", None)  # the optional input effect (RCF)
+        if hook is None:
             H = S.unsqueeze(0) / n_norm[:, None, None] + lam * eye
             x = torch.linalg.solve(H, jacrev(f)(theta, T))  # (k, p): H^-1 grad f for each target
             drop = -(x @ grad_loss.T) / n_norm[:, None]  # (k, n_u): FIA's I(z, i) = -delta f
@@ -408,7 +408,7 @@ class FastInfluence:
             n = n_norm[0]
             delta = torch.linalg.solve(S / n + lam * eye, grad_loss.T).T / n  # (n_u, p): theta shift per removal
             with torch.no_grad():
-                moved = without(theta.unsqueeze(0) + delta, hist, T)  # (n_u, k)
+                moved = hook(user)(theta.unsqueeze(0) + delta, hist, T)  # (n_u, k)
             drop = (s_top.unsqueeze(0) - moved).T
         out = UserInfluence(user, topk, s_top.detach().numpy(), hist, drop.detach().numpy())
         self._cache[user] = out
