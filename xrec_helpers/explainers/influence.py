@@ -309,19 +309,33 @@ class UserInfluence:
 class FastInfluence:
     """FIA with exact small Hessian solves, computed once per user and cached. Taught in 06_accent.
 
+    Works on any model with the ``INFLUENCE`` capability (its interface is documented next to the constant in
+    :mod:`xrec_helpers.models.base`): only the user's own parameters theta move. For each of the user's
+    training rows the per-row loss gradient is taken; removing an item drops the rows it owns (NCF: its rating;
+    RCF: the pair whose positive it is), and theta moves by ``(1/n) H^-1 grad l(z)`` with ``H`` the Hessian of
+    the mean loss over the ``n`` rows of the objective plus ``(l2 + damping) I``.
+
+    * NCF (squared error on ratings): the predicted change of a target's score is linear,
+      ``grad f . delta theta``; ``n`` is the user's plus the target item's ratings (``"local"``), so ``H`` is
+      solved per target.
+    * RCF (BPR on pairs, ``user_score_without_function``): a removed positive also stops being one of the
+      user's inputs, so the change is measured by re-running the forward pass with ``theta + delta theta`` *and*
+      the item out of the neighbour list (batched over the removed items), as ACCENT's RCF code does. The
+      Hessian is computed once per user (ACCENT's code recomputes it for each removed item).
+
     Parameters
     ----------
     model : Recommender
-        A fitted model with the ``INFLUENCE`` capability (``user_parameters``, ``user_score_function``,
-        ``weight_decay``): NCF.
+        A fitted model with the ``INFLUENCE`` capability (NCF, RCF).
     k : int
         How many top items to compute influences for (the largest k you will explain with).
-    damping : float
-        Added to the Hessian's diagonal on top of the weight decay (1e-6 as in FIA).
+    damping : float, optional
+        Added to the Hessian's diagonal on top of the model's L2 term (default: the model's
+        ``influence_damping``: 1e-6 on NCF as in FIA, 0.01 on RCF as in ACCENT's RCF code).
     normalization : {"local", "global"}
-        ``"local"`` (FIA as implemented: the loss over the n_ui related ratings is averaged over n_ui) or
-        ``"global"`` (averaged over all n training ratings, the model's actual objective, where the weight decay
-        weighs far more against the user's ratings).
+        ``"local"`` (FIA as implemented: the loss over the related rows is averaged over their number; NCF: the
+        user's and the target item's ratings, RCF: the user's pairs) or ``"global"`` (averaged over all training
+        rows, the model's actual objective, where the L2 term weighs far more against the user's rows).
 
     Raises
     ------
@@ -329,17 +343,16 @@ class FastInfluence:
         When the model lacks ``INFLUENCE``.
     """
 
-    def __init__(self, model: Any, *, k: int = 20, damping: float = 1e-6, normalization: str = "local"):
+    def __init__(self, model: Any, *, k: int = 20, damping: float | None = None, normalization: str = "local"):
         if INFLUENCE not in capabilities_of(model):
-            raise TypeError(f"FastInfluence needs a fitted model with the {INFLUENCE!r} capability (NCF); "
+            raise TypeError(f"FastInfluence needs a fitted model with the {INFLUENCE!r} capability (NCF, RCF); "
                             f"{type(model).__name__} offers {sorted(capabilities_of(model))}.")
         if normalization not in ("local", "global"):
             raise ValueError(f"normalization must be 'local' or 'global', not {normalization!r}.")
-        train = model._fitted()
+        model._fitted()
         self.k = _check_k(k, model.n_items, "the catalogue size")
+        damping = float(model.influence_damping) if damping is None else float(damping)
         self.model, self.damping, self.normalization = model, damping, normalization
-        self._f = model.user_score_function()
-        self.item_counts = np.diff(train.tocsc().indptr)
         self._cache: dict[int, UserInfluence] = {}
 
     def user(self, user: int) -> UserInfluence:
@@ -353,34 +366,51 @@ class FastInfluence:
         Returns
         -------
         UserInfluence
+
+        Raises
+        ------
+        ValueError
+            When the user has no training row that can be removed (RCF: no positive).
         """
         user = int(self.model.check_users(user)[0])
         if user in self._cache:
             return self._cache[user]
-        train = self.model.train_
-        start, end = train.indptr[user], train.indptr[user + 1]
-        hist = train.indices[start:end].astype(np.int64)
-        if len(hist) == 0:
-            raise ValueError(f"User {user} has no training ratings: there is nothing to remove.")
-        ratings = torch.as_tensor(train.data[start:end], dtype=torch.float64)
+        losses, removes = self.model.user_training_losses(user)
+        removes = np.asarray(removes, dtype=np.int64)
+        if len(removes) == 0:
+            raise ValueError(f"User {user} has no training rows FIA can remove (no ratings; on RCF no positive "
+                             "rating): there is nothing to explain the recommendation with.")
+        hist, first, inverse = np.unique(removes, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")  # columns in the order the rows come (NCF: CSR order)
+        hist, rank = hist[order], np.argsort(order)
         topk = self.model.recommend(user, self.k)[0]
         theta = self.model.user_parameters(user)
-        J, T = torch.as_tensor(hist), torch.as_tensor(topk)
+        f = self.model.user_score_function(user)
+        T = torch.as_tensor(topk)
         with torch.no_grad():
-            f_hist = self._f(theta, J)
-            s_top = self._f(theta, T)
-        grad_f_hist = jacrev(self._f)(theta, J)  # (n_u, p)
-        grad_loss = 2.0 * (f_hist - ratings).unsqueeze(1) * grad_f_hist  # squared error, no L2 term
-        S = hessian(lambda t: ((self._f(t, J) - ratings) ** 2).sum())(theta)  # full Hessian, not Gauss-Newton
-        grad_f_top = jacrev(self._f)(theta, T)  # (k, p)
-        n_norm = (len(hist) + self.item_counts[topk] if self.normalization == "local"
-                  else np.full(len(topk), train.nnz))
-        n_norm = torch.as_tensor(n_norm, dtype=torch.float64)
-        lam = self.model.weight_decay + self.damping
-        H = S.unsqueeze(0) / n_norm[:, None, None] + lam * torch.eye(len(theta), dtype=torch.float64)
-        x = torch.linalg.solve(H, grad_f_top)  # (k, p): H^-1 grad f for each target
-        delta_f = (x @ grad_loss.T) / n_norm[:, None]  # (k, n_u): change of each target when z is removed
-        out = UserInfluence(user, topk, s_top.numpy(), hist, (-delta_f).detach().numpy())
+            s_top = f(theta, T)
+        G = jacrev(losses)(theta)  # (n_rows, p): per-row loss gradients
+        grad_loss = torch.zeros(len(hist), len(theta), dtype=torch.float64).index_add_(
+            0, torch.as_tensor(rank[inverse]), G)
+        S = hessian(lambda t: losses(t).sum())(theta)  # full Hessian, not Gauss-Newton
+        n_norm = torch.as_tensor(self.model.influence_counts(user, topk, self.normalization), dtype=torch.float64)
+        lam = float(self.model.influence_l2) + self.damping
+        eye = torch.eye(len(theta), dtype=torch.float64)
+        hook = getattr(self.model, "user_score_without_function", None)  # the optional input effect (RCF)
+        if hook is None:
+            H = S.unsqueeze(0) / n_norm[:, None, None] + lam * eye
+            x = torch.linalg.solve(H, jacrev(f)(theta, T))  # (k, p): H^-1 grad f for each target
+            drop = -(x @ grad_loss.T) / n_norm[:, None]  # (k, n_u): FIA's I(z, i) = -delta f
+        else:
+            if not torch.all(n_norm == n_norm[0]):
+                raise ValueError("A model with an input effect must average FIA's objective over the same rows for "
+                                 "every target.")
+            n = n_norm[0]
+            delta = torch.linalg.solve(S / n + lam * eye, grad_loss.T).T / n  # (n_u, p): theta shift per removal
+            with torch.no_grad():
+                moved = hook(user)(theta.unsqueeze(0) + delta, hist, T)  # (n_u, k)
+            drop = (s_top.unsqueeze(0) - moved).T
+        out = UserInfluence(user, topk, s_top.detach().numpy(), hist, drop.detach().numpy())
         self._cache[user] = out
         return out
 
@@ -701,5 +731,5 @@ def influence_explainers(model: Any, ks: Sequence[int] = (5, 10, 20), *,
     ks = sorted({int(k) for k in ks})
     if not ks:
         raise ValueError("Give at least one k.")
-    influence = FastInfluence(model, k=max(ks)) if influence is None else influence
+    influence = FastInfluence(model, k=max(ks)) if influence is None else influence  # the model's damping
     return {(cls.name, k): cls(model, titles=titles, k=k, influence=influence) for cls in methods for k in ks}

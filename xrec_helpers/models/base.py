@@ -36,6 +36,19 @@ PREDICT = "predict"
 #: its input is a row of named features (``features``, ``predict_encoded``), for feature explainers (03_fm_lime).
 FEATURE_INPUTS = "feature_inputs"
 #: per-(user, item) gradients and Hessians of its training loss, for influence functions (06_accent).
+#: The methods FIA (``explainers.influence.FastInfluence``) reads, on NCF and RCF alike:
+#:
+#: * ``user_parameters(user)``: the user's own parameters theta, a float64 vector (the only ones FIA moves);
+#: * ``user_score_function(user)``: ``f(theta, items) -> (B,)`` float64 scores of ``items`` for that user;
+#: * ``user_training_losses(user)``: ``(losses, removes)``: ``losses(theta) -> (n_rows,)`` the unregularised
+#:   training losses of the user's rows (NCF: squared errors of the ratings; RCF: BPR losses of the pairs) and
+#:   ``removes`` the item whose removal drops each row (the rated item; RCF: the pair's positive);
+#: * ``influence_counts(user, targets, normalization)``: per target, how many rows FIA's objective averages
+#:   over (``"local"`` or ``"global"``); ``influence_l2`` (the objective's L2 coefficient on theta) and
+#:   ``influence_damping`` (FIA's default damping: 1e-6 on NCF, 0.01 on RCF);
+#: * optional ``user_score_without_function(user)``: ``g(thetas (Z, p), removed (Z,), items) -> (Z, B)``, the
+#:   scores with each moved theta *and* its removed item out of the model's inputs (RCF, whose inputs are the
+#:   user's items). Without it FIA predicts the linear change ``grad f . delta theta``.
 INFLUENCE = "influence"
 #: retraining from a warm start with some ratings removed, for verification (06_accent).
 RETRAIN = "retrain"
@@ -43,6 +56,9 @@ RETRAIN = "retrain"
 ITEM_DECOMPOSITION = "item_decomposition"
 #: attention weights over the item's reviews (09_attention_reviews).
 REVIEW_ATTENTION = "review_attention"
+#: per-(user, item) attention weights over the user's own items (``item_attention(user, item)``) and
+#: ``score_without(user, removed, items)``, re-scoring with items left out of the inputs (06_accent, RCF).
+ITEM_ATTENTION = "item_attention"
 
 #: Every capability name, with what it promises (for error messages and the conformance suite).
 CAPABILITIES: dict[str, str] = {
@@ -56,6 +72,7 @@ CAPABILITIES: dict[str, str] = {
     RETRAIN: "warm-start retraining with ratings removed",
     ITEM_DECOMPOSITION: "an item-based decomposition of its scores",
     REVIEW_ATTENTION: "attention weights over reviews",
+    ITEM_ATTENTION: "per-(user, item) attention weights over the user's own items, and re-scoring without some",
 }
 
 

@@ -352,11 +352,16 @@ class NCF(Recommender):
         p = self.params_
         return torch.cat([p["P_gmf"][0, user], p["P_mlp"][0, user]]).double()
 
-    def user_score_function(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def user_score_function(self, user: int | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """``f(theta, items)``: predicted ratings of ``items`` for a user whose own parameters are ``theta``.
 
         Part of the ``INFLUENCE`` capability. Every other parameter is frozen (a float64 copy taken now),
         so ``f`` is differentiable in ``theta`` only: FIA takes its Jacobian and Hessian (06_accent).
+
+        Parameters
+        ----------
+        user : int | None
+            Unused: NCF's user enters only through ``theta`` (the argument keeps one interface with RCF).
 
         Returns
         -------
@@ -374,6 +379,65 @@ class NCF(Recommender):
             return out[0]
 
         return f
+
+    #: FIA's default damping on NCF (as in FIA), added on top of the weight decay.
+    influence_damping: ClassVar[float] = 1e-6
+
+    @property
+    def influence_l2(self) -> float:
+        """The L2 coefficient on the user's parameters in NCF's objective (``weight_decay``; ``INFLUENCE``)."""
+        return float(self.weight_decay)
+
+    def user_training_losses(self, user: int) -> tuple[Callable[[torch.Tensor], torch.Tensor], np.ndarray]:
+        """The squared errors of the user's training ratings as a function of ``theta``, and each rating's item.
+
+        Part of the ``INFLUENCE`` capability (06_accent): removing an item drops its rating. No L2 term (FIA
+        adds ``influence_l2`` to the Hessian).
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+
+        Returns
+        -------
+        losses : callable
+            ``losses(theta) -> (n_u,)`` float64.
+        removes : numpy.ndarray
+            The rated item of each row, in CSR order.
+        """
+        user = int(self.check_users(user)[0])
+        train = self.train_
+        start, end = train.indptr[user], train.indptr[user + 1]
+        hist = train.indices[start:end].astype(np.int64)
+        ratings = torch.as_tensor(train.data[start:end], dtype=torch.float64)
+        f, J = self.user_score_function(), torch.as_tensor(hist)
+        return (lambda theta: (f(theta, J) - ratings) ** 2), hist
+
+    def influence_counts(self, user: int, targets: np.ndarray, normalization: str = "local") -> np.ndarray:
+        """How many ratings FIA's objective averages over, per target (``INFLUENCE``; 06_accent).
+
+        ``"local"``: the user's ratings plus the target item's (the rows touching the moved parameters);
+        ``"global"``: all training ratings.
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+        targets : numpy.ndarray
+            Target items.
+        normalization : {"local", "global"}
+
+        Returns
+        -------
+        numpy.ndarray
+        """
+        user = int(self.check_users(user)[0])
+        train = self.train_
+        if normalization == "global":
+            return np.full(len(targets), train.nnz)
+        item_counts = np.diff(train.tocsc().indptr)
+        return (train.indptr[user + 1] - train.indptr[user]) + item_counts[np.asarray(targets)]
 
     @torch.no_grad()
     def _score(self, users: np.ndarray) -> np.ndarray:

@@ -1,0 +1,905 @@
+"""RCF (Relational Collaborative Filtering, Xin et al., SIGIR 2019) as ACCENT runs it, plus many retrains at once.
+
+Taught in 06_accent (the RCF half of Table 1). RCF scores a target item ``i`` for user ``u`` from the user's
+own positive training items ``j`` (the *neighbours*), attended at two levels through the typed item–item
+relations of :mod:`xrec_helpers.data.item_relations` (type 0 "no shared attribute", then genre, director,
+actor, each with the shared value):
+
+* type level: ``a_t = softmax_t( w2 . GELU(W1 (p_u * r_t) + b1) )`` over the types that relate at least one
+  neighbour to ``i``;
+* item level within type ``t``: ``s_tj = h . tanh(W_i q_i + W_j q_j + W_e e_v(t, i, j) + b)`` (no value term
+  for type 0) and ``a_tj = exp(s_tj) / (sum_{j' in t} exp(s_tj'))^alpha`` with ``alpha = 0.5``;
+* ``mu = p_u + sum_t a_t sum_j a_tj q_j`` and ``f(u, i) = w_o . GELU(W_m (mu * q_i) + b_m) + b_o``.
+
+A neighbour ``j`` that shares several typed relations with ``i`` takes part in each of them; a target that
+is itself one of the user's positives (a training positive) is left out of its own neighbours, so a
+positive never explains itself.
+
+Training (as in ACCENT's RCF runs): BPR on one (user, positive, negative) triple per training positive,
+the negative taken from the user's training negatives (rating below the threshold) as the one sharing the
+most relation types with the positive, then the most attribute values, then the one used least so far
+for this user (then the smallest id); plus ``reg_t`` times a relational BPR loss
+``-log sigma(<q_h * (r_t + e_v), q_pos> - <q_h * (r_t + e_v), q_neg>)`` over (head item, its value, a tail
+sharing the value, a random tail not sharing it), drawn afresh for every minibatch. Adagrad (initial
+accumulator 0.1) with a constant learning rate, weights initialised normal(0, 0.05).
+
+Every parameter carries a leading "model" axis, as in :mod:`xrec_helpers.models.ncf`, so the same code trains
+one model (``RCF.fit``) or ``M`` copies with their own removed pairs, their own neighbour lists and their own
+minibatch order (:class:`RCFStack`): the verification protocol's retrains run stacked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+
+from xrec_helpers._ids import check_ids
+from xrec_helpers.data.item_relations import ItemRelations, no_relations
+from xrec_helpers.engines import Engine, check_engine, map_jobs
+from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
+from xrec_helpers.models.base import INFLUENCE, ITEM_ATTENTION, RETRAIN, SCORE, Recommender
+
+_ACCUMULATOR = 0.0
+_ORDER = ("P", "Q", "R", "V", "W1", "b1", "w2", "Wi", "Wj", "We", "bi", "h", "Wm", "bm", "wo", "bo")
+
+
+# --- the data RCF trains on ---------------------------------------------------------------------------------
+@dataclass
+class RCFData:
+    """Everything RCF's training and scoring read, as tensors (built once by ``RCF.fit``; 06_accent).
+
+    Attributes
+    ----------
+    users, pos, neg : torch.Tensor
+        The BPR triples, shape (n,).
+    neighbours : torch.Tensor
+        (n_users, L) each user's positive training items, padded with 0.
+    valid : torch.Tensor
+        (n_users, L) bool, True on real neighbours.
+    values : torch.Tensor
+        (n_types - 1, n_items, n_items) int32 relation values (``ItemRelations.values``), -1 for none.
+    value_type : torch.Tensor
+        (n_values,) relation type (1..) of each value.
+    link_item, link_value, link_start, link_degree : torch.Tensor
+        The (item, value) incidences sorted by value, with each link's value's first position and degree:
+        the relational loss draws its samples from them.
+    has_value : torch.Tensor
+        (n_items, n_values) bool incidence (to drop a random negative tail that shares the value).
+    """
+
+    users: torch.Tensor
+    pos: torch.Tensor
+    neg: torch.Tensor
+    neighbours: torch.Tensor
+    valid: torch.Tensor
+    values: torch.Tensor
+    value_type: torch.Tensor
+    link_item: torch.Tensor
+    link_value: torch.Tensor
+    link_start: torch.Tensor
+    link_degree: torch.Tensor
+    has_value: torch.Tensor
+
+    @property
+    def n_values(self) -> int:
+        """Number of relation values."""
+        return len(self.value_type)
+
+    def to(self, device: torch.device) -> RCFData:
+        """A copy on ``device``."""
+        return RCFData(**{k: v.to(device) for k, v in self.__dict__.items()})
+
+
+def bpr_triples(train: sp.csr_matrix, relations: ItemRelations, threshold: float) -> np.ndarray:
+    """One (user, positive, negative) triple per training positive, chosen deterministically (06_accent).
+
+    The negative comes from the user's training negatives (rating < ``threshold``): the one sharing the most
+    relation types with the positive, then the most attribute values, then the one used least often so far
+    for this user, then the smallest id. A user without training negatives draws from the items they did not
+    rate instead (the ACCENT split always has negatives; the fallback keeps tiny test data usable).
+
+    Parameters
+    ----------
+    train : scipy.sparse.csr_matrix
+        Explicit ratings, canonical CSR.
+    relations : ItemRelations
+        Relations over the same items.
+    threshold : float
+        Smallest positive rating.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (n, 3), int64, grouped by user, positives in increasing item id.
+    """
+    iv = sp.csr_matrix(relations.item_values, dtype=np.float32)
+    out = []
+    for u in range(train.shape[0]):
+        cols = train.indices[train.indptr[u]:train.indptr[u + 1]]
+        data = train.data[train.indptr[u]:train.indptr[u + 1]]
+        positives, negatives = np.sort(cols[data >= threshold]), np.sort(cols[data < threshold])
+        if len(positives) == 0:
+            continue
+        if len(negatives) == 0:
+            negatives = np.setdiff1d(np.arange(train.shape[1]), cols)
+        if len(negatives) == 0:
+            continue
+        types = (relations.values[:, positives[:, None], negatives[None, :]] >= 0).sum(0)
+        shared = np.asarray((iv[positives] @ iv[negatives].T).todense()) if iv.shape[1] else np.zeros_like(types)
+        used = np.zeros(len(negatives), dtype=np.int64)
+        for row, p in enumerate(positives):
+            best = np.lexsort((negatives, used, -shared[row], -types[row]))[0]
+            used[best] += 1
+            out.append((u, p, negatives[best]))
+    return np.asarray(out, dtype=np.int64).reshape(-1, 3)
+
+
+def build_rcf_data(train: sp.csr_matrix, relations: ItemRelations, threshold: float) -> RCFData:
+    """The tensors of :class:`RCFData` for a rating matrix and its relations (06_accent).
+
+    Parameters
+    ----------
+    train : scipy.sparse.csr_matrix
+        Explicit ratings.
+    relations : ItemRelations
+        Relations over the matrix's items.
+    threshold : float
+        Smallest positive rating.
+
+    Returns
+    -------
+    RCFData
+    """
+    triples = bpr_triples(train, relations, threshold)
+    n_users = train.shape[0]
+    pos_lists = []
+    for u in range(n_users):
+        cols = train.indices[train.indptr[u]:train.indptr[u + 1]]
+        pos_lists.append(np.sort(cols[train.data[train.indptr[u]:train.indptr[u + 1]] >= threshold]))
+    width = max(1, max(len(p) for p in pos_lists))
+    neighbours = np.zeros((n_users, width), dtype=np.int64)
+    valid = np.zeros((n_users, width), dtype=bool)
+    for u, p in enumerate(pos_lists):
+        neighbours[u, :len(p)], valid[u, :len(p)] = p, True
+    inc = sp.csc_matrix(relations.item_values)
+    link_item = inc.indices.astype(np.int64)
+    link_value = np.repeat(np.arange(inc.shape[1]), np.diff(inc.indptr))
+    link_start = inc.indptr[:-1][link_value]
+    link_degree = np.diff(inc.indptr)[link_value]
+    t = torch.as_tensor
+    return RCFData(users=t(triples[:, 0]), pos=t(triples[:, 1]), neg=t(triples[:, 2]), neighbours=t(neighbours),
+                   valid=t(valid), values=t(np.ascontiguousarray(relations.values, dtype=np.int32)),
+                   value_type=t(np.asarray(relations.value_type, dtype=np.int64)), link_item=t(link_item),
+                   link_value=t(link_value.astype(np.int64)), link_start=t(link_start.astype(np.int64)),
+                   link_degree=t(link_degree.astype(np.int64)),
+                   has_value=t(np.asarray(relations.item_values.todense()) > 0))
+
+
+# --- the forward pass, batched over models ------------------------------------------------------------------
+def _bmm(x: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """(M, ..., a) @ (M, a, b) -> (M, ..., b)."""
+    M = x.shape[0]
+    return torch.bmm(x.reshape(M, -1, x.shape[-1]), W).reshape(*x.shape[:-1], W.shape[-1])
+
+
+def _rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows of a stacked (M, n, d) table for (M, ...) indices -> (M, ..., d), via one index_select."""
+    M, n, d = table.shape
+    offset = (torch.arange(M, device=idx.device) * n).reshape(M, *([1] * (idx.dim() - 1)))
+    return table.reshape(M * n, d).index_select(0, (idx + offset).reshape(-1)).reshape(*idx.shape, d)
+
+
+def rcf_forward(params: dict[str, torch.Tensor], p: torch.Tensor, items: torch.Tensor, nb: torch.Tensor,
+                mask: torch.Tensor, vals: torch.Tensor, alpha: float,
+                attention: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """RCF's scores of target items from the user embeddings and the neighbour lists, batched over models.
+
+    Used by training, scoring, ``score_without``, the attention explainers and FIA (06_accent).
+
+    Parameters
+    ----------
+    params : dict[str, torch.Tensor]
+        The stacked parameters (leading model axis M).
+    p : torch.Tensor
+        (M, B, d) user embeddings (FIA passes a moved copy).
+    items : torch.Tensor
+        (M, B) target items.
+    nb : torch.Tensor
+        (M, B, L) neighbour item ids.
+    mask : torch.Tensor
+        (M, B, L) bool: real, kept neighbours (not padding, not removed, not the target itself).
+    vals : torch.Tensor
+        (n_types - 1, M, B, L) relation value of each (target, neighbour) pair, -1 for none.
+    alpha : float
+        The item-level smoothing exponent.
+    attention : bool
+        Also return the attention weights.
+
+    Returns
+    -------
+    torch.Tensor or (torch.Tensor, torch.Tensor, torch.Tensor)
+        Scores (M, B); with ``attention``, also the type weights (M, B, T) and the item weights (M, B, T, L).
+    """
+    q = _rows(params["Q"], items)  # (M, B, d)
+    M, B, L = nb.shape
+    n_values = params["V"].shape[1] - 1  # the last row of V is never used: type 0 has no value term
+    typed = (vals >= 0) & mask.unsqueeze(0)  # (T-1, M, B, L)
+    none = mask & ~typed.any(0)
+    tmask = torch.cat([none.unsqueeze(0), typed]).permute(1, 2, 0, 3)  # (M, B, T, L)
+    has = tmask.any(-1)  # (M, B, T)
+    # type level: depends on the user and the type only; types without a neighbour for this target are masked
+    x = p.unsqueeze(2) * params["R"].unsqueeze(1)  # (M, B, T, d)
+    hidden = F.gelu(_bmm(x, params["W1"]) + params["b1"][:, None, None, :])
+    logits = (hidden * params["w2"][:, None, None, :]).sum(-1)
+    logits = torch.where(has.any(-1, keepdim=True), logits.masked_fill(~has, float("-inf")), torch.zeros_like(logits))
+    a_t = torch.softmax(logits, -1) * has  # a user with no neighbour at all keeps mu = p_u
+    # item level, computed only on the (model, target, type, neighbour) entries that exist: padding and the
+    # rare typed relations would otherwise make most of a dense (M, B, T, L, a) tensor
+    m_e, b_e, t_e, l_e = tmask.nonzero(as_tuple=True)
+    j_e = nb[m_e, b_e, l_e]
+    full_vals = torch.cat([torch.full_like(vals[:1], n_values), vals]).permute(1, 2, 0, 3)  # (M, B, T, L)
+    v_e = full_vals[m_e, b_e, t_e, l_e].long()
+    a_i = _bmm(q, params["Wi"]) + params["bi"][:, None, :]  # (M, B, a)
+    a_j = _bmm(params["Q"], params["Wj"])  # (M, n_items, a): every item's projection, once
+    vw = torch.cat([_bmm(params["V"][:, :n_values], params["We"]),
+                    torch.zeros_like(params["We"][:, :1])], 1)  # (M, n_values + 1, a), the last row zero
+    A = a_i.shape[-1]
+    pre = (a_i.reshape(M * B, A)[m_e * B + b_e] + a_j.reshape(-1, A)[m_e * a_j.shape[1] + j_e]
+           + vw.reshape(-1, A)[m_e * vw.shape[1] + v_e])
+    s_e = (torch.tanh(pre) * params["h"][m_e]).sum(-1)
+    # finite fill: an empty type gives 0 weights, never NaN gradients
+    s = torch.full((M, B, tmask.shape[2], L), -1e4, dtype=s_e.dtype, device=s_e.device)
+    s = s.index_put((m_e, b_e, t_e, l_e), s_e)
+    a_tj = torch.exp(s - alpha * torch.logsumexp(s, -1, keepdim=True)) * tmask
+    w = (a_t.unsqueeze(-1) * a_tj).sum(2)  # (M, B, L): each neighbour's weight, summed over its types
+    n_items = params["Q"].shape[1]
+    dense = torch.zeros(M, B, n_items, dtype=w.dtype, device=w.device).scatter_add(2, nb, w)
+    mu = p + torch.bmm(dense, params["Q"])
+    out = F.gelu(_bmm(mu * q, params["Wm"]) + params["bm"][:, None, :])
+    score = (out * params["wo"][:, None, :]).sum(-1) + params["bo"].unsqueeze(1)
+    return (score, a_t, a_tj) if attention else score
+
+
+class RCFStack:
+    """``M`` RCF models stacked along a leading axis, trained together with per-model pair weights (06_accent).
+
+    Adagrad is elementwise, so one optimiser over stacked tensors is M independent optimisers.
+
+    Parameters
+    ----------
+    params : dict[str, torch.Tensor]
+        Stacked parameters, each with a leading model axis M.
+    adagrad_state : dict[str, tuple] | None
+        Per parameter, (step, accumulated squared gradients) to resume from; None starts fresh.
+    data : RCFData
+        The training data, on the parameters' device.
+    lr, reg_t, alpha : float
+        Adagrad learning rate, relational-loss weight, item-level smoothing.
+    batch_size : int
+        Triples per step.
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], adagrad_state: dict[str, tuple] | None, data: RCFData,
+                 lr: float, reg_t: float, alpha: float, batch_size: int):
+        self.params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+        self.device = self.params["bo"].device
+        self.data, self.lr, self.reg_t, self.alpha, self.batch_size = data, lr, reg_t, alpha, batch_size
+        self.opt = torch.optim.Adagrad([self.params[k] for k in _ORDER], lr=lr, initial_accumulator_value=_ACCUMULATOR)
+        if adagrad_state is not None:  # a warm start restores the accumulators too
+            for k in _ORDER:
+                step, acc = adagrad_state[k]
+                M = self.params[k].shape[0]
+                self.opt.state[self.params[k]] = {"step": torch.tensor(float(step)),
+                                                  "sum": acc.to(self.device).expand(M, *acc.shape[1:]).clone()}
+
+    @property
+    def n_models(self) -> int:
+        """Number of stacked models M."""
+        return self.params["bo"].shape[0]
+
+    def predict(self, users: torch.Tensor, items: torch.Tensor, keep_nb: torch.Tensor | None = None,
+                attention: bool = False, p: torch.Tensor | None = None):
+        """Scores of (M, B) user/item pairs; ``keep_nb`` (M, n_users, L) bool drops neighbours per model.
+
+        Parameters
+        ----------
+        users, items : torch.Tensor
+            (M, B) internal ids.
+        keep_nb : torch.Tensor, optional
+            Per model, which neighbours of each user stay (default: all real ones).
+        attention : bool
+            Also return the attention weights and the neighbour ids (M, B, L).
+        p : torch.Tensor, optional
+            (M, B, d) user embeddings to use instead of the table's.
+
+        Returns
+        -------
+        torch.Tensor or tuple
+        """
+        d = self.data
+        M = users.shape[0]
+        lengths = d.valid.sum(1)
+        L = max(1, int(lengths[users].max()))
+        nb = d.neighbours[users, :L]  # (M, B, L)
+        if keep_nb is None:
+            mask = d.valid[users, :L]
+        else:
+            mask = keep_nb[torch.arange(M, device=users.device).unsqueeze(1), users][..., :L]
+        mask = mask & (nb != items.unsqueeze(-1))
+        vals = d.values[:, items.unsqueeze(-1), nb]  # (T-1, M, B, L)
+        if p is None:
+            p = _rows(self.params["P"], users)
+        out = rcf_forward(self.params, p, items, nb, mask, vals, self.alpha, attention=attention)
+        return (*out, nb, mask) if attention else out
+
+    def _relational(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Relational BPR terms for (M, 3, b) uniforms: per-model weighted loss sums and weights."""
+        d, prm = self.data, self.params
+        n_links = len(d.link_item)
+        r = (u[:, 0] * n_links).long().clamp_max(n_links - 1)  # (M, b)
+        head, value = d.link_item[r], d.link_value[r]
+        deg, start = d.link_degree[r], d.link_start[r]
+        off = 1 + (u[:, 1] * (deg - 1)).long().clamp_max(deg - 2)
+        tail = d.link_item[start + (r - start + off) % deg]
+        neg = (u[:, 2] * d.has_value.shape[0]).long().clamp_max(d.has_value.shape[0] - 1)
+        w = (~d.has_value[neg, value]).float()
+        rel = _rows(prm["R"], d.value_type[value]) + _rows(prm["V"], value)
+        hr = _rows(prm["Q"], head) * rel
+        diff = (hr * (_rows(prm["Q"], tail) - _rows(prm["Q"], neg))).sum(-1)
+        return (w * F.softplus(-diff)).sum(1), w.sum(1).clamp_min(1.0)
+
+    def train_epochs(self, keep: torch.Tensor, keep_nb: torch.Tensor | None, seeds: Sequence[int],
+                     epochs: int) -> list[float]:
+        """Run ``epochs`` passes over the triples; returns each epoch's mean BPR loss (kept triples, all models).
+
+        ``keep`` (M, n) is 1 for triples a model trains on and 0 for removed ones (a removed triple keeps its
+        slot in the minibatch order but carries no weight). Models with the same seed share the minibatch
+        order and the relational samples. Random draws are made on the CPU.
+
+        Parameters
+        ----------
+        keep : torch.Tensor
+            (M, n) 0/1 triple weights.
+        keep_nb : torch.Tensor | None
+            (M, n_users, L) neighbours kept per model (None: all).
+        seeds : Sequence[int]
+            One seed per model.
+        epochs : int
+            Passes.
+
+        Returns
+        -------
+        list[float]
+        """
+        d = self.data
+        M, n = keep.shape
+        if len(seeds) != M:
+            raise ValueError(f"Need one seed per model: {len(seeds)} seeds for {M} models.")
+        uniq, which = np.unique(np.asarray(seeds), return_inverse=True)
+        gens = [generator(int(s)) for s in uniq]
+        which = torch.as_tensor(which)
+        m_idx = torch.arange(M, device=keep.device).unsqueeze(1)
+        relational = self.reg_t > 0 and len(d.link_item) > 0
+        history = []
+        for _ in range(epochs):
+            perms = torch.stack([torch.randperm(n, generator=g) for g in gens])[which].to(keep.device)
+            total, weight = 0.0, 0.0
+            for start in range(0, n, self.batch_size):
+                idx = perms[:, start:start + self.batch_size]
+                b = idx.shape[1]
+                w = keep[m_idx, idx]
+                users = d.users[idx]
+                s = self.predict(torch.cat([users, users], 1), torch.cat([d.pos[idx], d.neg[idx]], 1), keep_nb)
+                bpr = F.softplus(-(s[:, :b] - s[:, b:]))
+                lsum = (w * bpr).sum(1)
+                count = w.sum(1).clamp_min(1.0)
+                loss = (lsum / count).sum()
+                if relational:
+                    u = torch.stack([torch.rand(3, b, generator=g) for g in gens])[which].to(keep.device)
+                    rsum, rcount = self._relational(u)
+                    loss = loss + self.reg_t * (rsum / rcount).sum()
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                total += float(lsum.detach().sum())
+                weight += float(w.sum())
+            history.append(total / max(weight, 1.0))
+        return history
+
+    def adagrad_state(self) -> dict[str, tuple]:
+        """(step, accumulator) of every parameter, detached."""
+        st = self.opt.state
+        return {k: (float(st[self.params[k]]["step"]), st[self.params[k]]["sum"].detach()) for k in _ORDER}
+
+
+# --- the recommender ----------------------------------------------------------------------------------------
+class RCF(Recommender):
+    """Relational Collaborative Filtering (Xin et al. 2019), trained as in ACCENT's RCF runs. Taught in 06_accent.
+
+    ``fit`` expects the explicit-rating CSR (``Dataset.csr(train, binary=False)``): ratings >= ``threshold``
+    are positives (the neighbours and BPR positives), the others negatives. See the module docstring.
+
+    Parameters
+    ----------
+    relations : ItemRelations, optional
+        Typed item–item relations over the model's items (:func:`xrec_helpers.data.item_relations.item_relations`
+        with ``items=split.items``). None: every pair is related by type 0 only (RCF without metadata).
+    factors : int
+        Embedding size of users, items, relation types and values (64).
+    attention_size : int
+        Hidden size of both attention levels (32).
+    hidden : int
+        The output MLP layer (64).
+    alpha : float
+        Item-level smoothing exponent (0.5; 1 gives a softmax).
+    reg_t : float
+        Weight of the relational loss (0.01).
+    threshold : float
+        Smallest positive rating (3, as ACCENT's split).
+    lr : float
+        Adagrad learning rate (0.05).
+    batch_size : int
+        Triples per step (512).
+    epochs : int
+        Training epochs (50).
+    init_std : float
+        Standard deviation of the normal initialisation (0.05).
+    random_state : int | None
+        Seed of initialisation, minibatch order and relational samples.
+    device : str
+        ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({SCORE, INFLUENCE, RETRAIN, ITEM_ATTENTION})
+    #: FIA's default damping on RCF (ACCENT's RCF code), added to the Hessian of the user's mean pair loss.
+    influence_damping: ClassVar[float] = 0.01
+    #: RCF's objective has no L2 term on the user embedding.
+    influence_l2: ClassVar[float] = 0.0
+
+    def __init__(self, *, relations: ItemRelations | None = None, factors: int = 64, attention_size: int = 32,
+                 hidden: int = 64, alpha: float = 0.5, reg_t: float = 0.01, threshold: float = 3.0,
+                 lr: float = 0.05, batch_size: int = 512, epochs: int = 50, init_std: float = 0.05,
+                 random_state: int | None = 0, device: str = "cpu"):
+        if relations is not None and not isinstance(relations, ItemRelations):
+            raise TypeError(f"relations must be an ItemRelations (xrec_helpers.data.item_relations.item_relations), "
+                            f"not {type(relations).__name__}.")
+        self.relations, self.factors, self.attention_size, self.hidden = relations, factors, attention_size, hidden
+        self.alpha, self.reg_t, self.threshold, self.lr, self.batch_size = alpha, reg_t, threshold, lr, batch_size
+        self.epochs, self.init_std, self.random_state, self.device = epochs, init_std, random_state, device
+
+    # --- training ------------------------------------------------------------------------------
+    def _init_params(self, n_users: int, n_items: int, n_types: int, n_values: int) -> dict[str, torch.Tensor]:
+        g = generator(self.random_state)
+        d, a, h = self.factors, self.attention_size, self.hidden
+
+        def normal(*shape: int) -> torch.Tensor:
+            return torch.normal(0.0, self.init_std, size=(1, *shape), generator=g)
+
+        return {"P": normal(n_users, d), "Q": normal(n_items, d), "R": normal(n_types, d),
+                "V": normal(n_values + 1, d), "W1": normal(d, a), "b1": torch.zeros(1, a), "w2": normal(a),
+                "Wi": normal(d, a), "Wj": normal(d, a), "We": normal(d, a), "bi": torch.zeros(1, a), "h": normal(a),
+                "Wm": normal(d, h), "bm": torch.zeros(1, h), "wo": normal(h), "bo": torch.zeros(1)}
+
+    def fit(self, train: sp.csr_matrix) -> RCF:
+        """Build the triples and train from scratch; returns self.
+
+        Parameters
+        ----------
+        train : sp.csr_matrix
+            User x item explicit ratings.
+
+        Returns
+        -------
+        RCF
+
+        Raises
+        ------
+        ValueError
+            When no rating is a positive, or the relations do not cover the matrix's items.
+        """
+        train = self._set_train(train)
+        relations = no_relations(train.shape[1]) if self.relations is None else self.relations
+        if relations.n_items != train.shape[1]:
+            raise ValueError(f"The relations cover {relations.n_items} items, the matrix has {train.shape[1]}: build "
+                             "them with item_relations(kg, items=split.items) for this matrix's items.")
+        if not (train.data >= self.threshold).any():
+            raise ValueError(f"No rating is >= threshold={self.threshold}: RCF needs positives (explicit ratings, "
+                             "Dataset.csr(train, binary=False)).")
+        dev = resolve_device(self.device)
+        prepare_cpu_training()
+        self.data_ = build_rcf_data(train, relations, self.threshold).to(dev)
+        if len(self.data_.users) == 0:
+            raise ValueError("No user has both a positive and a candidate negative: nothing to train on.")
+        self.relation_types_ = relations.types
+        params = {k: v.to(dev) for k, v in self._init_params(*train.shape, relations.n_types,
+                                                            relations.n_values).items()}
+        self._stack = RCFStack(params, None, self.data_, self.lr, self.reg_t, self.alpha, self.batch_size)
+        self.loss_history_: list[float] = []
+        self.continue_training(self.epochs)
+        return self
+
+    def continue_training(self, epochs: int) -> RCF:
+        """More epochs on the same triples (Adagrad state kept); returns self.
+
+        Parameters
+        ----------
+        epochs : int
+            Extra epochs.
+
+        Returns
+        -------
+        RCF
+        """
+        self._fitted()
+        keep = torch.ones(1, len(self.data_.users), device=self._stack.device)
+        seed = 0 if self.random_state is None else int(self.random_state)
+        self.loss_history_ += self._stack.train_epochs(keep, None, [seed + len(self.loss_history_)], epochs)
+        return self
+
+    # --- scoring -------------------------------------------------------------------------------
+    def positives(self, user: int) -> np.ndarray:
+        """The user's positive training items (the neighbours), sorted.
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+
+        Returns
+        -------
+        numpy.ndarray
+        """
+        user = int(self.check_users(user)[0])
+        d = self.data_
+        return to_numpy(d.neighbours[user][d.valid[user]]).astype(np.int64)
+
+    @torch.no_grad()
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        out = np.empty((len(users), self.n_items), dtype=np.float32)
+        dev = self._stack.device
+        items = torch.arange(self.n_items, device=dev)
+        for r, u in enumerate(users):
+            for start in range(0, self.n_items, 256):
+                it = items[start:start + 256].unsqueeze(0)
+                out[r, start:start + 256] = to_numpy(self._stack.predict(torch.full_like(it, int(u)), it)[0])
+        return out
+
+    def _check_items(self, items: Sequence[int] | np.ndarray | None) -> np.ndarray:
+        return np.arange(self.n_items) if items is None else check_ids(items, self.n_items, "item")
+
+    @torch.no_grad()
+    def score_without(self, user: int, removed: Sequence[int] | np.ndarray,
+                      items: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Scores of ``items`` with ``removed`` left out of the user's neighbours, without retraining.
+
+        Part of ``ITEM_ATTENTION``: what the attention baselines of 06_accent "remove" (the user embedding and
+        every weight stay; only the inputs change).
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+        removed : sequence of int
+            Positive training items of the user to leave out.
+        items : sequence of int, optional
+            Items to score (default: all).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 scores of ``items``.
+
+        Raises
+        ------
+        ValueError
+            When a removed item is not one of the user's positives.
+        """
+        user = int(self.check_users(user)[0])
+        items = self._check_items(items)
+        keep = self._keep_without(user, removed)
+        dev = self._stack.device
+        it = torch.as_tensor(items, device=dev).unsqueeze(0)
+        s = self._stack.predict(torch.full_like(it, user), it, keep.unsqueeze(0))
+        return to_numpy(s[0]).astype(np.float64)
+
+    def _keep_without(self, user: int, removed: Sequence[int] | np.ndarray) -> torch.Tensor:
+        removed = check_ids(list(removed), self.n_items, "item")
+        pos = self.positives(user)
+        bad = np.setdiff1d(removed, pos)
+        if len(bad):
+            raise ValueError(f"Items {bad[:5].tolist()} are not positive training items of user {user}: only the "
+                             "user's positives (ratings >= threshold) are RCF's inputs and can be removed.")
+        d = self.data_
+        keep = d.valid.clone()
+        keep[user] &= ~torch.isin(d.neighbours[user], torch.as_tensor(removed, device=keep.device))
+        return keep
+
+    @torch.no_grad()
+    def item_attention(self, user: int, item: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """RCF's attention for recommending ``item`` to ``user``, over the user's positive items (``ITEM_ATTENTION``).
+
+        Parameters
+        ----------
+        user, item : int
+            Internal ids.
+
+        Returns
+        -------
+        neighbours : numpy.ndarray
+            The user's positive items (the target itself left out).
+        type_weights : numpy.ndarray
+            (n_types,) a_t, summing to 1 over the types that relate a neighbour to ``item``.
+        item_weights : numpy.ndarray
+            (n_types, len(neighbours)) a_tj (0 where neighbour j is not related by type t). Each neighbour's
+            weight in the explanation baselines is ``type_weights @ item_weights``.
+        """
+        user = int(self.check_users(user)[0])
+        item = int(check_ids(item, self.n_items, "item")[0])
+        dev = self._stack.device
+        u, i = torch.tensor([[user]], device=dev), torch.tensor([[item]], device=dev)
+        _, a_t, a_tj, nb, mask = self._stack.predict(u, i, attention=True)
+        keep = to_numpy(mask[0, 0])
+        return (to_numpy(nb[0, 0])[keep], to_numpy(a_t[0, 0]).astype(np.float64),
+                to_numpy(a_tj[0, 0])[:, keep].astype(np.float64))
+
+    # --- influence functions (INFLUENCE) ---------------------------------------------------------
+    def _double_params(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().double() for k, v in self._stack.params.items()}
+
+    def user_parameters(self, user: int) -> torch.Tensor:
+        """The user's embedding p_u, float64 (``factors``,): all FIA moves on RCF (``INFLUENCE``; 06_accent).
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        user = int(self.check_users(user)[0])
+        return self._stack.params["P"][0, user].detach().cpu().double().clone()
+
+    def _user_fn(self, user: int) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+        """g(thetas (Z, d), keep (Z, L) bool, items (Z, B)) -> (Z, B) float64 scores for ``user``."""
+        p = self._double_params()
+        d = self.data_
+        nb_row = d.neighbours[user].cpu()
+        valid = d.valid[user].cpu()
+        L = max(1, int(valid.sum()))
+        nb_row, valid = nb_row[:L], valid[:L]
+        values = d.values.cpu()
+
+        def g(thetas: torch.Tensor, keep: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+            Z, B = items.shape
+            nb = nb_row.expand(Z, B, L).reshape(1, Z * B, L)
+            it = items.reshape(1, Z * B)
+            mask = (valid & keep).unsqueeze(1).expand(Z, B, L).reshape(1, Z * B, L) & (nb != it.unsqueeze(-1))
+            vals = values[:, it.unsqueeze(-1), nb]
+            pu = thetas.unsqueeze(1).expand(Z, B, thetas.shape[-1]).reshape(1, Z * B, -1)
+            return rcf_forward(p, pu, it, nb, mask, vals, self.alpha)[0].reshape(Z, B)
+
+        return g
+
+    def user_score_function(self, user: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """``f(theta, items)``: float64 scores of ``items`` for ``user`` with embedding ``theta`` (``INFLUENCE``).
+
+        The neighbours are the user's positives (a target that is one of them is left out of its own).
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+
+        Returns
+        -------
+        callable
+        """
+        user = int(self.check_users(user)[0])
+        g = self._user_fn(user)
+        L = max(1, int(self.data_.valid[user].sum()))
+        full = torch.ones(1, L, dtype=torch.bool)
+        return lambda theta, items: g(theta.unsqueeze(0), full, items.reshape(1, -1))[0]
+
+    def user_training_losses(self, user: int) -> tuple[Callable[[torch.Tensor], torch.Tensor], np.ndarray]:
+        """The BPR losses of the user's training pairs as a function of ``theta``, and each pair's positive.
+
+        Part of ``INFLUENCE``: removing an item drops the pairs whose positive it is (06_accent).
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+
+        Returns
+        -------
+        losses : callable
+            ``losses(theta) -> (n_pairs,)`` float64.
+        removes : numpy.ndarray
+            The positive item of each pair.
+        """
+        user = int(self.check_users(user)[0])
+        d = self.data_
+        rows = torch.nonzero(d.users.cpu() == user).ravel()
+        pos, neg = d.pos.cpu()[rows], d.neg.cpu()[rows]
+        f = self.user_score_function(user)
+        n = len(rows)
+
+        def losses(theta: torch.Tensor) -> torch.Tensor:
+            s = f(theta, torch.cat([pos, neg]))
+            return F.softplus(-(s[:n] - s[n:]))
+
+        return losses, pos.numpy().astype(np.int64)
+
+    def user_score_without_function(self, user: int) -> Callable[[torch.Tensor, np.ndarray, torch.Tensor],
+                                                                    torch.Tensor]:
+        """``g(thetas, removed, items)``: scores with embedding ``thetas[z]`` AND item ``removed[z]`` out of the inputs.
+
+        The optional "input effect" hook of ``INFLUENCE``: on RCF a removed positive also stops being a neighbour
+        of the user's predictions, so FIA re-runs the forward pass with the moved embedding and the shortened
+        neighbour list, batched over the removed items (06_accent).
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+
+        Returns
+        -------
+        callable
+            ``g(thetas (Z, d), removed (Z,) item ids, items (B,)) -> (Z, B)`` float64.
+        """
+        user = int(self.check_users(user)[0])
+        g = self._user_fn(user)
+        d = self.data_
+        L = max(1, int(d.valid[user].sum()))
+        nb_row = d.neighbours[user].cpu()[:L]
+
+        def without(thetas: torch.Tensor, removed: np.ndarray, items: torch.Tensor) -> torch.Tensor:
+            keep = nb_row.unsqueeze(0) != torch.as_tensor(np.asarray(removed)).unsqueeze(1)
+            return g(thetas, keep, items.unsqueeze(0).expand(len(removed), -1))
+
+        return without
+
+    def influence_counts(self, user: int, targets: np.ndarray, normalization: str = "local") -> np.ndarray:
+        """How many training pairs FIA's objective averages over, per target (``INFLUENCE``).
+
+        ``"local"``: the user's pairs (only p_u moves); ``"global"``: every training pair.
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+        targets : numpy.ndarray
+            The target items.
+        normalization : {"local", "global"}
+
+        Returns
+        -------
+        numpy.ndarray
+        """
+        user = int(self.check_users(user)[0])
+        n = int((self.data_.users == user).sum()) if normalization == "local" else len(self.data_.users)
+        return np.full(len(targets), n)
+
+    # --- many retrains at once -----------------------------------------------------------------
+    def retrain_scores(self, removals: Sequence[tuple[int, Sequence[int]]], seeds: Sequence[int], epochs: int,
+                       targets: Sequence[Sequence[int]], max_models: int = 16, lr: float | None = None,
+                       target_users: Sequence[Sequence[int]] | None = None, engine: Engine = None,
+                       device: str | None = None, from_scratch: bool = False) -> list[np.ndarray]:
+        """Retrains with positives removed, stacked into batched models; returns new scores (``RETRAIN``; 06_accent).
+
+        A removal ``(user, items)`` drops the user's training pairs whose positive is in ``items`` and takes those
+        items out of the user's neighbours; an empty ``items`` is a no-removal control.
+
+        Parameters
+        ----------
+        removals : Sequence[tuple[int, Sequence[int]]]
+            One ``(user, positive items)`` per retrain.
+        seeds : Sequence[int]
+            One seed per retrain (minibatch order and relational samples).
+        epochs : int
+            Epochs of each retrain: extra epochs from the trained model (warm start), or from a fresh
+            initialisation with ``from_scratch`` (pass ``model.epochs`` for the original protocol).
+        targets : Sequence[Sequence[int]]
+            Per retrain, the items to score afterwards.
+        max_models : int
+            Retrains per stacked model.
+        lr : float | None
+            Adagrad learning rate of the retrains (default: the model's).
+        target_users : Sequence[Sequence[int]] | None
+            Per retrain, the user of each target (default: the retrain's own user).
+        engine : Engine
+            Where the stacks run (:func:`xrec_helpers.engines.map_jobs`).
+        device : str | None
+            Where each stack trains (default: the model's ``device``).
+        from_scratch : bool
+            False (default): warm start from the trained parameters and Adagrad accumulators. True: fresh
+            initialisation from the model's ``random_state`` and a fresh optimiser (ACCENT's RCF protocol).
+
+        Returns
+        -------
+        list[np.ndarray]
+            One float64 array per retrain: the scores of its targets after retraining.
+        """
+        self._fitted()
+        if not (len(removals) == len(seeds) == len(targets)):
+            raise ValueError(f"removals, seeds and targets must align: {len(removals)}, {len(seeds)}, {len(targets)}.")
+        if epochs < 0:
+            raise ValueError(f"epochs must be >= 0, not {epochs}.")
+        if max_models < 1:
+            raise ValueError(f"max_models must be >= 1, not {max_models}.")
+        check_engine(engine)
+        device = self.device if device is None else device
+        resolve_device(device)
+        if len(removals) == 0:
+            return []
+        if min(len(t) for t in targets) == 0:
+            raise ValueError("Every retrain needs at least one target item to score.")
+        if target_users is None:
+            target_users = [[user] * len(t) for (user, _), t in zip(removals, targets)]
+        if len(target_users) != len(targets) or any(len(a) != len(b) for a, b in zip(target_users, targets)):
+            raise ValueError("target_users must give one user per target item of every retrain.")
+        for tu_ in target_users:
+            self.check_users(list(tu_))
+        for t in targets:
+            check_ids(list(t), self.n_items, "item")
+        d = self.data_
+        users_cpu, pos_cpu = d.users.cpu().numpy(), d.pos.cpu().numpy()
+        nb_cpu = d.neighbours.cpu().numpy()
+        spec = []
+        for user, removed in removals:
+            user = int(self.check_users(user)[0])
+            removed = check_ids(list(removed), self.n_items, "item")
+            self._keep_without(user, removed)  # validates: only the user's positives
+            rows = np.flatnonzero((users_cpu == user) & np.isin(pos_cpu, removed))
+            cols = np.flatnonzero(np.isin(nb_cpu[user], removed) & d.valid[user].cpu().numpy())
+            spec.append((user, rows, cols))
+        if from_scratch:
+            base = {k: v for k, v in self._init_params(self.n_users, self.n_items, self._stack.params["R"].shape[1],
+                                                       d.n_values).items()}
+            state = None
+        else:
+            base = {k: v.detach().cpu() for k, v in self._stack.params.items()}
+            state = {k: (s, a.cpu()) for k, (s, a) in self._stack.adagrad_state().items()}
+        width = max(len(t) for t in targets)
+        jobs = []
+        for start in range(0, len(removals), max_models):
+            block = range(start, min(start + max_models, len(removals)))
+            tu = torch.as_tensor([list(target_users[m]) + [target_users[m][0]] * (width - len(targets[m]))
+                                  for m in block], dtype=torch.long)
+            ti = torch.as_tensor([list(targets[m]) + [targets[m][0]] * (width - len(targets[m])) for m in block],
+                                 dtype=torch.long)
+            jobs.append(([spec[m] for m in block], [seeds[m] for m in block], tu, ti))
+        shared = (base, state, d.to(torch.device("cpu")), self.lr if lr is None else lr, self.reg_t, self.alpha,
+                  self.batch_size, epochs, device)
+        out = np.concatenate(map_jobs(_retrain_block, jobs, shared=shared, engine=engine), axis=0)
+        return [out[m, :len(targets[m])] for m in range(len(removals))]
+
+
+def _retrain_block(shared: tuple, job: tuple) -> np.ndarray:
+    """Train one stack of RCF retrains and score its targets (one engine job)."""
+    base, state, data, lr, reg_t, alpha, batch_size, epochs, device = shared
+    spec, seeds, tu, ti = job
+    dev = resolve_device(device)
+    prepare_cpu_training()
+    data = data.to(dev)
+    M = len(seeds)
+    stack = RCFStack({k: v.to(dev).expand(M, *v.shape[1:]) for k, v in base.items()}, state, data, lr, reg_t,
+                     alpha, batch_size)
+    keep = torch.ones(M, len(data.users), device=dev)
+    keep_nb = data.valid.unsqueeze(0).expand(M, *data.valid.shape).clone()
+    for m, (user, rows, cols) in enumerate(spec):
+        keep[m, torch.as_tensor(rows, dtype=torch.long)] = 0.0
+        keep_nb[m, user, torch.as_tensor(cols, dtype=torch.long)] = False
+    stack.train_epochs(keep, keep_nb, seeds, epochs)
+    with torch.no_grad():
+        out = stack.predict(tu.to(dev), ti.to(dev), keep_nb)
+    return to_numpy(out).astype(np.float64)
