@@ -1,6 +1,6 @@
 """Typed item–item relations for RCF (Xin et al., SIGIR 2019), built from the Freebase item KG.
 
-Written for 06_accent (the RCF half of ACCENT's Table 1). RCF relates two movies by *relation types* and
+Taught in 06_accent (the RCF half of ACCENT's Table 1). RCF relates two movies by *relation types* and
 *relation values*: type 0 "no shared attribute", type 1 "same genre", type 2 "same director", type 3
 "same actor", each typed relation carrying its value (the shared genre, director or actor). The RCF paper
 takes these from MovieLens metadata; the course's ML-100K carries the RecBole Freebase KG instead, whose
@@ -121,7 +121,7 @@ def item_relations(kg: ItemKG, items: Sequence[int] | np.ndarray | None = None, 
                    relations: Sequence[str] = ("genre", "director", "actor")) -> ItemRelations:
     """RCF's typed item–item relations from the Freebase item KG (see the module docstring).
 
-    Written for 06_accent. For the ACCENT split pass ``items=split.items`` (new item id -> the dataset's
+    Taught in 06_accent. For the ACCENT split pass ``items=split.items`` (new item id -> the dataset's
     internal id, which is the KG's item id).
 
     Parameters

@@ -332,7 +332,7 @@ def parse_recbole_100k(folder: Path | str, *, with_kg: bool = True) -> Dataset:
     items = pd.DataFrame({"raw_id": raw_items["raw_id"].astype(int), "name": raw_items["name"], "year": year, **flags})
     users = pd.read_csv(folder / "ml-100k.user", sep="\t", dtype={"zip_code:token": str})
     users.columns = ["raw_id", "age", "gender", "occupation", "zip"]
-    dataset = _finish("ml-100k", ratings, items, users, source=f"RecBole 1.2.1 wheel copy ({folder.name}/)")
+    dataset = _finish("ml-100k", ratings, items, users, source="the copy of MovieLens-100K inside the RecBole 1.2.1 package")
     if with_kg and (folder / "ml-100k.kg").exists():
         _attach_kg(dataset, folder)
     return dataset
@@ -349,7 +349,7 @@ def _attach_kg(dataset: Dataset, folder: Path) -> None:
     dataset.kg = kg
     dataset.item_entity = pd.Series(link["entity"].to_numpy(), index=imap[link["raw_item"]].to_numpy(),
                                     name="entity").sort_index()
-    dataset.source += " + RecBole KG"
+    dataset.source += ", with its Freebase knowledge graph"
 
 
 # --- ML-1M --------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """ACCENT's attention baselines on RCF: remove the user's most-attended items until the recommendation changes.
 
-Written for 06_accent (the RCF half of Table 1; Tran, Ghazimatin & Saha Roy, SIGIR 2021). RCF scores a target
+Taught in 06_accent (the RCF half of Table 1; Tran, Ghazimatin & Saha Roy, SIGIR 2021). RCF scores a target
 from the user's positive items through two attention levels (:mod:`xrec_helpers.models.rcf`); each positive
 item ``j`` gets the weight ``sum_t a_t a_tj`` it receives when the recommendation is scored. The items are
 taken in decreasing weight and "removed" *without retraining*: the model re-scores the top-k with them left
@@ -143,7 +143,7 @@ class _AttentionCFExplainer(Explainer):
 class PureAttentionExplainer(_AttentionCFExplainer):
     """pure attention: remove the user's items by decreasing RCF attention until the recommendation changes.
 
-    Written for 06_accent. Parameters: ``model`` (with ``ITEM_ATTENTION``: RCF), ``titles``, ``k`` (top-k size).
+    Taught in 06_accent. Parameters: ``model`` (with ``ITEM_ATTENTION``: RCF), ``titles``, ``k`` (top-k size).
     """
 
     name: ClassVar[str] = "pure attention"
@@ -153,7 +153,7 @@ class PureAttentionExplainer(_AttentionCFExplainer):
 class AttentionExplainer(_AttentionCFExplainer):
     """attention: as pure attention, but an item is kept only if its removal narrows the recommendation's lead.
 
-    Written for 06_accent. Parameters as :class:`PureAttentionExplainer`.
+    Taught in 06_accent. Parameters as :class:`PureAttentionExplainer`.
     """
 
     name: ClassVar[str] = "attention"
