@@ -53,6 +53,20 @@ KINDS: dict[str, str] = {"history": "item", "features": "feature", "events": "ev
                          "reviews": "review"}
 
 
+def join_words(words: Sequence[str]) -> str:
+    """"A", "A and B", "A, B and C": the list inside an explanation's sentence (at least one word).
+
+    Parameters
+    ----------
+    words : sequence of str
+
+    Returns
+    -------
+    str
+    """
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
 def markdown_escape(text: str) -> str:
     """``text`` with its inline-Markdown characters backslash-escaped, so any Markdown renderer shows it verbatim.
 
@@ -302,6 +316,13 @@ class Explanation:
         """The item's title as emphasised Markdown, escaped (``*M\\*A\\*S\\*H (1970)*``)."""
         return f"*{markdown_escape(self.title(item))}*"
 
+    def _md_titles(self, items: Sequence[int] | np.ndarray, n: int = 4) -> str:
+        """Up to ``n`` titles as one Markdown phrase: "*A*, *B* and 3 more" (the counterfactual sentences)."""
+        names = [self._md_title(int(i)) for i in items[:n]]
+        if len(items) > n:
+            names.append(f"{len(items) - n} more")
+        return join_words(names)
+
     def label(self, i: int) -> str:
         """Display label of the ``i``-th key: its title for history items, ``"<title> (event -k)"`` for events.
 
@@ -367,7 +388,7 @@ class Explanation:
             names = [self._md_title(int(self.keys[i])) for i in support]
         else:
             names = [f"*{markdown_escape(self.label(i))}*" for i in support]
-        joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        joined = join_words(names)
         if self.kind == "history":
             return f"Because you {verb} {joined}, we recommend {target}."
         if self.kind == "events":

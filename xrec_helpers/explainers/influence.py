@@ -487,10 +487,7 @@ class _InfluenceExplainer(Explainer):
         if cf is None or not cf.found:
             return (f"{self.name} found no set of your ratings that lets another top-{cf.k if cf else self.k} item "
                     f"replace {explanation._md_title(explanation.item)}.")
-        names = [explanation._md_title(int(i)) for i in cf.items[:n]]
-        if cf.size > n:
-            names.append(f"{cf.size - n} more")
-        joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        joined = explanation._md_titles(cf.items, n)
         return (f"Had you not rated {joined}, you would have been recommended "
                 f"{explanation._md_title(cf.replacement)} instead of {explanation._md_title(explanation.item)}.")
 

@@ -25,7 +25,8 @@ import scipy.sparse as sp
 import torch
 
 from xrec_helpers._ids import check_ids
-from xrec_helpers.engines import Engine, check_engine, map_jobs
+from xrec_helpers.engines import Engine, map_jobs
+from xrec_helpers.models._retrain import check_retrain_request, stack_targets
 from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
 from xrec_helpers.models.base import INFLUENCE, RETRAIN, SCORE, Recommender
 
@@ -497,26 +498,10 @@ class NCF(Recommender):
             One array per retrain: the predicted ratings of its targets after retraining.
         """
         self._fitted()
-        if not (len(removals) == len(seeds) == len(targets)):
-            raise ValueError(f"removals, seeds and targets must align: {len(removals)}, {len(seeds)}, {len(targets)}.")
-        if epochs < 0:
-            raise ValueError(f"epochs must be >= 0, not {epochs}.")
-        if max_models < 1:
-            raise ValueError(f"max_models must be >= 1, not {max_models}.")
-        check_engine(engine)
-        device = self.device if device is None else device
-        resolve_device(device)  # a bad or unavailable device fails here, before any work is sent out
+        device, target_users = check_retrain_request(self, removals, seeds, epochs, targets, max_models, target_users,
+                                                     engine, device)
         if len(removals) == 0:
             return []
-        width = max(len(t) for t in targets)
-        if min(len(t) for t in targets) == 0:
-            raise ValueError("Every retrain needs at least one target item to score.")
-        if target_users is None:
-            target_users = [[user] * len(t) for (user, _), t in zip(removals, targets)]
-        if len(target_users) != len(targets) or any(len(a) != len(b) for a, b in zip(target_users, targets)):
-            raise ValueError("target_users must give one user per target item of every retrain.")
-        for tu_ in target_users:
-            self.check_users(list(tu_))
         indptr = self.train_.indptr
         row_of = {}
         for m, (user, removed) in enumerate(removals):
@@ -539,15 +524,8 @@ class NCF(Recommender):
         base = {k: here(v.detach()) for k, v in self._stack.params.items()}
         adam = {k: (float(opt_state[self._stack.params[k]]["step"]), here(opt_state[self._stack.params[k]]["exp_avg"]),
                     here(opt_state[self._stack.params[k]]["exp_avg_sq"])) for k in _ORDER}
-        jobs = []
-        for start in range(0, len(removals), max_models):
-            block = range(start, min(start + max_models, len(removals)))
-            # pad ragged target lists with their first pair; trimmed again below
-            tu = torch.as_tensor([list(target_users[m]) + [target_users[m][0]] * (width - len(targets[m]))
-                                  for m in block], dtype=torch.long)
-            ti = torch.as_tensor([list(targets[m]) + [targets[m][0]] * (width - len(targets[m])) for m in block],
-                                 dtype=torch.long)
-            jobs.append(([row_of[m] for m in block], [seeds[m] for m in block], tu, ti))
+        jobs = [([row_of[m] for m in block], [seeds[m] for m in block], tu, ti)
+                for block, tu, ti in stack_targets(targets, target_users, max_models)]
         shared = (base, adam, self._stack.lr if lr is None else lr, self.weight_decay, self.batch_size,
                   users, items, ratings, epochs, device)
         out = np.concatenate(map_jobs(_retrain_block, jobs, shared=shared, engine=engine), axis=0)

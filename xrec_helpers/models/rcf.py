@@ -41,7 +41,8 @@ import torch.nn.functional as F
 
 from xrec_helpers._ids import check_ids
 from xrec_helpers.data.item_relations import ItemRelations, no_relations
-from xrec_helpers.engines import Engine, check_engine, map_jobs
+from xrec_helpers.engines import Engine, map_jobs
+from xrec_helpers.models._retrain import check_retrain_request, stack_targets
 from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
 from xrec_helpers.models.base import INFLUENCE, ITEM_ATTENTION, RETRAIN, SCORE, Recommender
 
@@ -830,27 +831,10 @@ class RCF(Recommender):
             One float64 array per retrain: the scores of its targets after retraining.
         """
         self._fitted()
-        if not (len(removals) == len(seeds) == len(targets)):
-            raise ValueError(f"removals, seeds and targets must align: {len(removals)}, {len(seeds)}, {len(targets)}.")
-        if epochs < 0:
-            raise ValueError(f"epochs must be >= 0, not {epochs}.")
-        if max_models < 1:
-            raise ValueError(f"max_models must be >= 1, not {max_models}.")
-        check_engine(engine)
-        device = self.device if device is None else device
-        resolve_device(device)
+        device, target_users = check_retrain_request(self, removals, seeds, epochs, targets, max_models, target_users,
+                                                     engine, device)
         if len(removals) == 0:
             return []
-        if min(len(t) for t in targets) == 0:
-            raise ValueError("Every retrain needs at least one target item to score.")
-        if target_users is None:
-            target_users = [[user] * len(t) for (user, _), t in zip(removals, targets)]
-        if len(target_users) != len(targets) or any(len(a) != len(b) for a, b in zip(target_users, targets)):
-            raise ValueError("target_users must give one user per target item of every retrain.")
-        for tu_ in target_users:
-            self.check_users(list(tu_))
-        for t in targets:
-            check_ids(list(t), self.n_items, "item")
         d = self.data_
         users_cpu, pos_cpu = d.users.cpu().numpy(), d.pos.cpu().numpy()
         nb_cpu = d.neighbours.cpu().numpy()
@@ -869,15 +853,8 @@ class RCF(Recommender):
         else:
             base = {k: v.detach().cpu() for k, v in self._stack.params.items()}
             state = {k: (s, a.cpu()) for k, (s, a) in self._stack.adagrad_state().items()}
-        width = max(len(t) for t in targets)
-        jobs = []
-        for start in range(0, len(removals), max_models):
-            block = range(start, min(start + max_models, len(removals)))
-            tu = torch.as_tensor([list(target_users[m]) + [target_users[m][0]] * (width - len(targets[m]))
-                                  for m in block], dtype=torch.long)
-            ti = torch.as_tensor([list(targets[m]) + [targets[m][0]] * (width - len(targets[m])) for m in block],
-                                 dtype=torch.long)
-            jobs.append(([spec[m] for m in block], [seeds[m] for m in block], tu, ti))
+        jobs = [([spec[m] for m in block], [seeds[m] for m in block], tu, ti)
+                for block, tu, ti in stack_targets(targets, target_users, max_models)]
         shared = (base, state, d.to(torch.device("cpu")), self.lr if lr is None else lr, self.reg_t, self.alpha,
                   self.batch_size, epochs, device)
         out = np.concatenate(map_jobs(_retrain_block, jobs, shared=shared, engine=engine), axis=0)
