@@ -138,10 +138,12 @@ def load_interactions(source: str | Path | pd.DataFrame, *, user: str = "user", 
             missing.append(option)
     if missing:
         where = "its header (line 1)" if numbering == "line" else "its columns"
-        raise InteractionsError(f"Missing column(s) {missing}: {where} has {columns}. Name yours with the "
-                                "keyword arguments, e.g. load_interactions(path, user='customer_id', "
-                                "item='product_id', rating='stars'), or pass rating=None / timestamp=None / "
-                                "title=None for an optional column the table does not have.")
+        asked = [f"{kw}={name!r}" for kw, name in (("user", user), ("item", item), ("rating", rating),
+                                                    ("timestamp", timestamp), ("title", title)) if name in missing]
+        raise InteractionsError(f"Missing column(s) {missing}: {where} has {columns}. Pass the name your table "
+                                f"uses as the keyword argument instead of {', '.join(asked)} (one of the columns "
+                                "above), or pass rating=None / timestamp=None / title=None for an optional column "
+                                "the table does not have.")
     rating = ("rating" if "rating" in columns else None) if rating == _AUTO else rating
     timestamp = ("timestamp" if "timestamp" in columns else None) if timestamp == _AUTO else timestamp
     title = ("title" if "title" in columns else None) if title == _AUTO else title
