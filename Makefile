@@ -102,6 +102,7 @@ lint: install
 	$(PY) -m ruff check xrec_helpers tests tools benchmarks
 	$(PY) tools/lint_notebooks.py --check notebooks apps
 	$(PY) tools/colab_cell.py --check
+	$(PY) tools/course_line.py --check
 
 # Colab-like: a fresh venv with Colab's preinstalled versions, the course installed next to them, smoke notebooks.
 colab-check: install data
