@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import os
 import re
+import traceback
 from pathlib import Path
 
 import nbformat
@@ -27,8 +28,13 @@ def _writer(results_dir: str, tag: str, n: int, start) -> None:
     os.environ["XREC_RESULTS_DIR"] = results_dir
     os.environ["XREC_SIZE"] = "smoke"
     start.wait()
-    for i in range(n):
-        record(f"{tag}-{i}", i, notebook="99_race")
+    try:
+        for i in range(n):
+            record(f"{tag}-{i}", i, notebook="99_race")
+    except BaseException:
+        # a child's traceback is otherwise lost: leave it where the test can show it
+        Path(results_dir, f"error-{tag}.txt").write_text(traceback.format_exc())
+        raise
 
 
 def test_two_processes_recording_at_once_lose_nothing(tmp_path):
@@ -41,10 +47,11 @@ def test_two_processes_recording_at_once_lose_nothing(tmp_path):
     start.set()
     for p in procs:
         p.join(timeout=120)
-        assert p.exitcode == 0
+    errors = "".join(f.read_text() for f in sorted(tmp_path.glob("error-*.txt")))
+    assert [p.exitcode for p in procs] == [0, 0], errors
     data = json.loads((tmp_path / "99_race.smoke.json").read_text())  # valid JSON ...
     assert {k for k in data if k != "_meta"} == {f"{t}-{i}" for t in "ab" for i in range(100)}  # ... all 200 keys
-    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp") or p.name.startswith("error-")]
 
 
 def test_a_failed_write_keeps_the_old_record_and_leaves_no_temporary_file(tmp_path, monkeypatch):
