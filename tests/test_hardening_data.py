@@ -210,7 +210,7 @@ def test_a_second_process_says_it_is_waiting_for_the_lock(tmp_path, monkeypatch,
         with pytest.raises(DataUnavailableError, match="held the lock .* for more than 0 s"):
             with cache_lock("probe", timeout=0.2):
                 pass
-        assert "Waiting for another process that is loading probe" in capfd.readouterr().err
+        assert "Another notebook or process is loading probe right now; waiting" in capfd.readouterr().err
         with cache_lock("probe", timeout=30):  # released when the holder is done
             pass
     finally:

@@ -193,7 +193,9 @@ def cache_lock(name: str, timeout: float = LOCK_WAIT_S) -> Iterator[None]:
     try:
         lock.acquire(timeout=0)
     except LockTimeout:
-        say(f"Waiting for another process that is loading {name} (lock {lock.lock_file}, up to {timeout:.0f} s)...")
+        # No lock path here: a learner who runs two notebooks at once needs only to know why the cell waits; the
+        # path is in the error, for when the wait runs out.
+        say(f"Another notebook or process is loading {name} right now; waiting for it (up to {timeout:.0f} s)...")
         try:
             lock.acquire(timeout=timeout)
         except LockTimeout:
