@@ -6,10 +6,12 @@ of explanations"), re-implemented here; hopwise ships them as LIR, SEP and PTD.
 
 * LIR, linked-interaction recency: how recent the history item at the start of the path is. Per
   user, interactions are sorted by time, timestamps are min-max scaled to [0, 1] and smoothed with
-  an exponentially weighted moving average (weight ``beta`` on the newest point). 1 = the latest.
+  an exponentially weighted moving average (weight ``beta`` on the newest point). Higher = more recent;
+  nothing is rescaled after smoothing, so even the latest interaction usually scores below 1.
 * SEP, shared-entity popularity: how well known the shared entity is. Within each relation type,
-  nodes are sorted by degree, degrees min-max scaled and smoothed the same way. 1 = the most
-  linked entity of its type (a popular genre), 0 = the rarest.
+  nodes are sorted by degree, degrees min-max scaled and smoothed the same way. Higher = more
+  linked within its type (a popular genre); 0 = the rarest, and after smoothing even the most linked scores
+  below 1.
 * PTD, path-type diversity: distinct relation types among the best paths of a user's explained
   recommendations, divided by min(number of explained recommendations, number of relation types).
 
@@ -55,7 +57,7 @@ def _check_beta(beta: float) -> None:
 
 
 def interaction_recency(ratings: pd.DataFrame, beta: float = 0.3) -> pd.Series:
-    """LIR value of every (user, item) interaction, indexed by (user, item); 1 = the user's latest.
+    """LIR value of every (user, item) interaction, indexed by (user, item); higher = more recent (see the module).
 
     Taught in 10_knowledge_graph_paths.
 
@@ -90,7 +92,7 @@ def interaction_recency(ratings: pd.DataFrame, beta: float = 0.3) -> pd.Series:
 
 
 def entity_popularity(kg: ItemKG, beta: float = 0.3) -> np.ndarray:
-    """SEP value of every KG node (within its relation type); 1 = the most linked node of its type.
+    """SEP value of every KG node (within its relation type); higher = more linked (see the module).
 
     Used by :class:`PathQuality` (the SEP column).
 
@@ -225,9 +227,9 @@ class PathQuality(Protocol):
     kinds = frozenset({"history"})
     metrics = (
         Metric("has path", True, "1 when at least one knowledge-graph path reaches the recommended item"),
-        Metric("LIR", True, "linked-interaction recency of the best path's watched movie (1 = the user's latest)"),
-        Metric("SEP", True, "shared-entity popularity of the best path's entity within its relation type (1 = the "
-                            "most linked); the literature raises it, 10 shows why a generic link is weak evidence"),
+        Metric("LIR", True, "linked-interaction recency of the best path's watched movie (higher = more recent)"),
+        Metric("SEP", True, "shared-entity popularity of the best path's entity within its relation type (higher = "
+                            "more linked); the literature raises it, 10 shows why a generic link is weak evidence"),
     )
 
     def __init__(self, *, kg: ItemKG, ratings: pd.DataFrame, beta: float = 0.3):
