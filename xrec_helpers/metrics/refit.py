@@ -52,9 +52,7 @@ _ANCHORS = ("zero", "start")
 
 def refit_objective(model: Any, normalization: str | None = None, ridge: float | None = None,
                     anchor: str | None = None) -> dict[str, Any]:
-    """The user-block objective's settings that :func:`verify_by_refit` uses for ``model`` (see the module).
-
-    Taught in 06_accent.
+    """The user-block objective's settings that :func:`verify_by_refit` uses for ``model`` (see the module; 06_accent).
 
     Parameters
     ----------
