@@ -39,10 +39,14 @@ FEATURE_INPUTS = "feature_inputs"
 #: The methods FIA (``explainers.influence.FastInfluence``) reads, on NCF and RCF alike:
 #:
 #: * ``user_parameters(user)``: the user's own parameters theta, a float64 vector (the only ones FIA moves);
-#: * ``user_score_function(user)``: ``f(theta, items) -> (B,)`` float64 scores of ``items`` for that user;
-#: * ``user_training_losses(user)``: ``(losses, removes)``: ``losses(theta) -> (n_rows,)`` the unregularised
-#:   training losses of the user's rows (NCF: squared errors of the ratings; RCF: BPR losses of the pairs) and
-#:   ``removes`` the item whose removal drops each row (the rated item; RCF: the pair's positive);
+#: * ``user_score_function(user, without=())``: ``f(theta, items) -> (B,)`` float64 scores of ``items`` for that
+#:   user; ``without`` (items removed from the user's data) leaves those items out of the model's inputs where
+#:   the user's items are inputs (RCF's neighbour lists; NCF ignores it);
+#: * ``user_training_losses(user, without=())``: ``(losses, removes)``: ``losses(theta) -> (n_rows,)`` the
+#:   unregularised training losses of the user's rows (NCF: squared errors of the ratings; RCF: BPR losses of the
+#:   pairs) and ``removes`` the item whose removal drops each row (the rated item; RCF: the pair's positive);
+#:   with ``without``, the rows those items own are dropped and (RCF) the items leave every kept row's inputs,
+#:   which is what the user-refit verification re-fits on (``metrics.refit``);
 #: * ``influence_counts(user, targets, normalization)``: per target, how many rows FIA's objective averages
 #:   over (``"local"`` or ``"global"``); ``influence_l2`` (the objective's L2 coefficient on theta) and
 #:   ``influence_damping`` (FIA's default damping: 1e-6 on NCF, 0.01 on RCF);

@@ -353,7 +353,8 @@ class NCF(Recommender):
         p = self.params_
         return torch.cat([p["P_gmf"][0, user], p["P_mlp"][0, user]]).double()
 
-    def user_score_function(self, user: int | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def user_score_function(self, user: int | None = None,
+                            without: Sequence[int] = ()) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """``f(theta, items)``: predicted ratings of ``items`` for a user whose own parameters are ``theta``.
 
         Part of the ``INFLUENCE`` capability. Every other parameter is frozen (a float64 copy taken now),
@@ -363,6 +364,9 @@ class NCF(Recommender):
         ----------
         user : int | None
             Unused: NCF's user enters only through ``theta`` (the argument keeps one interface with RCF).
+        without : sequence of int
+            Unused: NCF's ratings are not inputs of its scores, so removing them changes only ``theta``
+            (the argument keeps one interface with RCF, whose removed items leave its inputs).
 
         Returns
         -------
@@ -389,7 +393,8 @@ class NCF(Recommender):
         """The L2 coefficient on the user's parameters in NCF's objective (``weight_decay``; ``INFLUENCE``)."""
         return float(self.weight_decay)
 
-    def user_training_losses(self, user: int) -> tuple[Callable[[torch.Tensor], torch.Tensor], np.ndarray]:
+    def user_training_losses(self, user: int,
+                             without: Sequence[int] = ()) -> tuple[Callable[[torch.Tensor], torch.Tensor], np.ndarray]:
         """The squared errors of the user's training ratings as a function of ``theta``, and each rating's item.
 
         Part of the ``INFLUENCE`` capability (06_accent): removing an item drops its rating. No L2 term (FIA
@@ -399,19 +404,34 @@ class NCF(Recommender):
         ----------
         user : int
             Internal user id.
+        without : sequence of int
+            Rated items whose ratings are left out (the user-refit verification of 06_accent; default none).
 
         Returns
         -------
         losses : callable
-            ``losses(theta) -> (n_u,)`` float64.
+            ``losses(theta) -> (n_u,)`` float64, over the kept ratings.
         removes : numpy.ndarray
-            The rated item of each row, in CSR order.
+            The rated item of each kept row, in CSR order.
+
+        Raises
+        ------
+        ValueError
+            When an item of ``without`` is not one of the user's training ratings.
         """
         user = int(self.check_users(user)[0])
         train = self.train_
         start, end = train.indptr[user], train.indptr[user + 1]
         hist = train.indices[start:end].astype(np.int64)
         ratings = torch.as_tensor(train.data[start:end], dtype=torch.float64)
+        if len(without):
+            without = check_ids(list(without), self.n_items, "item")
+            missing = np.setdiff1d(without, hist)
+            if len(missing):
+                raise ValueError(f"Items {missing[:5].tolist()} are not in user {user}'s training ratings: only "
+                                 "rated items can be removed.")
+            kept = ~np.isin(hist, without)
+            hist, ratings = hist[kept], ratings[torch.as_tensor(kept)]
         f, J = self.user_score_function(), torch.as_tensor(hist)
         return (lambda theta: (f(theta, J) - ratings) ** 2), hist
 

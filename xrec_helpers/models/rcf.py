@@ -689,7 +689,18 @@ class RCF(Recommender):
 
         return g
 
-    def user_score_function(self, user: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def _kept_neighbours(self, user: int, without: Sequence[int]) -> torch.Tensor:
+        """(1, L) bool over the user's neighbour list: False on the items of ``without`` (validated positives)."""
+        L = max(1, int(self.data_.valid[user].sum()))
+        if len(without) == 0:
+            return torch.ones(1, L, dtype=torch.bool)
+        removed = check_ids(list(without), self.n_items, "item")
+        self._keep_without(user, removed)  # validates: only the user's positives
+        nb_row = self.data_.neighbours[user].cpu()[:L]
+        return ~torch.isin(nb_row, torch.as_tensor(removed)).unsqueeze(0)
+
+    def user_score_function(self, user: int,
+                            without: Sequence[int] = ()) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """``f(theta, items)``: float64 scores of ``items`` for ``user`` with embedding ``theta`` (``INFLUENCE``).
 
         The neighbours are the user's positives (a target that is one of them is left out of its own).
@@ -698,18 +709,25 @@ class RCF(Recommender):
         ----------
         user : int
             Internal user id.
+        without : sequence of int
+            Positives left out of the neighbours (the input effect, as ``score_without``; default none).
 
         Returns
         -------
         callable
+
+        Raises
+        ------
+        ValueError
+            When an item of ``without`` is not one of the user's positives.
         """
         user = int(self.check_users(user)[0])
         g = self._user_fn(user)
-        L = max(1, int(self.data_.valid[user].sum()))
-        full = torch.ones(1, L, dtype=torch.bool)
-        return lambda theta, items: g(theta.unsqueeze(0), full, items.reshape(1, -1))[0]
+        keep = self._kept_neighbours(user, without)
+        return lambda theta, items: g(theta.unsqueeze(0), keep, items.reshape(1, -1))[0]
 
-    def user_training_losses(self, user: int) -> tuple[Callable[[torch.Tensor], torch.Tensor], np.ndarray]:
+    def user_training_losses(self, user: int,
+                             without: Sequence[int] = ()) -> tuple[Callable[[torch.Tensor], torch.Tensor], np.ndarray]:
         """The BPR losses of the user's training pairs as a function of ``theta``, and each pair's positive.
 
         Part of ``INFLUENCE``: removing an item drops the pairs whose positive it is (06_accent).
@@ -718,20 +736,31 @@ class RCF(Recommender):
         ----------
         user : int
             Internal user id.
+        without : sequence of int
+            Positives removed (the user-refit verification of 06_accent; default none): their pairs are dropped
+            AND they leave the neighbours of every remaining pair's scores, as in a retrain without them.
 
         Returns
         -------
         losses : callable
-            ``losses(theta) -> (n_pairs,)`` float64.
+            ``losses(theta) -> (n_pairs,)`` float64, over the kept pairs.
         removes : numpy.ndarray
-            The positive item of each pair.
+            The positive item of each kept pair.
+
+        Raises
+        ------
+        ValueError
+            When an item of ``without`` is not one of the user's positives.
         """
         user = int(self.check_users(user)[0])
         d = self.data_
         rows = torch.nonzero(d.users.cpu() == user).ravel()
         pos, neg = d.pos.cpu()[rows], d.neg.cpu()[rows]
-        f = self.user_score_function(user)
-        n = len(rows)
+        f = self.user_score_function(user, without)
+        if len(without):
+            kept = ~torch.isin(pos, torch.as_tensor(check_ids(list(without), self.n_items, "item")))
+            pos, neg = pos[kept], neg[kept]
+        n = len(pos)
 
         def losses(theta: torch.Tensor) -> torch.Tensor:
             s = f(theta, torch.cat([pos, neg]))
