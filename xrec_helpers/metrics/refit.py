@@ -175,7 +175,7 @@ def verify_by_refit(model: Any, explanations: Sequence[Explanation], *, steps: i
                     controls: bool = True) -> pd.DataFrame:
     """Verify counterfactual sets by re-fitting the user's own parameters without them (see the module).
 
-    Taught in 06_accent.
+    The rows of :class:`RefitVerification` (the protocol 06_accent runs).
 
     Parameters
     ----------
