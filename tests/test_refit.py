@@ -201,3 +201,24 @@ def test_rcf_without_drops_pairs_and_neighbours_and_the_refit_runs():
     expl = [e for e in explanations(model, range(4)) if e.counterfactual.found]
     frame = verify_by_refit(model, expl, steps=20)
     assert len(frame) and frame["converged"].all() and frame["grad_norm"].max() < 1e-8
+
+
+def test_rcf_refit_without_every_positive_keeps_theta():
+    # a set that holds every positive of the user (pure attention can remove them all) leaves no pair to fit:
+    # the refit is the proximal term alone, so theta stays where it was, and the scores have no neighbours
+    model, _, _, _ = planted()
+    user = 0
+    every = [int(i) for i in model.positives(user)]
+    losses, kept = model.user_training_losses(user, without=every)
+    theta = model.user_parameters(user)
+    assert len(kept) == 0 and losses(theta).shape == (0,)
+    rec = int(model.recommend(user, 2)[0][0])
+    rep = int(model.recommend(user, 2)[0][1])
+    e = next(e for e in explanations(model, [user]))
+    e = derive(e, counterfactual=type(e.counterfactual)(items=np.asarray(every), replacement=rep, predicted_gap=-1.0,
+                                                       k=2, found=True))
+    assert e.item == rec
+    row = verify_by_refit(model, [e], steps=5).iloc[0]
+    expected = model.score_without(user, every, [rec, rep])
+    assert row["size"] == len(every) and row["converged"] and row["newton_steps"] == 0
+    assert row["actual_gap"] == pytest.approx(expected[0] - expected[1], rel=1e-4, abs=1e-5)

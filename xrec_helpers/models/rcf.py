@@ -763,6 +763,8 @@ class RCF(Recommender):
         n = len(pos)
 
         def losses(theta: torch.Tensor) -> torch.Tensor:
+            if n == 0:  # the removal takes every pair of the user: nothing is left to fit
+                return theta.new_zeros(0)
             s = f(theta, torch.cat([pos, neg]))
             return F.softplus(-(s[:n] - s[n:]))
 
