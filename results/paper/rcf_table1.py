@@ -22,7 +22,9 @@ Resumable: per-explanation rows go to ``06_rcf_table1_rows.csv``; a later run wi
 already there and the JSON aggregates every row. ``--max-seconds`` stops the user loop in time.
 
 Run: ``python results/paper/rcf_table1.py --epochs 50 --users 452`` (all users, the paper's 50 epochs);
-``--model rcf.pkl`` loads an RCF pickled by ``--save-model`` instead of training it.
+``--model rcf.pkl`` loads an RCF pickled by ``--save-model`` instead of training it; ``--aggregate`` only
+re-computes the table and the paper's paired tests (McNemar on CF %, one-sided paired t-test on sizes) from the
+rows CSV.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from xrec_helpers.explainers.attention_cf import attention_explainers
 from xrec_helpers.explainers.base import top_pairs
 from xrec_helpers.explainers.influence import FastInfluence, influence_explainers
 from xrec_helpers.metrics.refit import verify_by_refit
+from xrec_helpers.metrics.statistics import mcnemar, paired_size_test
 from xrec_helpers.models._torch import prepare_cpu_training
 from xrec_helpers.models.rcf import RCF
 
@@ -126,6 +129,38 @@ def table(rows: pd.DataFrame) -> dict:
     return out
 
 
+def paired_tests(rows: pd.DataFrame) -> dict:
+    """The paper's tests, ACCENT against each other row at each k, paired by user: exact McNemar on the
+    (raw) refit verdict and a one-sided paired t-test that ACCENT's sets are smaller, on users where both succeed."""
+    out = {}
+    for k in KS:
+        acc = rows[(rows["method"] == "ACCENT") & (rows["k"] == k)].set_index("user")
+        for other in METHODS[:-1]:
+            o = rows[(rows["method"] == other) & (rows["k"] == k)].set_index("user")
+            users = acc.index.intersection(o.index)
+            a, b = acc.loc[users, "success"].astype(bool), o.loc[users, "success"].astype(bool)
+            only_a, only_b, p_cf = mcnemar(a, b)
+            both = users[(a & b).to_numpy()]
+            n, diff, p_size = paired_size_test(acc.loc[both, "size"], o.loc[both, "size"])
+            out[f"ACCENT vs {other} k={k}"] = {"users": len(users), "only_accent": only_a, "only_other": only_b,
+                                               "mcnemar_p": p_cf, "size_pairs": n, "size_diff": diff,
+                                               "size_p_one_sided": p_size}
+    return out
+
+
+def aggregate() -> None:
+    """Re-aggregate the table and the tests from the rows CSV into the JSON record (no model, no refits)."""
+    rows = pd.read_csv(ROWS)
+    result = json.loads(OUT.read_text())
+    result["table"], result["tests"] = table(rows), paired_tests(rows)
+    result["sample"]["users_done"] = int(rows["user"].nunique())
+    result["_meta"]["aggregated"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    OUT.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    for key, v in result["tests"].items():
+        print(f"{key:28s} n={v['users']:3d} McNemar {v['only_accent']}:{v['only_other']} p={v['mcnemar_p']:.3f}"
+              f" | size pairs {v['size_pairs']} diff {v['size_diff']:+.2f} p={v['size_p_one_sided']:.3g}")
+
+
 def distinct(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["size"] > 0].drop_duplicates(["user", "set"])
 
@@ -173,7 +208,11 @@ def main() -> None:
     parser.add_argument("--save-model", help="pickle the trained RCF here")
     parser.add_argument("--fit-seconds", type=float, help="with --model: the training wall time that produced it")
     parser.add_argument("--resume", action="store_true", help="keep the rows already in the CSV, skip their users")
+    parser.add_argument("--aggregate", action="store_true", help="only re-aggregate table and tests from the CSV")
     args = parser.parse_args()
+    if args.aggregate:
+        aggregate()
+        return
     prepare_cpu_training(threads=1)
     torch.manual_seed(0)
     t0 = time.perf_counter()
@@ -248,6 +287,7 @@ def main() -> None:
         "sample": {"users_total": int(model.n_users), "users_requested": args.users, "users_done": len(users_done),
                    "seed": 0, "how": "numpy default_rng(0).permutation(n_users)[:users], in order until time ran out"},
         "table": table(rows),
+        "tests": paired_tests(rows),
         "convergence": conv,
         "seconds": {**timing, "per_user_this_run": {k: v / max(n_new, 1) for k, v in timing.items()},
                     "users_this_run": n_new},
