@@ -44,6 +44,7 @@ from torch.func import grad, hessian
 
 from xrec_helpers.explainers.base import Explanation
 from xrec_helpers.metrics.protocol import Metric, Protocol, ProtocolResult
+from xrec_helpers.metrics.retraining import check_verdict, verdict_column, verdict_frame
 from xrec_helpers.models.base import INFLUENCE, capabilities_of
 
 _NORMALIZATIONS = ("global", "local")
@@ -308,10 +309,7 @@ class RefitVerification(Protocol):
                  anchor: str | None = None, controls: bool = True, verdict: str = "raw"):
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1 (Newton steps per refit), not {steps!r}.")
-        if verdict not in ("raw", "corrected"):
-            raise ValueError(f"verdict must be 'raw' or 'corrected', not {verdict!r}.")
-        if verdict == "corrected" and not controls:
-            raise ValueError("verdict='corrected' subtracts the no-removal refits' drift: keep controls=True.")
+        check_verdict(verdict, controls, "the no-removal refits'")
         if normalization is not None and normalization not in _NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {_NORMALIZATIONS}, not {normalization!r}.")
         if anchor is not None and anchor not in _ANCHORS:
@@ -322,7 +320,7 @@ class RefitVerification(Protocol):
     @property
     def verdict_column(self) -> str:
         """The per-explanation column the CF metric counts (``success`` or ``corrected_success``)."""
-        return "success" if self.verdict == "raw" else "corrected_success"
+        return verdict_column(self.verdict)
 
     def label(self) -> str:
         """How to state the protocol next to a CF %: what is re-fit, how, and the verdict."""
@@ -350,10 +348,5 @@ class RefitVerification(Protocol):
         frame = verify_by_refit(model, explanations, steps=self.steps, normalization=self.normalization,
                                 ridge=self.ridge, anchor=self.anchor, controls=self.controls)
         details = {**frame.attrs, "verdict": self.verdict, "label": self.label()}
-        frame = frame.rename(columns={"rec": "item"})
-        frame = frame[["method", "user", "item"] + [c for c in frame.columns if c not in ("method", "user", "item")]]
-        ok = frame[self.verdict_column].astype(bool)
-        frame["refit CF"] = ok.astype(float)
-        frame["refit CF size"] = frame["size"].where(ok).astype(float)
-        frame.attrs = {}
-        return ProtocolResult(self.name, self.metrics, frame, details=details)
+        return ProtocolResult(self.name, self.metrics, verdict_frame(frame, self.verdict, self.metrics),
+                              details=details)

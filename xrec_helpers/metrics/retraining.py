@@ -217,6 +217,66 @@ def compare_methods(verified: pd.DataFrame, a: str, b: str, k: int, verdict: str
             "size_diff": diff, "p_size_less": p_size}
 
 
+def check_verdict(verdict: str, controls: bool, drift: str) -> None:
+    """Refuse an unknown verdict, or a net-of-drift verdict without the controls that measure the drift.
+
+    Shared by :class:`RetrainingVerification` and :class:`~xrec_helpers.metrics.refit.RefitVerification`
+    (06_accent).
+
+    Parameters
+    ----------
+    verdict : str
+        ``"raw"`` or ``"corrected"``.
+    controls : bool
+        Whether the protocol runs its no-removal controls.
+    drift : str
+        Whose drift ``"corrected"`` subtracts, for the message (e.g. ``"the no-removal controls'"``).
+
+    Raises
+    ------
+    ValueError
+        On any other verdict, or ``"corrected"`` without controls.
+    """
+    if verdict not in ("raw", "corrected"):
+        raise ValueError(f"verdict must be 'raw' or 'corrected', not {verdict!r}.")
+    if verdict == "corrected" and not controls:
+        raise ValueError(f"verdict='corrected' subtracts {drift} drift: keep controls=True.")
+
+
+def verdict_column(verdict: str) -> str:
+    """The per-explanation column a verdict counts: ``success`` (raw) or ``corrected_success`` (net of drift)."""
+    return "success" if verdict == "raw" else "corrected_success"
+
+
+def verdict_frame(frame: pd.DataFrame, verdict: str, metrics: Sequence[Metric]) -> pd.DataFrame:
+    """A verification frame as a protocol's ``per_explanation``: ``rec`` renamed ``item``, method/user/item
+    first, and the two metrics (CF as 0/1 under ``verdict``; the set's size on verified sets, NaN otherwise).
+
+    Shared by the retraining and the refit protocols (06_accent).
+
+    Parameters
+    ----------
+    frame : pd.DataFrame
+        Rows of :func:`verify_by_retraining` or :func:`~xrec_helpers.metrics.refit.verify_by_refit`.
+    verdict : str
+        ``"raw"`` or ``"corrected"``.
+    metrics : sequence of Metric
+        The protocol's two metrics, CF then CF size (their names become the columns).
+
+    Returns
+    -------
+    pd.DataFrame
+        A copy without ``attrs`` (the caller keeps them as details).
+    """
+    frame = frame.rename(columns={"rec": "item"})
+    frame = frame[["method", "user", "item"] + [c for c in frame.columns if c not in ("method", "user", "item")]]
+    ok = frame[verdict_column(verdict)].astype(bool)
+    frame[metrics[0].name] = ok.astype(float)
+    frame[metrics[1].name] = frame["size"].where(ok).astype(float)
+    frame.attrs = {}
+    return frame
+
+
 class RetrainingVerification(Protocol):
     """ACCENT's verification as a protocol: remove each counterfactual set, retrain warm, re-score.
 
@@ -262,17 +322,14 @@ class RetrainingVerification(Protocol):
                  verdict: str = "raw"):
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, not {epochs}.")
-        if verdict not in ("raw", "corrected"):
-            raise ValueError(f"verdict must be 'raw' or 'corrected', not {verdict!r}.")
-        if verdict == "corrected" and not controls:
-            raise ValueError("verdict='corrected' subtracts the no-removal controls' drift: keep controls=True.")
+        check_verdict(verdict, controls, "the no-removal controls'")
         self.epochs, self.seeds, self.controls, self.max_models = epochs, tuple(int(s) for s in seeds), controls, max_models
         self.lr, self.engine, self.device, self.verdict = lr, engine, device, verdict
 
     @property
     def verdict_column(self) -> str:
         """The per-explanation column the CF metric counts (``success`` or ``corrected_success``)."""
-        return "success" if self.verdict == "raw" else "corrected_success"
+        return verdict_column(self.verdict)
 
     def label(self) -> str:
         """How to state the protocol next to a CF %: epochs, verdict and seeds."""
@@ -300,10 +357,5 @@ class RetrainingVerification(Protocol):
         frame = verify_by_retraining(model, explanations, self.epochs, self.seeds, controls=self.controls,
                                      max_models=self.max_models, lr=self.lr, engine=self.engine, device=self.device)
         details = {"epochs": self.epochs, **frame.attrs, "verdict": self.verdict, "label": self.label()}
-        frame = frame.rename(columns={"rec": "item"})
-        frame = frame[["method", "user", "item"] + [c for c in frame.columns if c not in ("method", "user", "item")]]
-        ok = frame[self.verdict_column].astype(bool)
-        frame["retrained CF"] = ok.astype(float)
-        frame["retrained CF size"] = frame["size"].where(ok).astype(float)
-        frame.attrs = {}
-        return ProtocolResult(self.name, self.metrics, frame, details=details)
+        return ProtocolResult(self.name, self.metrics, verdict_frame(frame, self.verdict, self.metrics),
+                              details=details)
