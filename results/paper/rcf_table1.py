@@ -262,6 +262,13 @@ def main() -> None:
     conv = convergence_check(model, rows, expl, args.steps, args.check_sets) if expl else {"sets": 0}
     conv["seconds"] = time.perf_counter() - t
     users_done = sorted(set(rows["user"]))
+    # A resumed run checks convergence on its own new sets only; keep the earlier runs' checks beside it.
+    earlier = []
+    if args.resume and OUT.exists():
+        before = json.loads(OUT.read_text())
+        earlier = before.get("convergence_earlier_runs", []) + [
+            {**before["convergence"], "users_that_run": before["seconds"]["users_this_run"],
+             "written": before["_meta"]["written"]}]
     result = {
         "_meta": {"written": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
                   "python": platform.python_version(), "machine": platform.platform(), "cores": os.cpu_count(),
@@ -289,6 +296,7 @@ def main() -> None:
         "table": table(rows),
         "tests": paired_tests(rows),
         "convergence": conv,
+        "convergence_earlier_runs": earlier,
         "seconds": {**timing, "per_user_this_run": {k: v / max(n_new, 1) for k, v in timing.items()},
                     "users_this_run": n_new},
     }
