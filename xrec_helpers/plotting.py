@@ -265,9 +265,10 @@ def _annotate(ax, values: np.ndarray, colour_values: np.ndarray, fmt: str = "{:+
 def plot_cell_grid(attribution: LevelAttribution, ax: Axes | None = None) -> Axes:
     """Heatmap of a cell-level attribution: rows are event groups, columns feature groups, both signs.
 
-    Taught in 04_shap_sequential. Green raises the score, red lowers it (as in the bar charts); blank
-    cells are not players.
-    The older (pruned) events are one player over all their features, drawn in their own column.
+    Taught in 04_shap_sequential. Green raises the score, red lowers it (as in the bar charts). Two kinds
+    of blank cell: a cell inside a grouped player drawn elsewhere in its row, and a cell that does not
+    exist (the older (pruned) events are one player over all their features, drawn in their own last
+    column, which has no cell for the recent events).
 
     Parameters
     ----------
@@ -294,7 +295,9 @@ def plot_cell_grid(attribution: LevelAttribution, ax: Axes | None = None) -> Axe
     ax.set_xlabel("feature of the event (column group)")
     ax.set_ylabel("event (−k = k-th most recent) or group of events")
     ax.set_title(f"Cell-level Shapley values ({attribution.method}); green raises, red lowers the score\n"
-                 "blank: not a player of its own (its cells belong to a group in the same row or column)", fontsize=10)
+                 "blank: part of a grouped player drawn elsewhere in its row (e.g. the older events: one player, last "
+                 "column),\nor no such cell (the last column exists only for the older events; recent events are split "
+                 "by feature)", fontsize=10)
     ax.figure.colorbar(im, ax=ax, shrink=0.7, label="Shapley value (change of the score)")
     return ax
 
