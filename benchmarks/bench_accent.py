@@ -133,7 +133,10 @@ def converged_protocol(ncf: NCF, ncf_expl, split, train, data) -> None:
     rec = RECORDS / "06_rcf_table1.json"
     if rec.exists():
         conv = json.loads(rec.read_text())
-        refits_per_user = conv["convergence"]["distinct_sets"] / conv["sample"]["users_done"] + 1
+        # each (resumed) run checks only its own new sets: pool the runs' set and user counts
+        runs = conv.get("convergence_earlier_runs", []) + [
+            {**conv["convergence"], "users_that_run": conv["seconds"]["users_this_run"]}]
+        refits_per_user = (sum(r["distinct_sets"] for r in runs) / sum(r["users_that_run"] for r in runs)) + 1
     rcf_min = 452 * refits_per_user * per_refit_rcf / 60
     print(f"user re-fit, RCF: {per_refit_rcf * 1e3:.0f} ms per refit ({n} refits for {n_expl} sets, 1-epoch model); "
           f"paper size (452 users x {refits_per_user:.1f} refits) projected {rcf_min:.0f} min in one process")
