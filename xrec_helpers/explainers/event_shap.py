@@ -1382,7 +1382,7 @@ class EventSHAPExplainer(_SequenceExplainer):
                     f"{self.small_gap * scale:.3f} ({self.small_gap} x {scale:.2f}, the standard deviation "
                     "of this user's item scores). The baseline input already "
                     "scores the item about as high as the real one, so the events jointly add little "
-                    "and the values split almost nothing; their signs are fragile. Choose a baseline "
+                    "and the values split almost nothing; their signs can be fragile. Choose a baseline "
                     "that scores the item lower to see what supports it.")
         return self._wrap(user, int(targets[0]), game, values, base_value=None if self.method == "loo" else base,
                           note=note, model_calls=calls + game.n_evals,
