@@ -222,3 +222,31 @@ def test_rcf_refit_without_every_positive_keeps_theta():
     expected = model.score_without(user, every, [rec, rep])
     assert row["size"] == len(every) and row["converged"] and row["newton_steps"] == 0
     assert row["actual_gap"] == pytest.approx(expected[0] - expected[1], rel=1e-4, abs=1e-5)
+
+
+def test_mlp_units_on_matches_the_layers_and_explains_coinciding_gradients():
+    """``mlp_units_on`` reads the forward pass's own ReLU pattern; with the GMF branch off, two items that switch
+    on the same units have the same score gradient with respect to the user's parameters (06_accent, §3)."""
+    model = tiny_ncf()
+    p = {k: v[0].double() for k, v in model.params_.items()}
+    user, items = 3, np.arange(model.n_items)
+    # written out from the architecture, independently of the library's helper
+    h1 = p["P_mlp"][user] @ p["W1"][:model.factors] + p["Q_mlp"][items] @ p["W1"][model.factors:] + p["b1"]
+    expected = torch.cat([h1 > 0, torch.relu(h1) @ p["W2"] + p["b2"] > 0], 1).numpy()
+    on = model.mlp_units_on(user, items)
+    assert on.shape == (model.n_items, sum(model.hidden)) and on.dtype == bool
+    np.testing.assert_array_equal(on, expected)
+    assert model.gmf_output_weights.shape == (model.factors,)
+    np.testing.assert_allclose(model.gmf_output_weights, p["Wo"][model.hidden[1]:].numpy(), rtol=1e-6)
+    # switch the GMF branch off: then equal on/off patterns give equal gradients, and only then
+    off = NCF(factors=4, hidden=(4, 2), lr=1e-2, batch_size=64, epochs=60, random_state=0).fit(model.train_)
+    with torch.no_grad():
+        off._stack.params["Wo"][0, off.hidden[1]:] = 0.0
+    on = off.mlp_units_on(user, items)
+    grads = torch.func.jacrev(off.user_score_function())(off.user_parameters(user), torch.as_tensor(items))
+    same = [(a, b) for a in items for b in items if a < b and (on[a] == on[b]).all()]
+    assert same, "the tiny model should map some items to the same ReLU pattern"
+    for a, b in same:
+        torch.testing.assert_close(grads[a], grads[b], atol=1e-10, rtol=0)
+    with pytest.raises(IndexError, match="Unknown item id"):
+        model.mlp_units_on(user, [model.n_items])

@@ -58,13 +58,36 @@ def ncf_forward(p_gmf: torch.Tensor, q_gmf: torch.Tensor, p_mlp: torch.Tensor, q
     torch.Tensor
         Predicted ratings of shape (M, B).
     """
-    # W1 split by rows and Wo by entries instead of concatenating inputs: the same maths, and no
-    # (M, B, 2d) copies in the forward and backward passes of every training step.
-    d, h2 = p_mlp.shape[-1], W2.shape[-1]
-    h = torch.baddbmm(b1.unsqueeze(1), p_mlp, W1[:, :d]).baddbmm_(q_mlp, W1[:, d:]).relu_()
-    h = torch.relu(torch.baddbmm(b2.unsqueeze(1), h, W2))
+    h2 = W2.shape[-1]
+    h = ncf_hidden(p_mlp, q_mlp, W1, b1, W2, b2)[1]
     out = torch.bmm(h, Wo[:, :h2].unsqueeze(-1)) + torch.bmm(p_gmf * q_gmf, Wo[:, h2:].unsqueeze(-1))
     return out.squeeze(-1) + bo.unsqueeze(1)
+
+
+def ncf_hidden(p_mlp: torch.Tensor, q_mlp: torch.Tensor, W1: torch.Tensor, b1: torch.Tensor,
+               W2: torch.Tensor, b2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The MLP branch's two hidden layers after their ReLUs, batched over models.
+
+    :func:`ncf_forward` feeds the second to the output layer; :meth:`NCF.mlp_units_on` reads which
+    units are on (06_accent).
+
+    Parameters
+    ----------
+    p_mlp, q_mlp : torch.Tensor
+        Gathered MLP user and item embeddings, (M, B, d).
+    W1, b1, W2, b2 : torch.Tensor
+        The two MLP layers, stacked over models.
+
+    Returns
+    -------
+    h1, h2 : torch.Tensor
+        Activations of shape (M, B, hidden[0]) and (M, B, hidden[1]).
+    """
+    # W1 split by rows instead of concatenating inputs: the same maths, and no (M, B, 2d) copies
+    # in the forward and backward passes of every training step.
+    d = p_mlp.shape[-1]
+    h1 = torch.baddbmm(b1.unsqueeze(1), p_mlp, W1[:, :d]).baddbmm_(q_mlp, W1[:, d:]).relu_()
+    return h1, torch.relu(torch.baddbmm(b2.unsqueeze(1), h1, W2))
 
 
 class NCFStack:
@@ -384,6 +407,46 @@ class NCF(Recommender):
             return out[0]
 
         return f
+
+    def mlp_units_on(self, user: int, items: Sequence[int]) -> np.ndarray:
+        """Which ReLU units of the MLP branch each item switches on for this user.
+
+        Through the MLP, a score's gradient with respect to the user's parameters depends on the item
+        only via these on/off patterns (and the GMF branch, :attr:`gmf_output_weights`): 06_accent uses
+        them to show why several candidates' gradients coincide.
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+        items : sequence of int
+            Internal item ids.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean, shape ``(len(items), hidden[0] + hidden[1])``: the first layer's units, then the second's.
+
+        Raises
+        ------
+        IndexError, TypeError
+            For unknown or non-integer user or item ids (internal ids expected).
+        """
+        user = int(self.check_users(user)[0])
+        items = torch.as_tensor(check_ids(list(items), self.n_items, "item"))
+        p = self.params_
+        with torch.no_grad():
+            h1, h2 = ncf_hidden(p["P_mlp"][:, [user]].expand(1, len(items), -1), p["Q_mlp"][:, items],
+                                p["W1"], p["b1"], p["W2"], p["b2"])
+        return torch.cat([h1[0] > 0, h2[0] > 0], 1).numpy()
+
+    @property
+    def gmf_output_weights(self) -> np.ndarray:
+        """The output layer's weights on the GMF branch, shape ``(factors,)`` (06_accent).
+
+        Near zero when training has switched the GMF branch off, so that only the MLP shapes the scores.
+        """
+        return self.params_["Wo"][0, self.hidden[1]:].numpy().copy()
 
     #: FIA's default damping on NCF (as in FIA), added on top of the weight decay.
     influence_damping: ClassVar[float] = 1e-6
