@@ -313,7 +313,9 @@ class FastInfluence:
     :mod:`xrec_helpers.models.base`): only the user's own parameters theta move. For each of the user's
     training rows the per-row loss gradient is taken; removing an item drops the rows it owns (NCF: its rating;
     RCF: the pair whose positive it is), and theta moves by ``(1/n) H^-1 grad l(z)`` with ``H`` the Hessian of
-    the mean loss over the ``n`` rows of the objective plus ``(l2 + damping) I``.
+    the mean loss over the ``n`` rows of the objective plus ``(l2 + damping) I``. The gradients and the Hessian
+    come from :mod:`torch.func`, or from the model's optional analytic ``user_training_loss_derivatives`` and
+    ``user_score_jacobian`` when it has them (NCF: exact, since its score is piecewise linear in theta).
 
     * NCF (squared error on ratings): the predicted change of a target's score is linear,
       ``grad f . delta theta``; ``n`` is the user's plus the target item's ratings (``"local"``), so ``H`` is
@@ -389,17 +391,23 @@ class FastInfluence:
         T = torch.as_tensor(topk)
         with torch.no_grad():
             s_top = f(theta, T)
-        G = jacrev(losses)(theta)  # (n_rows, p): per-row loss gradients
+        derivatives = getattr(self.model, "user_training_loss_derivatives", None)  # optional analytic hook (NCF)
+        if derivatives is not None:
+            G, S = derivatives(user)(theta)  # NCF: 2 e J and 2 J^T J, exact (see the model's method)
+        else:
+            G = jacrev(losses)(theta)  # (n_rows, p): per-row loss gradients
+            S = hessian(lambda t: losses(t).sum())(theta)  # full Hessian, not Gauss-Newton
         grad_loss = torch.zeros(len(hist), len(theta), dtype=torch.float64).index_add_(
             0, torch.as_tensor(rank[inverse]), G)
-        S = hessian(lambda t: losses(t).sum())(theta)  # full Hessian, not Gauss-Newton
         n_norm = torch.as_tensor(self.model.influence_counts(user, topk, self.normalization), dtype=torch.float64)
         lam = float(self.model.influence_l2) + self.damping
         eye = torch.eye(len(theta), dtype=torch.float64)
         hook = getattr(self.model, "user_score_without_function", None)  # the optional input effect (RCF)
         if hook is None:
             H = S.unsqueeze(0) / n_norm[:, None, None] + lam * eye
-            x = torch.linalg.solve(H, jacrev(f)(theta, T))  # (k, p): H^-1 grad f for each target
+            score_jac = getattr(self.model, "user_score_jacobian", None)  # optional analytic hook (NCF)
+            grad_f = score_jac(user)(theta, T) if score_jac is not None else jacrev(f)(theta, T)
+            x = torch.linalg.solve(H, grad_f)  # (k, p): H^-1 grad f for each target
             drop = -(x @ grad_loss.T) / n_norm[:, None]  # (k, n_u): FIA's I(z, i) = -delta f
         else:
             if not torch.all(n_norm == n_norm[0]):

@@ -14,7 +14,7 @@ The user-block objective, without the removed set ``Z``::
     J(theta) = (1/n) * sum_{rows r of the user not owned by Z} loss_r(theta) + (ridge/2) * ||theta - anchor||^2
 
 is minimised from the trained theta by damped Newton in float64 (exact gradient and Hessian through
-:mod:`torch.func`; Levenberg-Marquardt damping when the Hessian is not positive definite or a step does not
+:mod:`torch.func`, or NCF's analytic ``user_training_loss_derivatives``; Levenberg-Marquardt damping when the Hessian is not positive definite or a step does not
 decrease ``J`` enough). On RCF the removed items also leave the user's neighbour lists, in the losses and in
 the re-scored predictions (the models' ``without`` argument of the ``INFLUENCE`` interface).
 
@@ -92,7 +92,8 @@ def refit_objective(model: Any, normalization: str | None = None, ridge: float |
 
 
 def newton_refit(objective: Callable[[torch.Tensor], torch.Tensor], theta0: torch.Tensor,
-                 steps: int) -> tuple[torch.Tensor, float, int, bool]:
+                 steps: int, derivatives: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+                 ) -> tuple[torch.Tensor, float, int, bool]:
     """Minimise ``objective`` from ``theta0`` by damped Newton (Levenberg-Marquardt), at most ``steps`` steps.
 
     Each step solves ``(H + mu I) delta = -g`` with the exact Hessian; ``mu`` starts at 0 and grows tenfold while
@@ -110,6 +111,10 @@ def newton_refit(objective: Callable[[torch.Tensor], torch.Tensor], theta0: torc
         The start, float64 ``(p,)``.
     steps : int
         Newton steps at most.
+    derivatives : callable, optional
+        ``derivatives(theta) -> (gradient, Hessian)`` of ``objective``, when known without autograd (NCF's
+        analytic ``user_training_loss_derivatives``, which :func:`verify_by_refit` uses); default
+        :func:`torch.func.grad` and :func:`torch.func.hessian` of ``objective``.
 
     Returns
     -------
@@ -122,13 +127,16 @@ def newton_refit(objective: Callable[[torch.Tensor], torch.Tensor], theta0: torc
     converged : bool
         Whether it stopped before ``steps`` because no step decreases ``objective`` any more.
     """
-    g_fn, h_fn = grad(objective), hessian(objective)
+    if derivatives is None:
+        g_fn, h_fn = grad(objective), hessian(objective)
+
+        def derivatives(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return g_fn(t), h_fn(t)
     theta = theta0.detach().clone()
     eye = torch.eye(len(theta), dtype=theta.dtype)
     mu, taken = 0.0, 0
     for _ in range(steps):
-        g = g_fn(theta)
-        H = h_fn(theta)
+        g, H = derivatives(theta)
         value = float(objective(theta))
         scale = float(H.diagonal().abs().max()) + 1e-300
         done = False
@@ -151,7 +159,7 @@ def newton_refit(objective: Callable[[torch.Tensor], torch.Tensor], theta0: torc
             done = True  # no damping gives a decrease: a minimum up to resolution
         if done:
             break
-    return theta, float(g_fn(theta).norm()), taken, done
+    return theta, float(derivatives(theta)[0].norm()), taken, done
 
 
 def _objective(losses: Callable, n: float, ridge: float, centre: torch.Tensor) -> Callable:
@@ -159,6 +167,22 @@ def _objective(losses: Callable, n: float, ridge: float, centre: torch.Tensor) -
         return losses(theta).sum() / n + 0.5 * ridge * ((theta - centre) ** 2).sum()
 
     return J
+
+
+def _derivatives(model: Any, user: int, removed: Sequence[int], n: float, ridge: float,
+                 centre: torch.Tensor) -> Callable | None:
+    """Gradient and Hessian of :func:`_objective` from the model's analytic hook (NCF), or None (autograd)."""
+    hook = getattr(model, "user_training_loss_derivatives", None)
+    if hook is None:
+        return None
+    d = hook(user, without=removed)
+    eye = torch.eye(len(centre), dtype=centre.dtype)
+
+    def D(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        G, S = d(theta)
+        return G.sum(0) / n + ridge * (theta - centre), S / n + ridge * eye
+
+    return D
 
 
 def _check_model(model: Any, steps: int) -> None:
@@ -239,7 +263,9 @@ def verify_by_refit(model: Any, explanations: Sequence[Explanation], *, steps: i
         sets = [s for u, s in jobs if u == user]
         for removed in ([()] if controls else []) + sets:
             losses, _ = model.user_training_losses(user, without=removed)
-            theta, gnorm, taken, done = newton_refit(_objective(losses, n, settings["ridge"], centre), theta0, steps)
+            theta, gnorm, taken, done = newton_refit(
+                _objective(losses, n, settings["ridge"], centre), theta0, steps,
+                _derivatives(model, user, removed, n, settings["ridge"], centre))
             refits[(user, removed)] = (model.user_score_function(user, without=removed), theta, gnorm, taken, done)
         refits[(user, "start")] = (model.user_score_function(user), theta0, np.nan, 0, False)
 

@@ -52,7 +52,11 @@ FEATURE_INPUTS = "feature_inputs"
 #:   ``influence_damping`` (FIA's default damping: 1e-6 on NCF, 0.01 on RCF);
 #: * optional ``user_score_without_function(user)``: ``g(thetas (Z, p), removed (Z,), items) -> (Z, B)``, the
 #:   scores with each moved theta *and* its removed item out of the model's inputs (RCF, whose inputs are the
-#:   user's items). Without it FIA predicts the linear change ``grad f . delta theta``.
+#:   user's items). Without it FIA predicts the linear change ``grad f . delta theta``;
+#: * optional ``user_score_jacobian(user, without=())``: ``jac(theta, items) -> (B, p)``, the gradients of ``f`` in
+#:   theta, and ``user_training_loss_derivatives(user, without=())``: ``d(theta) -> (grads (n_rows, p), hessian
+#:   (p, p))``, the per-row gradients of ``losses`` and the Hessian of their sum, both computed without autograd
+#:   (NCF, 06_accent: exact and fast). FIA and the user refit use them when present, ``torch.func`` otherwise.
 INFLUENCE = "influence"
 #: retraining from a warm start with some ratings removed, for verification (06_accent).
 RETRAIN = "retrain"

@@ -396,7 +396,7 @@ class NCF(Recommender):
         callable
             ``f(theta: (2 * factors,) float64 tensor, items: int tensor (B,)) -> (B,) float64 tensor``.
         """
-        p = {key: v[0].double() for key, v in self.params_.items()}
+        p = {key: v[0].double() for key, v in self.params_.items() if not key.startswith("P_")}  # theta replaces P
         d = self.factors
 
         def f(theta: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -482,6 +482,12 @@ class NCF(Recommender):
         ValueError
             When an item of ``without`` is not one of the user's training ratings.
         """
+        hist, ratings = self._user_ratings(user, without)
+        f, J = self.user_score_function(), torch.as_tensor(hist)
+        return (lambda theta: (f(theta, J) - ratings) ** 2), hist
+
+    def _user_ratings(self, user: int, without: Sequence[int]) -> tuple[np.ndarray, torch.Tensor]:
+        """The user's kept training items (CSR order) and their ratings (float64), ``without`` left out."""
         user = int(self.check_users(user)[0])
         train = self.train_
         start, end = train.indptr[user], train.indptr[user + 1]
@@ -495,8 +501,93 @@ class NCF(Recommender):
                                  "rated items can be removed.")
             kept = ~np.isin(hist, without)
             hist, ratings = hist[kept], ratings[torch.as_tensor(kept)]
-        f, J = self.user_score_function(), torch.as_tensor(hist)
-        return (lambda theta: (f(theta, J) - ratings) ** 2), hist
+        return hist, ratings
+
+    def user_score_jacobian(self, user: int | None = None,
+                            without: Sequence[int] = ()) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """``jac(theta, items)``: the gradients of :meth:`user_score_function` in ``theta``, analytic (no autograd).
+
+        Optional part of the ``INFLUENCE`` capability (06_accent): FIA (``FastInfluence``) and the user refit
+        (``metrics.refit``) use it instead of :mod:`torch.func` when a model has it. With theta = [p_gmf; p_mlp]::
+
+            d f / d p_gmf = wo_gmf * q_gmf
+            d f / d p_mlp = W1_u (m1 * (W2 (m2 * wo_mlp)))
+
+        where ``W1_u`` are the rows of the first MLP layer fed by the user's embedding and ``m1``, ``m2`` the
+        ReLU masks (unit on), read from the same forward pass (:func:`ncf_hidden`) the scores come from, so the
+        masks are the ones autograd would differentiate through.
+
+        Parameters
+        ----------
+        user : int | None
+            Unused, as in :meth:`user_score_function`.
+        without : sequence of int
+            Unused, as in :meth:`user_score_function`.
+
+        Returns
+        -------
+        callable
+            ``jac(theta: (2 * factors,) float64 tensor, items: int tensor (B,)) -> (B, 2 * factors) float64``.
+        """
+        p = {key: v[0].double() for key, v in self.params_.items() if not key.startswith("P_")}  # theta replaces P
+        d, h2 = self.factors, self.hidden[1]
+        wo_mlp, wo_gmf, W1_u = p["Wo"][:h2], p["Wo"][h2:], p["W1"][:d]
+
+        def jac(theta: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+            B = len(items)
+            with torch.no_grad():
+                a1, a2 = ncf_hidden(theta[d:].expand(1, B, d), p["Q_mlp"][items].unsqueeze(0), p["W1"].unsqueeze(0),
+                                    p["b1"].unsqueeze(0), p["W2"].unsqueeze(0), p["b2"].unsqueeze(0))
+                v2 = (a2[0] > 0) * wo_mlp  # (B, h2): output weights through the second ReLU
+                v1 = (a1[0] > 0) * (v2 @ p["W2"].T)  # (B, h1): back through W2 and the first ReLU
+                return torch.cat([wo_gmf * p["Q_gmf"][items], v1 @ W1_u.T], 1)
+
+        return jac
+
+    def user_training_loss_derivatives(
+            self, user: int, without: Sequence[int] = ()
+    ) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """Per-rating gradients and the summed Hessian of :meth:`user_training_losses`, analytic (no autograd).
+
+        Optional part of the ``INFLUENCE`` capability (06_accent): with ``J`` the per-rating score gradients
+        (:meth:`user_score_jacobian`) and ``e = f - r`` the errors, the loss ``sum (f - r)^2`` has per-rating
+        gradients ``2 e J`` and Hessian ``2 J^T J``.
+
+        Why ``2 J^T J`` is the exact Hessian, not the Gauss-Newton approximation: the full Hessian is
+        ``2 J^T J + 2 sum e * d2f``, and ``f`` is linear in ``p_gmf`` (no product of two user parameters) and
+        piecewise linear in ``p_mlp`` (two ReLU layers, then a linear output), so ``d2f = 0`` away from the ReLU
+        kinks. At a kink autograd differentiates ReLU as a step with zero derivative, so the ``torch.func`` Hessian
+        sees ``d2f = 0`` there too: the two agree everywhere (up to float64 round-off).
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+        without : sequence of int
+            Rated items whose ratings are left out, as in :meth:`user_training_losses`.
+
+        Returns
+        -------
+        callable
+            ``derivatives(theta) -> (grads, hessian)``: ``grads`` of shape ``(n_u, 2 * factors)`` (one row per kept
+            rating, in the order of :meth:`user_training_losses`) and ``hessian`` of shape
+            ``(2 * factors, 2 * factors)``, of the *sum* of the losses; float64, no L2 term.
+
+        Raises
+        ------
+        ValueError
+            When an item of ``without`` is not one of the user's training ratings.
+        """
+        hist, ratings = self._user_ratings(user, without)
+        f, jac, items = self.user_score_function(), self.user_score_jacobian(), torch.as_tensor(hist)
+
+        def derivatives(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            with torch.no_grad():
+                J = jac(theta, items)
+                err = f(theta, items) - ratings
+                return 2 * err.unsqueeze(1) * J, 2 * (J.T @ J)
+
+        return derivatives
 
     def influence_counts(self, user: int, targets: np.ndarray, normalization: str = "local") -> np.ndarray:
         """How many ratings FIA's objective averages over, per target (``INFLUENCE``; 06_accent).
@@ -520,7 +611,7 @@ class NCF(Recommender):
         train = self.train_
         if normalization == "global":
             return np.full(len(targets), train.nnz)
-        item_counts = np.diff(train.tocsc().indptr)
+        item_counts = np.bincount(train.indices, minlength=train.shape[1])  # ratings per item (as CSC's indptr)
         return (train.indptr[user + 1] - train.indptr[user]) + item_counts[np.asarray(targets)]
 
     @torch.no_grad()
