@@ -26,6 +26,12 @@ accumulator 0.1) with a constant learning rate, weights initialised normal(0, 0.
 Every parameter carries a leading "model" axis, as in :mod:`xrec_helpers.models.ncf`, so the same code trains
 one model (``RCF.fit``) or ``M`` copies with their own removed pairs, their own neighbour lists and their own
 minibatch order (:class:`RCFStack`): the verification protocol's retrains run stacked.
+
+Influence functions (``INFLUENCE``, taught in 06_accent) move only the user's embedding ``theta = p_u``, which
+enters only the type level ``a_t`` and the mixing ``mu``: ``RCF.user_training_losses`` and
+``RCF.user_score_function`` build the item-level attention once, without gradients, as the per-type aggregates
+``E_t = sum_j a_tj q_j``, and differentiate only ``theta -> f`` through ``mu = theta + sum_t a_t(theta) E_t``
+(exact: the same values as the full forward pass to float64 round-off, and many times faster Hessians).
 """
 
 from __future__ import annotations
@@ -265,6 +271,89 @@ def rcf_forward(params: dict[str, torch.Tensor], p: torch.Tensor, items: torch.T
     out = F.gelu(_bmm(mu * q, params["Wm"]) + params["bm"][:, None, :])
     score = (out * params["wo"][:, None, :]).sum(-1) + params["bo"].unsqueeze(1)
     return (score, a_t, a_tj) if attention else score
+
+
+
+# --- the user's scores as a function of theta = p_u alone (INFLUENCE) ---------------------------------------
+# Why the split is exact: in rcf_forward, p_u enters only (1) the type-level attention a_t(p_u) and (2) the
+# mixing mu = p_u + sum_t a_t E_t and everything after it (the output layer). The item-level attention a_tj
+# reads q_i, q_j, the relation values and the masks (which neighbours are kept, the target left out), never
+# p_u; so the per-type aggregates E[b, t] = sum_l a_tl q_{nb_l} and the masks ``has[b, t]`` are constants of
+# theta for a fixed user, removal set and target list. Since sum_l w_l q_{nb_l} with w_l = sum_t a_t a_tl is
+# sum_t a_t E_t, precomputing E once (no gradients) and differentiating only the small function of theta below
+# gives the same values, gradients and Hessians up to float64 round-off (the order of the sums differs).
+@dataclass
+class _ThetaFree:
+    """The parts of a user's scores of ``B`` targets that do not depend on theta, float64 (06_accent).
+
+    Attributes
+    ----------
+    has : torch.Tensor
+        (B, T) bool: type t relates at least one kept neighbour to target b.
+    E : torch.Tensor
+        (B, T, d) per-type aggregates ``sum_l a_tl q_{nb_l}`` of the item-level attention.
+    q : torch.Tensor
+        (B, d) target item embeddings.
+    weights : dict[str, torch.Tensor]
+        The type-level and output weights (R, W1, b1, w2, Wm, bm, wo, bo) of the single model, no model axis.
+    """
+
+    has: torch.Tensor
+    E: torch.Tensor
+    q: torch.Tensor
+    weights: dict[str, torch.Tensor]
+
+
+def _theta_free_parts(params: dict[str, torch.Tensor], user: int, nb_row: torch.Tensor, keep: torch.Tensor,
+                      values: torch.Tensor, items: torch.Tensor, alpha: float) -> _ThetaFree:
+    """Build :class:`_ThetaFree` once, without gradients, from one full forward pass (06_accent).
+
+    Parameters
+    ----------
+    params : dict[str, torch.Tensor]
+        Float64 parameters of one model (model axis of length 1).
+    user : int
+        Internal user id.
+    nb_row : torch.Tensor
+        (L,) the user's neighbour list (padding included).
+    keep : torch.Tensor
+        (L,) bool: real neighbours that are kept (not padding, not removed).
+    values : torch.Tensor
+        (n_types - 1, n_items, n_items) relation values.
+    items : torch.Tensor
+        (B,) target items.
+    alpha : float
+        The item-level smoothing exponent.
+
+    Returns
+    -------
+    _ThetaFree
+    """
+    B, L = len(items), len(nb_row)
+    nb, it = nb_row.expand(B, L).unsqueeze(0), items.unsqueeze(0)
+    mask = keep.expand(B, L).unsqueeze(0) & (nb != it.unsqueeze(-1))  # (1, B, L), as in rcf_forward's callers
+    vals = values[:, it.unsqueeze(-1), nb]
+    with torch.no_grad():
+        p0 = params["P"][:, user].unsqueeze(1).expand(1, B, -1)  # any p: a_tj does not read it
+        _, _, a_tj = rcf_forward(params, p0, it, nb, mask, vals, alpha, attention=True)
+        typed = (vals >= 0) & mask.unsqueeze(0)
+        tmask = torch.cat([(mask & ~typed.any(0)).unsqueeze(0), typed])  # (T, 1, B, L), rcf_forward's masks
+        has = tmask.any(-1).permute(1, 2, 0)[0]  # (B, T)
+        E = torch.einsum("btl,ld->btd", a_tj[0], params["Q"][0][nb_row])
+        q = params["Q"][0][items]
+    weights = {k: params[k][0] for k in ("R", "W1", "b1", "w2", "Wm", "bm", "wo", "bo")}
+    return _ThetaFree(has=has, E=E, q=q, weights=weights)
+
+
+def _theta_scores(theta: torch.Tensor, parts: _ThetaFree) -> torch.Tensor:
+    """(B,) scores from theta (d,) and the theta-free parts: the type level and the mixing of rcf_forward only."""
+    w, has = parts.weights, parts.has
+    logits = (F.gelu((theta * w["R"]) @ w["W1"] + w["b1"]) * w["w2"]).sum(-1)  # (T,): a_t reads only p_u and t
+    logits = logits.expand(has.shape)
+    logits = torch.where(has.any(-1, keepdim=True), logits.masked_fill(~has, float("-inf")), torch.zeros_like(logits))
+    a_t = torch.softmax(logits, -1) * has  # a target without any kept neighbour keeps mu = theta
+    mu = theta + torch.einsum("bt,btd->bd", a_t, parts.E)
+    return (F.gelu((mu * parts.q) @ w["Wm"] + w["bm"]) * w["wo"]).sum(-1) + w["bo"]
 
 
 class RCFStack:
@@ -699,11 +788,24 @@ class RCF(Recommender):
         nb_row = self.data_.neighbours[user].cpu()[:L]
         return ~torch.isin(nb_row, torch.as_tensor(removed)).unsqueeze(0)
 
+    def _theta_free(self, user: int, keep: torch.Tensor, items: torch.Tensor,
+                    params: dict[str, torch.Tensor] | None = None) -> _ThetaFree:
+        """The theta-free parts of ``user``'s scores of ``items`` (B,) with the neighbours ``keep`` (L,) bool."""
+        d = self.data_
+        L = len(keep)
+        nb_row, valid = d.neighbours[user].cpu()[:L], d.valid[user].cpu()[:L]
+        params = self._double_params() if params is None else params
+        return _theta_free_parts(params, user, nb_row, valid & keep, d.values.cpu(), items.cpu(),
+                                 self.alpha)
+
     def user_score_function(self, user: int,
                             without: Sequence[int] = ()) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """``f(theta, items)``: float64 scores of ``items`` for ``user`` with embedding ``theta`` (``INFLUENCE``).
 
-        The neighbours are the user's positives (a target that is one of them is left out of its own).
+        The neighbours are the user's positives (a target that is one of them is left out of its own). Only the
+        type-level attention and the mixing depend on ``theta``: each call builds the item-level attention of
+        ``items`` once without gradients (reused while ``items`` stays the same) and differentiates the small
+        rest, which gives the full forward pass's values to float64 round-off (06_accent teaches why).
 
         Parameters
         ----------
@@ -715,6 +817,7 @@ class RCF(Recommender):
         Returns
         -------
         callable
+            ``f(theta (d,), items) -> (B,)`` float64, ``items`` flattened.
 
         Raises
         ------
@@ -722,15 +825,47 @@ class RCF(Recommender):
             When an item of ``without`` is not one of the user's positives.
         """
         user = int(self.check_users(user)[0])
+        keep = self._kept_neighbours(user, without)[0]
+        params = self._double_params()  # the parameters as they are now, as the full path captured them
+        cache: list = [None, None]  # the last items and their theta-free parts
+
+        def f(theta: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+            items = torch.as_tensor(items).reshape(-1)
+            if len(items) == 0:
+                return theta.new_zeros(0)
+            if cache[0] is None or not torch.equal(cache[0], items):
+                cache[:] = [items.clone(), self._theta_free(user, keep, items, params)]
+            return _theta_scores(theta, cache[1])
+
+        return f
+
+    def _user_score_function_full(self, user: int,
+                                  without: Sequence[int] = ()) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """:meth:`user_score_function` through the whole forward pass (the reference the fast path is tested on)."""
+        user = int(self.check_users(user)[0])
         g = self._user_fn(user)
         keep = self._kept_neighbours(user, without)
         return lambda theta, items: g(theta.unsqueeze(0), keep, items.reshape(1, -1))[0]
+
+    def _user_pairs(self, user: int, without: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The positives and negatives of the user's kept BPR pairs (those whose positive is not in ``without``)."""
+        d = self.data_
+        rows = torch.nonzero(d.users.cpu() == user).ravel()
+        pos, neg = d.pos.cpu()[rows], d.neg.cpu()[rows]
+        if len(without):
+            kept = ~torch.isin(pos, torch.as_tensor(check_ids(list(without), self.n_items, "item")))
+            pos, neg = pos[kept], neg[kept]
+        return pos, neg
 
     def user_training_losses(self, user: int,
                              without: Sequence[int] = ()) -> tuple[Callable[[torch.Tensor], torch.Tensor], np.ndarray]:
         """The BPR losses of the user's training pairs as a function of ``theta``, and each pair's positive.
 
-        Part of ``INFLUENCE``: removing an item drops the pairs whose positive it is (06_accent).
+        Part of ``INFLUENCE``: removing an item drops the pairs whose positive it is (06_accent). The item-level
+        attention of the pairs' items, which does not depend on ``theta``, is built here once without gradients;
+        ``losses`` computes only the type-level attention and the mixing, so FIA's gradients and Hessians and the
+        refit's Newton steps differentiate a small function (the same values as the full forward pass to float64
+        round-off; 06_accent explains the split).
 
         Parameters
         ----------
@@ -753,17 +888,29 @@ class RCF(Recommender):
             When an item of ``without`` is not one of the user's positives.
         """
         user = int(self.check_users(user)[0])
-        d = self.data_
-        rows = torch.nonzero(d.users.cpu() == user).ravel()
-        pos, neg = d.pos.cpu()[rows], d.neg.cpu()[rows]
-        f = self.user_score_function(user, without)
-        if len(without):
-            kept = ~torch.isin(pos, torch.as_tensor(check_ids(list(without), self.n_items, "item")))
-            pos, neg = pos[kept], neg[kept]
+        keep = self._kept_neighbours(user, without)[0]
+        pos, neg = self._user_pairs(user, without)
         n = len(pos)
+        parts = self._theta_free(user, keep, torch.cat([pos, neg])) if n else None
 
         def losses(theta: torch.Tensor) -> torch.Tensor:
             if n == 0:  # the removal takes every pair of the user: nothing is left to fit
+                return theta.new_zeros(0)
+            s = _theta_scores(theta, parts)
+            return F.softplus(-(s[:n] - s[n:]))
+
+        return losses, pos.numpy().astype(np.int64)
+
+    def _user_training_losses_full(self, user: int, without: Sequence[int] = ()
+                                   ) -> tuple[Callable[[torch.Tensor], torch.Tensor], np.ndarray]:
+        """:meth:`user_training_losses` through the whole forward pass (the reference the fast path is tested on)."""
+        user = int(self.check_users(user)[0])
+        f = self._user_score_function_full(user, without)
+        pos, neg = self._user_pairs(user, without)
+        n = len(pos)
+
+        def losses(theta: torch.Tensor) -> torch.Tensor:
+            if n == 0:
                 return theta.new_zeros(0)
             s = f(theta, torch.cat([pos, neg]))
             return F.softplus(-(s[:n] - s[n:]))

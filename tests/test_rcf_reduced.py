@@ -1,0 +1,101 @@
+"""RCF's influence functions differentiate only what depends on theta (06_accent): same numbers as the full path."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+import torch
+from torch.func import hessian, jacrev
+
+from tests.test_rcf import planted
+from xrec_helpers.explainers.base import top_pairs
+from xrec_helpers.explainers.influence import FastInfluence, influence_explainers
+from xrec_helpers.metrics.refit import _objective, newton_refit, verify_by_refit
+
+USERS = (0, 1, 5)
+
+
+@contextlib.contextmanager
+def full_path(model):
+    """The model's INFLUENCE functions through the whole forward pass (the reference), restored afterwards."""
+    model.user_training_losses = model._user_training_losses_full
+    model.user_score_function = model._user_score_function_full
+    try:
+        yield model
+    finally:
+        del model.user_training_losses, model.user_score_function
+
+
+def removal_sets(model, user):
+    pos = model.positives(user)
+    return [(), (int(pos[0]),), tuple(int(i) for i in pos[1:3])]
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_losses_scores_gradients_and_hessians_equal_the_full_path(user):
+    model, _, _, _ = planted()
+    theta = model.user_parameters(user)
+    moved = theta + 0.1 * torch.randn(len(theta), dtype=torch.float64, generator=torch.Generator().manual_seed(user))
+    items = torch.arange(model.n_items)
+    for without in removal_sets(model, user):
+        fast, removes = model.user_training_losses(user, without)
+        full, removes_full = model._user_training_losses_full(user, without)
+        np.testing.assert_array_equal(removes, removes_full)
+        f, f_full = model.user_score_function(user, without), model._user_score_function_full(user, without)
+        for t in (theta, moved):
+            torch.testing.assert_close(fast(t), full(t), rtol=0, atol=1e-10)
+            torch.testing.assert_close(f(t, items), f_full(t, items), rtol=0, atol=1e-10)
+            torch.testing.assert_close(f(t, items[:3]), f_full(t, items[:3]), rtol=0, atol=1e-10)  # new items
+            assert rel(jacrev(fast)(t), jacrev(full)(t)) < 1e-8
+            assert rel(jacrev(f)(t, items), jacrev(f_full)(t, items)) < 1e-8
+            assert rel(hessian(lambda x, g=fast: g(x).sum())(t), hessian(lambda x, g=full: g(x).sum())(t)) < 1e-8
+
+
+def test_every_pair_removed_and_errors_are_unchanged():
+    model, train, _, _ = planted()
+    pos = model.positives(0)
+    losses, removes = model.user_training_losses(0, without=pos)
+    assert len(removes) == 0 and losses(model.user_parameters(0)).shape == (0,)
+    negative = int(train[0].indices[train[0].data < 3][0])
+    with pytest.raises(ValueError, match="not positive training items"):
+        model.user_training_losses(0, without=[negative])
+    with pytest.raises(ValueError, match="not positive training items"):
+        model.user_score_function(0, without=[negative])
+
+
+def test_fia_explanations_and_newton_refits_equal_the_full_path():
+    model, _, _, _ = planted()
+    users = np.array(USERS)
+
+    def run():
+        fia = FastInfluence(model, k=3)
+        infos = [fia.user(int(u)) for u in users]
+        ex = influence_explainers(model, (3,), influence=fia)
+        expl = [e.explain(u, i) for u, i in top_pairs(model, users) for e in ex.values()]
+        theta0 = model.user_parameters(0)
+        losses, _ = model.user_training_losses(0, without=removal_sets(model, 0)[2])
+        refit = newton_refit(_objective(losses, 20.0, 0.01, theta0.clone()), theta0, 20)
+        return infos, expl, refit, verify_by_refit(model, expl, steps=10)
+
+    infos, expl, refit, frame = run()
+    with full_path(model):
+        infos_f, expl_f, refit_f, frame_f = run()
+    assert "user_training_losses" not in vars(model)  # the reference is gone again
+    for a, b in zip(infos, infos_f):
+        np.testing.assert_array_equal(a.topk, b.topk)
+        np.testing.assert_allclose(a.influence, b.influence, rtol=1e-8, atol=1e-12)
+    for a, b in zip(expl, expl_f, strict=True):
+        assert (a.method, a.replacement) == (b.method, b.replacement)
+        np.testing.assert_array_equal(a.counterfactual_set, b.counterfactual_set)
+        np.testing.assert_allclose(a.values, b.values, rtol=1e-8, atol=1e-12)
+    torch.testing.assert_close(refit[0], refit_f[0], rtol=1e-8, atol=1e-10)
+    assert refit[2] == refit_f[2]
+    for col in ("actual_gap", "control_gap", "original_gap"):
+        np.testing.assert_allclose(frame[col], frame_f[col], rtol=1e-8, atol=1e-10)
+    np.testing.assert_array_equal(frame["success"], frame_f["success"])
