@@ -9,7 +9,8 @@ Taught in 05_lxr (leave-one-out on history models) and 06_accent (influence func
   item is damped and solved exactly. The target item is unrated by the user, so no rating touches both, the
   Hessian is block-diagonal and the influence of the user's own ratings needs only the user block.
 * :func:`accent_search`: ACCENT's search (Tran, Ghazimatin & Saha Roy, SIGIR 2021, Algorithm 1), written once:
-  the smallest set of history items whose removal lets a top-k item replace the recommendation. It runs on
+  the smallest set of history items whose removal, with the items' single effects added up, is predicted to let a
+  top-k item replace the recommendation (the smallest for the real effects only if they add up). It runs on
   any matrix of per-item effects: exact LOO effects (:class:`LOOCounterfactualExplainer`) or FIA estimates
   (:class:`ACCENTExplainer`).
 * :func:`fia_search` and the FIA explainers of 06_accent: :class:`PureFIAExplainer` ("pure FIA"),
@@ -70,7 +71,7 @@ class Search:
 
 
 def accent_search(scores: np.ndarray, effects: np.ndarray, k: int) -> Search:
-    """ACCENT's search (Algorithm 1): the smallest removal that lets a top-k item replace the recommendation.
+    """ACCENT's search (Algorithm 1): the smallest removal predicted, effects added up, to let a top-k item win.
 
     For every candidate row ``j`` in ``1..k-1``, the effect of removing column ``z`` on the gap
     ``scores[0] - scores[j]`` is ``effects[0, z] - effects[j, z]``; columns are added in decreasing order of
