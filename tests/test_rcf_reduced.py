@@ -1,4 +1,5 @@
-"""RCF's influence functions differentiate only what depends on theta (06_accent): same numbers as the full path."""
+"""RCF's influence functions differentiate only what depends on theta and take the input effect in closed form
+(06_accent): same numbers as the full path."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tests.test_rcf import planted
 from xrec_helpers.explainers.base import top_pairs
 from xrec_helpers.explainers.influence import FastInfluence, influence_explainers
 from xrec_helpers.metrics.refit import _objective, newton_refit, verify_by_refit
+from xrec_helpers.models import rcf as rcf_module
 
 USERS = (0, 1, 5)
 
@@ -22,10 +24,11 @@ def full_path(model):
     """The model's INFLUENCE functions through the whole forward pass (the reference), restored afterwards."""
     model.user_training_losses = model._user_training_losses_full
     model.user_score_function = model._user_score_function_full
+    model.user_score_without_function = model._user_score_without_function_full
     try:
         yield model
     finally:
-        del model.user_training_losses, model.user_score_function
+        del model.user_training_losses, model.user_score_function, model.user_score_without_function
 
 
 def removal_sets(model, user):
@@ -99,3 +102,49 @@ def test_fia_explanations_and_newton_refits_equal_the_full_path():
     for col in ("actual_gap", "control_gap", "original_gap"):
         np.testing.assert_allclose(frame[col], frame_f[col], rtol=1e-8, atol=1e-10)
     np.testing.assert_array_equal(frame["success"], frame_f["success"])
+
+
+def emptied_types(model, user: int, items: torch.Tensor) -> int:
+    """How many (removal, target, type) triples lose their only neighbour when one positive of ``user`` goes."""
+    d = model.data_
+    L = int(d.valid[user].sum())
+    nb = d.neighbours[user, :L].expand(len(items), L).unsqueeze(0)
+    mask = nb != items.reshape(1, -1, 1)
+    tmask = rcf_module._type_masks(mask, d.values[:, items.reshape(1, -1, 1), nb])[0]  # (B, T, L)
+    return int((tmask & (tmask.sum(-1, keepdim=True) == 1)).sum())
+
+
+@pytest.mark.parametrize("recompute", [None, 0.0, 1.0])  # as shipped, closed form only, direct sums only
+def test_score_without_equals_the_full_path_for_every_removal(recompute, monkeypatch):
+    model, _, _, _ = planted()
+    if recompute is not None:
+        monkeypatch.setattr(rcf_module, "_RECOMPUTE", recompute)
+    items = torch.arange(model.n_items)
+    emptied = 0
+    for user in (*USERS, 7):
+        theta = model.user_parameters(user)
+        pos = model.positives(user)
+        others = np.setdiff1d(np.arange(model.n_items), pos)
+        removed = np.r_[pos, others[:1]]  # every positive, and an item that is no neighbour (nothing changes)
+        gen = torch.Generator().manual_seed(user)
+        thetas = theta + 0.1 * torch.randn(len(removed), len(theta), dtype=torch.float64, generator=gen)
+        fast, full = model.user_score_without_function(user), model._user_score_without_function_full(user)
+        for its in (items, items[:5], items):  # new items, then back (the cache is rebuilt)
+            torch.testing.assert_close(fast(thetas, removed, its), full(thetas, removed, its), rtol=0, atol=1e-10)
+        assert fast(thetas[:0], removed[:0], items).shape == (0, model.n_items)
+        emptied += emptied_types(model, user, items)
+    assert emptied > 0  # some removals take a relation type's only neighbour for some target
+
+
+def test_fia_with_the_closed_form_input_effect_equals_the_full_path():
+    model, _, _, _ = planted()
+    fast = [FastInfluence(model, k=4).user(u) for u in (*USERS, 7)]
+    model.user_score_without_function = model._user_score_without_function_full
+    try:
+        full = [FastInfluence(model, k=4).user(u) for u in (*USERS, 7)]
+    finally:
+        del model.user_score_without_function
+    for a, b in zip(fast, full, strict=True):
+        np.testing.assert_array_equal(a.topk, b.topk)
+        np.testing.assert_array_equal(a.history, b.history)
+        np.testing.assert_allclose(a.influence, b.influence, rtol=1e-8, atol=1e-12)

@@ -202,6 +202,63 @@ def _rows(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return table.reshape(M * n, d).index_select(0, (idx + offset).reshape(-1)).reshape(*idx.shape, d)
 
 
+def _type_masks(mask: torch.Tensor, vals: torch.Tensor) -> torch.Tensor:
+    """(M, B, T, L) bool: neighbour l of target b takes part in type t (type 0: no typed relation; 06_accent).
+
+    A neighbour's membership reads only its own relation values and its own ``mask`` entry, never the other
+    neighbours: removing one neighbour leaves every other neighbour in the same types.
+    """
+    typed = (vals >= 0) & mask.unsqueeze(0)  # (T-1, M, B, L)
+    none = mask & ~typed.any(0)
+    return torch.cat([none.unsqueeze(0), typed]).permute(1, 2, 0, 3)
+
+
+def _item_scores(params: dict[str, torch.Tensor], q: torch.Tensor, nb: torch.Tensor, tmask: torch.Tensor,
+                 vals: torch.Tensor) -> torch.Tensor:
+    """The item-level attention's pre-softmax scores ``s_tj`` (M, B, T, L), -1e4 off ``tmask`` (06_accent).
+
+    ``s_tj = h . tanh(W_i q_i + W_j q_j + W_e e_v(t, i, j) + b)`` reads the target, the neighbour and their
+    relation value only: no term is normalised over the neighbour list, so a neighbour's score does not change
+    when another neighbour is removed (what ``RCF.user_score_without_function``'s closed form relies on).
+
+    Parameters
+    ----------
+    params : dict[str, torch.Tensor]
+        The stacked parameters (leading model axis M).
+    q : torch.Tensor
+        (M, B, d) target item embeddings.
+    nb : torch.Tensor
+        (M, B, L) neighbour item ids.
+    tmask : torch.Tensor
+        (M, B, T, L) bool, from :func:`_type_masks`.
+    vals : torch.Tensor
+        (n_types - 1, M, B, L) relation values, -1 for none.
+
+    Returns
+    -------
+    torch.Tensor
+    """
+    M, B, L = nb.shape
+    n_values = params["V"].shape[1] - 1  # the last row of V is never used: type 0 has no value term
+    # computed only on the (model, target, type, neighbour) entries that exist: padding and the rare typed
+    # relations would otherwise make most of a dense (M, B, T, L, a) tensor
+    m_e, b_e, t_e, l_e = tmask.nonzero(as_tuple=True)
+    j_e = nb[m_e, b_e, l_e]
+    full_vals = torch.cat([torch.full_like(vals[:1], n_values), vals]).permute(1, 2, 0, 3)  # (M, B, T, L)
+    v_e = full_vals[m_e, b_e, t_e, l_e].long()
+    a_i = _bmm(q, params["Wi"]) + params["bi"][:, None, :]  # (M, B, a)
+    a_j = _bmm(params["Q"], params["Wj"])  # (M, n_items, a): every item's projection, once
+    vw = torch.cat([_bmm(params["V"][:, :n_values], params["We"]),
+                    torch.zeros_like(params["We"][:, :1])], 1)  # (M, n_values + 1, a), the last row zero
+    A = a_i.shape[-1]
+    pre = (a_i.reshape(M * B, A)[m_e * B + b_e] + a_j.reshape(-1, A)[m_e * a_j.shape[1] + j_e]
+           + vw.reshape(-1, A)[m_e * vw.shape[1] + v_e])
+    s_e = (torch.tanh(pre) * params["h"][m_e]).sum(-1)
+    # finite fill: an empty type gives 0 weights, never NaN gradients
+    s = torch.full((M, B, tmask.shape[2], L), -1e4, dtype=s_e.dtype, device=s_e.device)
+    return s.index_put((m_e, b_e, t_e, l_e), s_e)
+
+
 def rcf_forward(params: dict[str, torch.Tensor], p: torch.Tensor, items: torch.Tensor, nb: torch.Tensor,
                 mask: torch.Tensor, vals: torch.Tensor, alpha: float,
                 attention: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -234,11 +291,8 @@ def rcf_forward(params: dict[str, torch.Tensor], p: torch.Tensor, items: torch.T
         Scores (M, B); with ``attention``, also the type weights (M, B, T) and the item weights (M, B, T, L).
     """
     q = _rows(params["Q"], items)  # (M, B, d)
-    M, B, L = nb.shape
-    n_values = params["V"].shape[1] - 1  # the last row of V is never used: type 0 has no value term
-    typed = (vals >= 0) & mask.unsqueeze(0)  # (T-1, M, B, L)
-    none = mask & ~typed.any(0)
-    tmask = torch.cat([none.unsqueeze(0), typed]).permute(1, 2, 0, 3)  # (M, B, T, L)
+    M, B, _ = nb.shape
+    tmask = _type_masks(mask, vals)  # (M, B, T, L)
     has = tmask.any(-1)  # (M, B, T)
     # type level: depends on the user and the type only; types without a neighbour for this target are masked
     x = p.unsqueeze(2) * params["R"].unsqueeze(1)  # (M, B, T, d)
@@ -246,23 +300,8 @@ def rcf_forward(params: dict[str, torch.Tensor], p: torch.Tensor, items: torch.T
     logits = (hidden * params["w2"][:, None, None, :]).sum(-1)
     logits = torch.where(has.any(-1, keepdim=True), logits.masked_fill(~has, float("-inf")), torch.zeros_like(logits))
     a_t = torch.softmax(logits, -1) * has  # a user with no neighbour at all keeps mu = p_u
-    # item level, computed only on the (model, target, type, neighbour) entries that exist: padding and the
-    # rare typed relations would otherwise make most of a dense (M, B, T, L, a) tensor
-    m_e, b_e, t_e, l_e = tmask.nonzero(as_tuple=True)
-    j_e = nb[m_e, b_e, l_e]
-    full_vals = torch.cat([torch.full_like(vals[:1], n_values), vals]).permute(1, 2, 0, 3)  # (M, B, T, L)
-    v_e = full_vals[m_e, b_e, t_e, l_e].long()
-    a_i = _bmm(q, params["Wi"]) + params["bi"][:, None, :]  # (M, B, a)
-    a_j = _bmm(params["Q"], params["Wj"])  # (M, n_items, a): every item's projection, once
-    vw = torch.cat([_bmm(params["V"][:, :n_values], params["We"]),
-                    torch.zeros_like(params["We"][:, :1])], 1)  # (M, n_values + 1, a), the last row zero
-    A = a_i.shape[-1]
-    pre = (a_i.reshape(M * B, A)[m_e * B + b_e] + a_j.reshape(-1, A)[m_e * a_j.shape[1] + j_e]
-           + vw.reshape(-1, A)[m_e * vw.shape[1] + v_e])
-    s_e = (torch.tanh(pre) * params["h"][m_e]).sum(-1)
-    # finite fill: an empty type gives 0 weights, never NaN gradients
-    s = torch.full((M, B, tmask.shape[2], L), -1e4, dtype=s_e.dtype, device=s_e.device)
-    s = s.index_put((m_e, b_e, t_e, l_e), s_e)
+    # item level: a_tj = exp(s_tj) / (sum_{j' in t} exp(s_tj'))^alpha, the sum in log-sum-exp form
+    s = _item_scores(params, q, nb, tmask, vals)
     a_tj = torch.exp(s - alpha * torch.logsumexp(s, -1, keepdim=True)) * tmask
     w = (a_t.unsqueeze(-1) * a_tj).sum(2)  # (M, B, L): each neighbour's weight, summed over its types
     n_items = params["Q"].shape[1]
@@ -346,14 +385,99 @@ def _theta_free_parts(params: dict[str, torch.Tensor], user: int, nb_row: torch.
 
 
 def _theta_scores(theta: torch.Tensor, parts: _ThetaFree) -> torch.Tensor:
-    """(B,) scores from theta (d,) and the theta-free parts: the type level and the mixing of rcf_forward only."""
+    """(..., B) scores from theta (..., d) and the theta-free parts: the type level and the mixing of rcf_forward.
+
+    Leading axes (the removals of ``RCF.user_score_without_function``) are shared by ``theta``, ``parts.has``
+    (..., B, T) and ``parts.E`` (..., B, T, d); INFLUENCE's own calls have none (06_accent).
+    """
     w, has = parts.weights, parts.has
-    logits = (F.gelu((theta * w["R"]) @ w["W1"] + w["b1"]) * w["w2"]).sum(-1)  # (T,): a_t reads only p_u and t
-    logits = logits.expand(has.shape)
+    th = theta.unsqueeze(-2)  # (..., 1, d)
+    logits = (F.gelu((th * w["R"]) @ w["W1"] + w["b1"]) * w["w2"]).sum(-1)  # (..., T): a_t reads only p_u and t
+    logits = logits.unsqueeze(-2).expand(has.shape)
     logits = torch.where(has.any(-1, keepdim=True), logits.masked_fill(~has, float("-inf")), torch.zeros_like(logits))
     a_t = torch.softmax(logits, -1) * has  # a target without any kept neighbour keeps mu = theta
-    mu = theta + torch.einsum("bt,btd->bd", a_t, parts.E)
+    mu = th + (a_t.unsqueeze(-1) * parts.E).sum(-2)
     return (F.gelu((mu * parts.q) @ w["Wm"] + w["bm"]) * w["wo"]).sum(-1) + w["bo"]
+
+
+# --- the input effect in closed form (INFLUENCE's optional user_score_without_function) ------------------------
+# Why the closed form is exact: for target b and type t, with the kept neighbours' pre-softmax scores s_l (which
+# read only the target, the neighbour and their relation value: _item_scores), rcf_forward's aggregate is
+# E_t = sum_l exp(s_l) q_l / (sum_l exp(s_l))^alpha. Removing neighbour z leaves every other s_l and every other
+# neighbour's type membership (_type_masks) unchanged, so with m = max_l s_l, S = sum_l exp(s_l - m) and
+# N = sum_l exp(s_l - m) q_l: E_t^{-z} = exp((1 - alpha) m) (N - exp(s_z - m) q_z) / (S - exp(s_z - m))^alpha,
+# and the type is absent (``has`` False, E = 0) when z was its only neighbour. The subtraction loses digits only
+# when z carries almost all of the type's mass (S - exp(s_z - m) < _RECOMPUTE * S); those few (removal, target,
+# type) entries are summed again directly over the remaining neighbours. The type level and the output layer then
+# run as in _theta_scores, batched over the removals.
+_RECOMPUTE = 1e-3
+
+
+def _theta_free_without(params: dict[str, torch.Tensor], user: int, nb_row: torch.Tensor, valid: torch.Tensor,
+                        values: torch.Tensor, items: torch.Tensor, alpha: float
+                        ) -> Callable[[torch.Tensor], _ThetaFree]:
+    """For ``user``'s targets ``items`` (B,): a map ``positions (Z,) -> _ThetaFree`` with one neighbour removed each.
+
+    ``positions[z]`` is the removed neighbour's index in ``nb_row`` (``len(nb_row)``: nothing removed). The
+    item-level scores are built once; each removal then costs O(B T d) (06_accent; exactness: comment above).
+
+    Parameters
+    ----------
+    params : dict[str, torch.Tensor]
+        Float64 parameters of one model (model axis of length 1).
+    user : int
+        Internal user id.
+    nb_row : torch.Tensor
+        (L,) the user's neighbour list (padding included).
+    valid : torch.Tensor
+        (L,) bool: real neighbours.
+    values : torch.Tensor
+        (n_types - 1, n_items, n_items) relation values.
+    items : torch.Tensor
+        (B,) target items.
+    alpha : float
+        The item-level smoothing exponent.
+
+    Returns
+    -------
+    callable
+        ``positions (Z,) -> _ThetaFree`` with ``has`` (Z, B, T) and ``E`` (Z, B, T, d).
+    """
+    B, L = len(items), len(nb_row)
+    nb, it = nb_row.expand(B, L).unsqueeze(0), items.unsqueeze(0)
+    mask = valid.expand(B, L).unsqueeze(0) & (nb != it.unsqueeze(-1))  # (1, B, L), as in rcf_forward's callers
+    vals = values[:, it.unsqueeze(-1), nb]
+    with torch.no_grad():
+        q = params["Q"][0][items]
+        tmask = _type_masks(mask, vals)[0]  # (B, T, L)
+        s = _item_scores(params, q.unsqueeze(0), nb, tmask.unsqueeze(0), vals)[0]  # (B, T, L), -1e4 off tmask
+        m = s.max(-1).values  # (B, T)
+        e = torch.exp(s - m.unsqueeze(-1)) * tmask  # 0 off tmask, also in an empty type (m = -1e4 there)
+        Qn = torch.cat([params["Q"][0][nb_row], params["Q"].new_zeros(1, q.shape[-1])])  # (L + 1, d), row L: none
+        e1 = torch.cat([e, e.new_zeros(B, e.shape[1], 1)], -1)  # column L: the "nothing removed" position
+        t1 = torch.cat([tmask, tmask.new_zeros(B, tmask.shape[1], 1)], -1)
+        S, N = e.sum(-1), e @ Qn[:L]  # (B, T), (B, T, d)
+        count = tmask.sum(-1)  # (B, T)
+        scale = torch.exp((1 - alpha) * m)
+    weights = {k: params[k][0] for k in ("R", "W1", "b1", "w2", "Wm", "bm", "wo", "bo")}
+
+    def parts(positions: torch.Tensor) -> _ThetaFree:
+        with torch.no_grad():
+            ez = e1[:, :, positions].permute(2, 0, 1)  # (Z, B, T): the removed neighbour's exp(s_z - m), or 0
+            has = (count - t1[:, :, positions].permute(2, 0, 1).long()) > 0  # z was the type's only neighbour
+            S_z = S - ez
+            N_z = N - ez.unsqueeze(-1) * Qn[positions][:, None, None, :]
+            safe = torch.where(has, S_z, torch.ones_like(S_z))
+            E = torch.where(has.unsqueeze(-1), scale.unsqueeze(-1) * N_z / safe.pow(alpha).unsqueeze(-1), 0.0)
+            z_i, b_i, t_i = (has & (S_z < _RECOMPUTE * S)).nonzero(as_tuple=True)
+            if len(z_i):  # z held almost all of the type's mass: sum the remaining neighbours again, directly
+                keep = tmask[b_i, t_i] & (torch.arange(L) != positions[z_i].unsqueeze(-1))  # (n, L)
+                s_k = s[b_i, t_i].masked_fill(~keep, float("-inf"))
+                a = torch.exp(s_k - alpha * torch.logsumexp(s_k, -1, keepdim=True))
+                E[z_i, b_i, t_i] = a @ Qn[:L]
+        return _ThetaFree(has=has, E=E, q=q, weights=weights)
+
+    return parts
 
 
 class RCFStack:
@@ -922,8 +1046,10 @@ class RCF(Recommender):
         """``g(thetas, removed, items)``: scores with embedding ``thetas[z]`` AND item ``removed[z]`` out of the inputs.
 
         The optional "input effect" hook of ``INFLUENCE``: on RCF a removed positive also stops being a neighbour
-        of the user's predictions, so FIA re-runs the forward pass with the moved embedding and the shortened
-        neighbour list, batched over the removed items (06_accent).
+        of the user's predictions (06_accent). The item-level scores of ``items`` are built once (reused while
+        ``items`` stays the same); removing one neighbour then changes each of its types' aggregate in closed form
+        (the type disappears when it was the only neighbour), and the type level and output layer run batched over
+        the removals: the full forward pass's scores to float64 round-off, without re-running it per removal.
 
         Parameters
         ----------
@@ -935,6 +1061,28 @@ class RCF(Recommender):
         callable
             ``g(thetas (Z, d), removed (Z,) item ids, items (B,)) -> (Z, B)`` float64.
         """
+        user = int(self.check_users(user)[0])
+        d = self.data_
+        L = max(1, int(d.valid[user].sum()))
+        nb_row, valid = d.neighbours[user].cpu()[:L], d.valid[user].cpu()[:L]
+        params = self._double_params()
+        values = d.values.cpu()
+        cache: list = [None, None]  # the last items and their removal map
+
+        def without(thetas: torch.Tensor, removed: np.ndarray, items: torch.Tensor) -> torch.Tensor:
+            items = torch.as_tensor(items).reshape(-1)
+            if cache[0] is None or not torch.equal(cache[0], items):
+                cache[:] = [items.clone(), _theta_free_without(params, user, nb_row, valid, values, items,
+                                                               self.alpha)]
+            hit = (nb_row.unsqueeze(0) == torch.as_tensor(np.asarray(removed)).reshape(-1, 1)) & valid  # (Z, L)
+            positions = torch.where(hit.any(1), hit.long().argmax(1), L)  # L: not a neighbour, nothing changes
+            return _theta_scores(thetas, cache[1](positions))
+
+        return without
+
+    def _user_score_without_function_full(self, user: int) -> Callable[[torch.Tensor, np.ndarray, torch.Tensor],
+                                                                          torch.Tensor]:
+        """:meth:`user_score_without_function` through the whole forward pass per removal (the tests' reference)."""
         user = int(self.check_users(user)[0])
         g = self._user_fn(user)
         d = self.data_
