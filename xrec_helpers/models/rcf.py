@@ -343,6 +343,18 @@ class _ThetaFree:
     weights: dict[str, torch.Tensor]
 
 
+def _target_inputs(nb_row: torch.Tensor, keep: torch.Tensor, values: torch.Tensor,
+                   items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """rcf_forward's inputs for one user's targets: neighbours (1, B, L), targets (1, B), mask, relation values.
+
+    The mask keeps the neighbours in ``keep`` except the target itself, as rcf_forward's callers do (06_accent).
+    """
+    B, L = len(items), len(nb_row)
+    nb, it = nb_row.expand(B, L).unsqueeze(0), items.unsqueeze(0)
+    mask = keep.expand(B, L).unsqueeze(0) & (nb != it.unsqueeze(-1))
+    return nb, it, mask, values[:, it.unsqueeze(-1), nb]
+
+
 def _theta_free_parts(params: dict[str, torch.Tensor], user: int, nb_row: torch.Tensor, keep: torch.Tensor,
                       values: torch.Tensor, items: torch.Tensor, alpha: float) -> _ThetaFree:
     """Build :class:`_ThetaFree` once, without gradients, from one full forward pass (06_accent).
@@ -368,12 +380,9 @@ def _theta_free_parts(params: dict[str, torch.Tensor], user: int, nb_row: torch.
     -------
     _ThetaFree
     """
-    B, L = len(items), len(nb_row)
-    nb, it = nb_row.expand(B, L).unsqueeze(0), items.unsqueeze(0)
-    mask = keep.expand(B, L).unsqueeze(0) & (nb != it.unsqueeze(-1))  # (1, B, L), as in rcf_forward's callers
-    vals = values[:, it.unsqueeze(-1), nb]
+    nb, it, mask, vals = _target_inputs(nb_row, keep, values, items)
     with torch.no_grad():
-        p0 = params["P"][:, user].unsqueeze(1).expand(1, B, -1)  # any p: a_tj does not read it
+        p0 = params["P"][:, user].unsqueeze(1).expand(1, len(items), -1)  # any p: a_tj does not read it
         _, _, a_tj = rcf_forward(params, p0, it, nb, mask, vals, alpha, attention=True)
         typed = (vals >= 0) & mask.unsqueeze(0)
         tmask = torch.cat([(mask & ~typed.any(0)).unsqueeze(0), typed])  # (T, 1, B, L), rcf_forward's masks
@@ -423,30 +432,18 @@ def _theta_free_without(params: dict[str, torch.Tensor], user: int, nb_row: torc
 
     Parameters
     ----------
-    params : dict[str, torch.Tensor]
-        Float64 parameters of one model (model axis of length 1).
-    user : int
-        Internal user id.
-    nb_row : torch.Tensor
-        (L,) the user's neighbour list (padding included).
+    params, user, nb_row, values, items, alpha
+        As in :func:`_theta_free_parts`.
     valid : torch.Tensor
-        (L,) bool: real neighbours.
-    values : torch.Tensor
-        (n_types - 1, n_items, n_items) relation values.
-    items : torch.Tensor
-        (B,) target items.
-    alpha : float
-        The item-level smoothing exponent.
+        (L,) bool: real neighbours (not padding); the removal is one of them at a time.
 
     Returns
     -------
     callable
         ``positions (Z,) -> _ThetaFree`` with ``has`` (Z, B, T) and ``E`` (Z, B, T, d).
     """
-    B, L = len(items), len(nb_row)
-    nb, it = nb_row.expand(B, L).unsqueeze(0), items.unsqueeze(0)
-    mask = valid.expand(B, L).unsqueeze(0) & (nb != it.unsqueeze(-1))  # (1, B, L), as in rcf_forward's callers
-    vals = values[:, it.unsqueeze(-1), nb]
+    nb, it, mask, vals = _target_inputs(nb_row, valid, values, items)
+    B, L = nb.shape[1:]
     with torch.no_grad():
         q = params["Q"][0][items]
         tmask = _type_masks(mask, vals)[0]  # (B, T, L)
