@@ -233,6 +233,9 @@ def test_choose_default_meets_its_criterion(state):
     assert choice.clean == (checks[LEAVE_ONE_OUT].rank_after > 10 >= plausible)
     intro = ComparisonPanel.choice_html(choice)
     assert ("only " + html.escape(LEAVE_ONE_OUT) + " takes it out of the top-10" in intro) == choice.clean
+    # the criterion's numbers are on the page: every explanation's rank after the removal, and what "moved" means
+    assert all(f"{html.escape(name)} #{rank}" in intro for name, rank in choice.contrast.items())
+    assert "moved the top pick down at least one place" in intro
 
 
 def test_default_settings_move_the_recommendation_for_a_clear_majority(ml100k):
@@ -335,6 +338,14 @@ def test_review_picks_match_the_models(review_state):
     numbers = st.choose_default(n_users=20)
     picks = st.picks()
     assert numbers == {name: p.precision for name, p in picks.items()}
+    # the sample behind the choice: its size and means, and the chosen reviewer has the largest gap in it
+    summary = st.default_summary
+    assert 1 <= summary["n_users"] <= 20 and set(summary["means"]) == set(numbers)
+    assert all(0.0 <= v <= 1.0 for v in summary["means"].values())
+    gap = numbers[PERSONALISED] - numbers[NARRE]
+    assert gap >= summary["means"][PERSONALISED] - summary["means"][NARRE] - 1e-12
+    intro = ReviewPanel(st, numbers).intro_html.value
+    assert f"of {summary['n_users']} sampled" in intro and "mean over the sampled reviewers" in intro
     corpus = st.corpus
     aspect = corpus.users["top_aspect"].iloc[st.user]
     u, i = np.array([st.user]), np.array([st.item])
@@ -395,7 +406,9 @@ def test_cache_builds_once_then_verifies_and_rebuilds_a_corrupt_file(tmp_path):
         calls.append(1)
         return {"weights": np.arange(5)}
 
-    obj, loaded = cached("thing", {"a": 1}, build, directory=tmp_path, log=lambda m: None)
+    messages = []
+    obj, loaded = cached("thing", {"a": 1}, build, directory=tmp_path, log=messages.append, label="the thing")
+    assert messages and "the thing" in messages[0] and ".pkl" not in messages[0]  # reader's words, no file name
     assert not loaded and len(calls) == 1
     (pkl,) = tmp_path.glob("thing-*.pkl")
     obj2, loaded = cached("thing", {"a": 1}, build, directory=tmp_path, log=lambda m: None)

@@ -67,7 +67,7 @@ def _key(name: str, settings: dict[str, Any]) -> str:
 
 
 def cached(name: str, settings: dict[str, Any], build: Callable[[], T], directory: str | Path | None = None,
-           log: Callable[[str], None] = print) -> tuple[T, bool]:
+           log: Callable[[str], None] = print, label: str | None = None) -> tuple[T, bool]:
     """``build()`` once per ``settings``; later calls load the verified file. Returns (object, loaded).
 
     Part of the demo (apps/why_this_recommendation).
@@ -84,6 +84,9 @@ def cached(name: str, settings: dict[str, Any], build: Callable[[], T], director
         Where the files live (default :func:`cache_dir`).
     log : Callable[[str], None]
         Where the one-line progress messages go.
+    label : str, optional
+        What the progress message calls the object, in the reader's words (default: ``name``); the message
+        never shows the cache file's name, which means nothing to a presenter.
 
     Returns
     -------
@@ -101,7 +104,7 @@ def cached(name: str, settings: dict[str, Any], build: Callable[[], T], director
         loaded = _load(path, meta_path)
         if loaded is not None:
             return loaded[0], True
-        log(f"Training {name} (first start with these settings; later starts read {path.name})…")
+        log(f"Training {label or name} (first start with these settings; later starts load it from the cache)…")
         obj = build()
         data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
         meta = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "settings": settings, "format": FORMAT}

@@ -93,7 +93,8 @@ def load_demo(size: str = "workshop", seed: int = 0, log: Callable[[str], None] 
     hmf_settings = {"model": "HistoryMF", **s["hmf"], "random_state": seed, "ratings": fingerprint(data.ratings, ["user", "item"])}
     model, from_cache["history-mf"] = cached(
         "history-mf", hmf_settings,
-        lambda: HistoryMF(**s["hmf"], random_state=seed).fit(data.csr(data.ratings)), log=log)
+        lambda: HistoryMF(**s["hmf"], random_state=seed).fit(data.csr(data.ratings)), log=log,
+        label="the recommender")
     timings["recommender"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -111,7 +112,8 @@ def load_demo(size: str = "workshop", seed: int = 0, log: Callable[[str], None] 
 
     review_settings = {"corpus": s["corpus"], "epochs": s["review_epochs"], "model": REVIEW_MODEL, "seed": seed,
                        "reviews": fingerprint(train.reviews, ["review_id", "user", "item", "rating"])}
-    models, from_cache["review-attention"] = cached("review-attention", review_settings, fit_reviews, log=log)
+    models, from_cache["review-attention"] = cached("review-attention", review_settings, fit_reviews, log=log,
+                                                  label="the two review-attention models")
     reviews = ReviewViewState(train, models["personalised"], models["narre"], seed=seed)
     review_choice = reviews.choose_default()
     timings["reviews"] = time.perf_counter() - t

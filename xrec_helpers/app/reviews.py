@@ -109,6 +109,7 @@ class ReviewViewState:
         self._n_readable = (readable >= 0).sum(axis=1)  # each item's reviews the models can read
         self._by_id = corpus.reviews.set_index("review_id")
         self.user, self.item = 0, -1
+        self.default_summary: dict | None = None  # set by choose_default: the sample behind the first view
         for user in range(corpus.n_users):  # open on the first reviewer who has a recommendation to show
             if not self.recommendations(user).empty:
                 self.select(user)
@@ -228,7 +229,9 @@ class ReviewViewState:
         """Open on the sampled user whose personalised pick beats NARRE's by the most planted-relevant reviews.
 
         Used by :mod:`xrec_helpers.app.demo`. Each sampled user's first recommendation; ties: the first
-        in the sample. Returns the criterion's numbers for the chosen pair (printed by the app).
+        in the sample. Returns the criterion's numbers for the chosen pair (printed by the app), and sets
+        ``default_summary``: how many reviewers were sampled and their mean shares, so the app can show how the
+        chosen one compares.
 
         Parameters
         ----------
@@ -242,13 +245,14 @@ class ReviewViewState:
         """
         rng = np.random.default_rng(self.seed)
         users = rng.choice(self.corpus.n_users, size=min(n_users, self.corpus.n_users), replace=False)
-        best, best_gap, numbers = None, -np.inf, {}
+        best, best_gap, numbers, every = None, -np.inf, {}, []
         for u in users:
             try:
                 self.select(int(u))
             except ValueError:
                 continue
             picks = self.picks()
+            every.append({name: p.precision for name, p in picks.items()})
             gap = picks[PERSONALISED].precision - picks[NARRE].precision
             if gap > best_gap:
                 best, best_gap = int(u), gap
@@ -256,4 +260,6 @@ class ReviewViewState:
         if best is None:
             raise ValueError("No sampled reviewer has a recommendation with enough readable reviews.")
         self.select(best)
+        # the whole sample, so the app can show how the chosen reviewer compares (``default_summary``)
+        self.default_summary = {"n_users": len(every), "means": pd.DataFrame(every).mean().to_dict()}
         return numbers

@@ -149,14 +149,16 @@ class ComparisonPanel:
         """
         shares = ", ".join(f"{_esc(name)} {choice.shares.loc[choice.n_remove, name]:.0%}" for name in choice.shares)
         reader = " and ".join(_esc(m) for m in choice.model_reading) or "the model-reading explanation"
-        why = (f"On this user's top pick, only {reader} takes it out of the top-{choice.k}, by the widest margin "
-               "among the sampled users." if choice.clean else
-               f"On this user's top pick, {reader} moves it furthest beyond the data-only explanations among the "
-               "sampled users.")
+        ranks = ", ".join(f"{_esc(name)} #{rank}" for name, rank in choice.contrast.items())
+        why = (f"On this user's top pick, only {reader} takes it out of the top-{choice.k} (its rank after the "
+               f"removal, per explanation: {ranks}); of the sampled users where only it does, this is the one whose "
+               "pick falls furthest below the best data-only explanation's." if choice.clean else
+               f"On this user's top pick, {reader} pushes it furthest below the data-only explanations among the "
+               f"sampled users (its rank after the removal, per explanation: {ranks}).")
         return (f'<p class="xrec-choice">Opened on user {_esc(choice.raw_user)} and removal count '
                 f'{choice.n_remove}, chosen at start-up: among {choice.n_users} sampled users, removing each '
-                f"explanation's {choice.n_remove} most blamed movies moved the top pick for: {shares}. "
-                f"{why}</p>")
+                f"explanation's {choice.n_remove} most blamed movies moved the top pick down at least one place "
+                f"for: {shares}. {why}</p>")
 
     # --- rendering ----------------------------------------------------------------------------------
     def _refresh_user(self) -> None:
@@ -272,9 +274,15 @@ class ReviewPanel:
             part.add_class(css)
         if numbers:
             picks = ", ".join(f"{_esc(k)} {v:.0%}" for k, v in numbers.items())
-            self.intro_html.value = (f'<p class="xrec-review-choice">Opened on the sampled reviewer whose '
-                                     f'personalised pick holds the most reviews on what they care about, compared with '
-                                     f"NARRE's (share on that aspect: {picks}); reveal the truth to see it.</p>")
+            summary = state.default_summary  # every sampled reviewer, from choose_default
+            among = (f", of {summary['n_users']} sampled," if summary else "")
+            means = ("; mean over the sampled reviewers: " + ", ".join(f"{_esc(k)} {v:.0%}"
+                                                                       for k, v in summary["means"].items())
+                     if summary else "")
+            self.intro_html.value = (f'<p class="xrec-review-choice">Opened on the reviewer{among} whose '
+                                     f"personalised pick holds the most reviews on the aspect they care about, "
+                                     f"compared with NARRE's (share of the 3 picked reviews on that aspect, for this "
+                                     f"reviewer: {picks}{means}); reveal the planted truth to see the aspect.</p>")
         self.picks: dict[str, ReviewPick] = {}
         self.hidden = False
         self.columns: dict[str, w.HTML] = {}
