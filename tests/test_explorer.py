@@ -384,6 +384,8 @@ def test_review_panel_reveals_truth_and_hides_on_demand(review_state):
     panel = ReviewPanel(review_state)
     cols = panel.columns
     assert all(c.value.count('class="xrec-review"') == 3 for c in cols.values())
+    # each column says which model predicts its rating (NARRE's differs from the personalised model's)
+    assert all(("by the NARRE model" in c.value) == (name == "NARRE attention") for name, c in cols.items())
     assert panel.truth_html.value == "" and "xrec-relevant" not in "".join(c.value for c in cols.values())
     panel.truth_button.value = True
     assert html.escape(review_state.top_aspect()) in panel.truth_html.value

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import ipywidgets as w
 
 from xrec_helpers.app.compare import ComparisonState, DefaultChoice, RemovalCheck
-from xrec_helpers.app.reviews import ReviewPick, ReviewViewState
+from xrec_helpers.app.reviews import NARRE, ReviewPick, ReviewViewState
 
 if TYPE_CHECKING:
     from xrec_helpers.app.demo import Demo
@@ -325,6 +325,8 @@ class ReviewPanel:
                                  " (planted in the synthetic corpus).</p>" if truth else "")
         for name, box in self.columns.items():
             pick = self.picks[name]
+            # NARRE predicts with its own model; the random pick is checked on the personalised one
+            by = "by the NARRE model" if name == NARRE else "by the personalised-attention model"
             rows = []
             for _, r in pick.reviews.iterrows():
                 mark = ""
@@ -338,9 +340,9 @@ class ReviewPanel:
             if self.hidden:
                 html_ += (f'<p class="xrec-hidden-result">predicted <span class="xrec-pred-before">{pick.predicted:.2f}</span>'
                           f'★ → <span class="xrec-pred-after">{pick.predicted_hidden:.2f}</span>★ without them '
-                          f"({pick.change:+.2f})</p>")
+                          f"({pick.change:+.2f}; {by})</p>")
             else:
-                html_ += f'<p><small>predicted {pick.predicted:.2f}★ with all reviews</small></p>'
+                html_ += f'<p><small>predicted {pick.predicted:.2f}★ with all reviews, {by}</small></p>'
             box.value = html_
 
     def _on_user(self, change) -> None:
