@@ -321,6 +321,10 @@ def rcf_forward(params: dict[str, torch.Tensor], p: torch.Tensor, items: torch.T
 # theta for a fixed user, removal set and target list. Since sum_l w_l q_{nb_l} with w_l = sum_t a_t a_tl is
 # sum_t a_t E_t, precomputing E once (no gradients) and differentiating only the small function of theta below
 # gives the same values, gradients and Hessians up to float64 round-off (the order of the sums differs).
+#: the type-level and output weights that _theta_scores reads (everything else of theta's scores is precomputed)
+_THETA_WEIGHTS = ("R", "W1", "b1", "w2", "Wm", "bm", "wo", "bo")
+
+
 @dataclass
 class _ThetaFree:
     """The parts of a user's scores of ``B`` targets that do not depend on theta, float64 (06_accent).
@@ -389,7 +393,7 @@ def _theta_free_parts(params: dict[str, torch.Tensor], user: int, nb_row: torch.
         has = tmask.any(-1).permute(1, 2, 0)[0]  # (B, T)
         E = torch.einsum("btl,ld->btd", a_tj[0], params["Q"][0][nb_row])
         q = params["Q"][0][items]
-    weights = {k: params[k][0] for k in ("R", "W1", "b1", "w2", "Wm", "bm", "wo", "bo")}
+    weights = {k: params[k][0] for k in _THETA_WEIGHTS}
     return _ThetaFree(has=has, E=E, q=q, weights=weights)
 
 
@@ -456,7 +460,7 @@ def _theta_free_without(params: dict[str, torch.Tensor], user: int, nb_row: torc
         S, N = e.sum(-1), e @ Qn[:L]  # (B, T), (B, T, d)
         count = tmask.sum(-1)  # (B, T)
         scale = torch.exp((1 - alpha) * m)
-    weights = {k: params[k][0] for k in ("R", "W1", "b1", "w2", "Wm", "bm", "wo", "bo")}
+    weights = {k: params[k][0] for k in _THETA_WEIGHTS}
 
     def parts(positions: torch.Tensor) -> _ThetaFree:
         with torch.no_grad():
@@ -878,15 +882,18 @@ class RCF(Recommender):
         user = int(self.check_users(user)[0])
         return self._stack.params["P"][0, user].detach().cpu().double().clone()
 
+    def _neighbour_row(self, user: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The user's neighbour list and its real-neighbour mask, cut to the real length L (at least 1), on the CPU."""
+        d = self.data_
+        L = max(1, int(d.valid[user].sum()))
+        return d.neighbours[user].cpu()[:L], d.valid[user].cpu()[:L]
+
     def _user_fn(self, user: int) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
         """g(thetas (Z, d), keep (Z, L) bool, items (Z, B)) -> (Z, B) float64 scores for ``user``."""
         p = self._double_params()
-        d = self.data_
-        nb_row = d.neighbours[user].cpu()
-        valid = d.valid[user].cpu()
-        L = max(1, int(valid.sum()))
-        nb_row, valid = nb_row[:L], valid[:L]
-        values = d.values.cpu()
+        nb_row, valid = self._neighbour_row(user)
+        L = len(nb_row)
+        values = self.data_.values.cpu()
 
         def g(thetas: torch.Tensor, keep: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
             Z, B = items.shape
@@ -901,22 +908,19 @@ class RCF(Recommender):
 
     def _kept_neighbours(self, user: int, without: Sequence[int]) -> torch.Tensor:
         """(1, L) bool over the user's neighbour list: False on the items of ``without`` (validated positives)."""
-        L = max(1, int(self.data_.valid[user].sum()))
+        nb_row = self._neighbour_row(user)[0]
         if len(without) == 0:
-            return torch.ones(1, L, dtype=torch.bool)
+            return torch.ones(1, len(nb_row), dtype=torch.bool)
         removed = check_ids(list(without), self.n_items, "item")
         self._keep_without(user, removed)  # validates: only the user's positives
-        nb_row = self.data_.neighbours[user].cpu()[:L]
         return ~torch.isin(nb_row, torch.as_tensor(removed)).unsqueeze(0)
 
     def _theta_free(self, user: int, keep: torch.Tensor, items: torch.Tensor,
                     params: dict[str, torch.Tensor] | None = None) -> _ThetaFree:
         """The theta-free parts of ``user``'s scores of ``items`` (B,) with the neighbours ``keep`` (L,) bool."""
-        d = self.data_
-        L = len(keep)
-        nb_row, valid = d.neighbours[user].cpu()[:L], d.valid[user].cpu()[:L]
+        nb_row, valid = self._neighbour_row(user)
         params = self._double_params() if params is None else params
-        return _theta_free_parts(params, user, nb_row, valid & keep, d.values.cpu(), items.cpu(),
+        return _theta_free_parts(params, user, nb_row, valid & keep, self.data_.values.cpu(), items.cpu(),
                                  self.alpha)
 
     def user_score_function(self, user: int,
@@ -1059,11 +1063,10 @@ class RCF(Recommender):
             ``g(thetas (Z, d), removed (Z,) item ids, items (B,)) -> (Z, B)`` float64.
         """
         user = int(self.check_users(user)[0])
-        d = self.data_
-        L = max(1, int(d.valid[user].sum()))
-        nb_row, valid = d.neighbours[user].cpu()[:L], d.valid[user].cpu()[:L]
+        nb_row, valid = self._neighbour_row(user)
+        L = len(nb_row)
         params = self._double_params()
-        values = d.values.cpu()
+        values = self.data_.values.cpu()
         cache: list = [None, None]  # the last items and their removal map
 
         def without(thetas: torch.Tensor, removed: np.ndarray, items: torch.Tensor) -> torch.Tensor:
@@ -1082,9 +1085,7 @@ class RCF(Recommender):
         """:meth:`user_score_without_function` through the whole forward pass per removal (the tests' reference)."""
         user = int(self.check_users(user)[0])
         g = self._user_fn(user)
-        d = self.data_
-        L = max(1, int(d.valid[user].sum()))
-        nb_row = d.neighbours[user].cpu()[:L]
+        nb_row = self._neighbour_row(user)[0]
 
         def without(thetas: torch.Tensor, removed: np.ndarray, items: torch.Tensor) -> torch.Tensor:
             keep = nb_row.unsqueeze(0) != torch.as_tensor(np.asarray(removed)).unsqueeze(1)
