@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import numpy as np
 import pytest
@@ -148,3 +149,49 @@ def test_fia_with_the_closed_form_input_effect_equals_the_full_path():
         np.testing.assert_array_equal(a.topk, b.topk)
         np.testing.assert_array_equal(a.history, b.history)
         np.testing.assert_allclose(a.influence, b.influence, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("user", USERS)
+def test_per_pair_gradients_and_hessian_hook_equal_torch_func(user):
+    model, _, _, _ = planted()
+    theta = model.user_parameters(user)
+    moved = theta + 0.1 * torch.randn(len(theta), dtype=torch.float64, generator=torch.Generator().manual_seed(user))
+    for without in removal_sets(model, user):
+        losses, _ = model.user_training_losses(user, without)
+        D = model.user_training_loss_derivatives(user, without)
+        for t in (theta, moved):
+            G, S = D(t)
+            torch.testing.assert_close(G, jacrev(losses)(t), rtol=0, atol=1e-12)
+            torch.testing.assert_close(S, hessian(lambda x, g=losses: g(x).sum())(t), rtol=0, atol=1e-12)
+    G, S = model.user_training_loss_derivatives(user, model.positives(user))(theta)  # every pair removed
+    assert G.shape == (0, len(theta)) and not S.any()
+
+
+def test_score_without_many_equals_score_without_and_checks_its_sets():
+    model, train, _, _ = planted()
+    for user in (*USERS, 7):
+        pos = model.positives(user)
+        items = model.recommend(user, 5)[0]
+        sets = [(), pos[:1], pos[1:4], pos, np.r_[pos[2:3], pos[0:1]]]
+        many = model.score_without_many(user, sets, items)
+        one = np.stack([model.score_without(user, s, items) for s in sets])
+        np.testing.assert_allclose(many, one, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(model.score_without_many(user, sets[1:2], items[:2]), one[1:2, :2], atol=1e-5)
+        assert model.score_without_many(user, [], items).shape == (0, 5)
+    negative = int(train[0].indices[train[0].data < 3][0])
+    with pytest.raises(ValueError, match="not positive training items"):
+        model.score_without_many(0, [[negative]], [1, 2])
+    with pytest.raises(TypeError):
+        model.score_without_many(0, [[1.5]], [1, 2])
+
+
+def test_catalogue_scores_are_cached_until_the_parameters_move():
+    model = copy.deepcopy(planted()[0])  # planted() is shared by the other tests: train a copy
+    before = model.score([0, 1]).copy()
+    np.testing.assert_array_equal(model.score([1, 0]), before[::-1])  # served from the cache, same rows
+    without_before = model.score_without_many(0, [()], [0, 1, 2])
+    model.continue_training(1)
+    after = model.score([0, 1])
+    assert not np.allclose(after, before)  # training moved them and the cache followed
+    np.testing.assert_allclose(after[0], model.score_without(0, [], np.arange(model.n_items)), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(model.score_without_many(0, [()], [0, 1, 2]), without_before)

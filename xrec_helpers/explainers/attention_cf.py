@@ -4,7 +4,8 @@ Taught in 06_accent (the RCF half of Table 1; Tran, Ghazimatin & Saha Roy, SIGIR
 from the user's positive items through two attention levels (:mod:`xrec_helpers.models.rcf`); each positive
 item ``j`` gets the weight ``sum_t a_t a_tj`` it receives when the recommendation is scored. The items are
 taken in decreasing weight and "removed" *without retraining*: the model re-scores the top-k with them left
-out of its inputs (``score_without``, part of ``ITEM_ATTENTION``).
+out of its inputs (``score_without_many``, part of ``ITEM_ATTENTION``: the candidates of the greedy search are
+re-scored in batches, with the same decisions as one at a time).
 
 * :class:`PureAttentionExplainer` ("pure attention") removes items in that order until another item of the
   original top-k overtakes the recommendation.
@@ -25,6 +26,8 @@ import numpy as np
 
 from xrec_helpers.explainers.base import Counterfactual, Explainer, Explanation, derive
 from xrec_helpers.models.base import ITEM_ATTENTION
+
+_CHUNK = 32  # candidates re-scored per batch in the greedy searches
 
 
 class _AttentionCFExplainer(Explainer):
@@ -91,24 +94,40 @@ class _AttentionCFExplainer(Explainer):
                              f"the top-k); item {item} is not user {user}'s top item (that is {int(topk[0])}). Build the "
                              "pairs with top_pairs(model, users).")
         keys, values = self.weights(user, item)
-        order = np.argsort(-values, kind="stable")
-        s = self.model.score_without(user, [], topk)
+        order = [int(keys[j]) for j in np.argsort(-values, kind="stable")]
+        rescore = self.model.score_without_many  # score_without for many removal sets at once
+        s = rescore(user, [[]], topk)[0]
         gap = float(s[0] - s[1:].max())
         removed: list[int] = []
         found, replacement, final_gap = False, None, None
-        calls = 1
-        for j in order:
-            trial = self.model.score_without(user, [*removed, int(keys[j])], topk)
-            calls += 1
-            new_gap = float(trial[0] - trial[1:].max())
-            if not self.pure and new_gap >= gap:
-                continue  # removing it does not narrow the lead: attention skips it
-            removed.append(int(keys[j]))
-            gap = new_gap
+        calls, start = 1, 0
+        # The greedy search taken a chunk of candidates at a time: the same decisions, in the same order, as re-scoring
+        # one candidate after the other (a candidate's fate depends only on the items removed before it), but one
+        # batched re-scoring per chunk. ``calls`` counts the re-scorings the one-at-a-time search would make.
+        size = 2
+        while start < len(order) and not found:
+            cand = order[start:start + size]
+            if self.pure:  # every prefix: remove the candidates in order
+                sets = [removed + cand[:c + 1] for c in range(len(cand))]
+            else:  # each candidate added to what is kept so far
+                sets = [removed + [c] for c in cand]
+            trial = rescore(user, [np.asarray(r, dtype=np.int64) for r in sets], topk)
+            gaps = trial[:, 0] - trial[:, 1:].max(1)
+            if self.pure:
+                flips = np.flatnonzero(gaps < 0)
+                c = int(flips[0]) if len(flips) else len(cand) - 1
+            else:
+                narrows = np.flatnonzero(gaps < gap)  # removing it narrows the lead; attention skips the others
+                if not len(narrows):
+                    calls, start, size = calls + len(cand), start + len(cand), min(_CHUNK, 2 * size)
+                    continue
+                c = int(narrows[0])
+            # the next chunk: about twice as far as this one reached (short after a quick acceptance)
+            calls, start, size = calls + c + 1, start + c + 1, min(_CHUNK, max(2, 2 * (c + 1)))
+            removed, gap = list(sets[c]), float(gaps[c])
             if gap < 0:
-                rep = 1 + int(np.argmax(trial[1:]))
-                found, replacement, final_gap = True, int(topk[rep]), float(trial[0] - trial[rep])
-                break
+                rep = 1 + int(np.argmax(trial[c, 1:]))
+                found, replacement, final_gap = True, int(topk[rep]), float(trial[c, 0] - trial[c, rep])
         cf = Counterfactual(items=np.asarray(removed if found else [], dtype=np.int64), replacement=replacement,
                             predicted_gap=final_gap, k=self.k, found=found)
         expl = self._make(user, item, keys, values, counterfactual=cf, model_calls=calls)

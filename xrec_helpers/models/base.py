@@ -64,8 +64,9 @@ RETRAIN = "retrain"
 ITEM_DECOMPOSITION = "item_decomposition"
 #: attention weights over the item's reviews (09_attention_reviews).
 REVIEW_ATTENTION = "review_attention"
-#: per-(user, item) attention weights over the user's own items (``item_attention(user, item)``) and
-#: ``score_without(user, removed, items)``, re-scoring with items left out of the inputs (06_accent, RCF).
+#: per-(user, item) attention weights over the user's own items (``item_attention(user, item)``),
+#: ``score_without(user, removed, items)``, re-scoring with items left out of the inputs, and
+#: ``score_without_many(user, removals, items)``, the same for many removal sets at once (06_accent, RCF).
 ITEM_ATTENTION = "item_attention"
 
 #: Every capability name, with what it promises (for error messages and the conformance suite).

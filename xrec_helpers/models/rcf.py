@@ -44,6 +44,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
+from torch.func import hessian
 
 from xrec_helpers._ids import check_ids
 from xrec_helpers.data.item_relations import ItemRelations, no_relations
@@ -397,16 +398,21 @@ def _theta_free_parts(params: dict[str, torch.Tensor], user: int, nb_row: torch.
     return _ThetaFree(has=has, E=E, q=q, weights=weights)
 
 
-def _theta_scores(theta: torch.Tensor, parts: _ThetaFree) -> torch.Tensor:
+def _theta_scores(theta: torch.Tensor, parts: _ThetaFree, per_target: bool = False) -> torch.Tensor:
     """(..., B) scores from theta (..., d) and the theta-free parts: the type level and the mixing of rcf_forward.
 
     Leading axes (the removals of ``RCF.user_score_without_function``) are shared by ``theta``, ``parts.has``
-    (..., B, T) and ``parts.E`` (..., B, T, d); INFLUENCE's own calls have none (06_accent).
+    (..., B, T) and ``parts.E`` (..., B, T, d); INFLUENCE's own calls have none (06_accent). With ``per_target``,
+    ``theta`` is (B, d): one copy of theta per target, so that one backward pass of the summed scores gives
+    every target's own gradient (``RCF.user_training_loss_derivatives``).
     """
     w, has = parts.weights, parts.has
-    th = theta.unsqueeze(-2)  # (..., 1, d)
+    th = theta.unsqueeze(-2)  # (..., 1, d); per target (B, 1, d)
     logits = (F.gelu((th * w["R"]) @ w["W1"] + w["b1"]) * w["w2"]).sum(-1)  # (..., T): a_t reads only p_u and t
-    logits = logits.unsqueeze(-2).expand(has.shape)
+    if per_target:  # (B, T) already, and the mixing below adds each target's own theta
+        th = theta
+    else:
+        logits = logits.unsqueeze(-2).expand(has.shape)
     logits = torch.where(has.any(-1, keepdim=True), logits.masked_fill(~has, float("-inf")), torch.zeros_like(logits))
     a_t = torch.softmax(logits, -1) * has  # a target without any kept neighbour keeps mu = theta
     mu = th + (a_t.unsqueeze(-1) * parts.E).sum(-2)
@@ -424,6 +430,49 @@ def _theta_scores(theta: torch.Tensor, parts: _ThetaFree) -> torch.Tensor:
 # type) entries are summed again directly over the remaining neighbours. The type level and the output layer then
 # run as in _theta_scores, batched over the removals.
 _RECOMPUTE = 1e-3
+
+
+def _item_level(params: dict[str, torch.Tensor], nb_row: torch.Tensor, valid: torch.Tensor, values: torch.Tensor,
+                items: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The item-level attention of ``items`` (B,) over the real neighbours ``valid``, once, without gradients.
+
+    Returns ``q`` (B, d) targets, ``tmask`` (B, T, L) type membership, ``s`` (B, T, L) pre-softmax scores (-1e4 off
+    ``tmask``), ``m`` (B, T) their maxima, ``e = exp(s - m)`` (0 off ``tmask``) and ``Qn`` (L, d) the neighbours'
+    embeddings: everything a removal of neighbours re-weights without recomputing (06_accent).
+    """
+    nb, _, mask, vals = _target_inputs(nb_row, valid, values, items)
+    with torch.no_grad():
+        q = params["Q"][0][items]
+        tmask = _type_masks(mask, vals)[0]  # (B, T, L)
+        s = _item_scores(params, q.unsqueeze(0), nb, tmask.unsqueeze(0), vals)[0]  # (B, T, L), -1e4 off tmask
+        m = s.max(-1).values  # (B, T)
+        e = torch.exp(s - m.unsqueeze(-1)) * tmask  # 0 off tmask, also in an empty type (m = -1e4 there)
+    return q, tmask, s, m, e, params["Q"][0][nb_row]
+
+
+def _theta_free_kept(params: dict[str, torch.Tensor], nb_row: torch.Tensor, valid: torch.Tensor,
+                     values: torch.Tensor, items: torch.Tensor, alpha: float) -> Callable[[torch.Tensor], _ThetaFree]:
+    """For one user's targets ``items`` (B,): a map ``keep (Z, L) bool -> _ThetaFree`` for Z sets of kept neighbours.
+
+    The item-level scores are built once (:func:`_item_level`); a kept set only re-weights them:
+    ``E_t = exp((1 - alpha) m) sum_kept e_l q_l / (sum_kept e_l)^alpha`` with ``e_l = exp(s_l - m)``, summed
+    directly over the kept neighbours (no subtraction, so no lost digits), and a type with no kept neighbour
+    drops out (``has`` False). What the attention baselines' greedy removals re-score (06_accent).
+    """
+    q, tmask, _, m, e, Qn = _item_level(params, nb_row, valid, values, items)
+    scale = torch.exp((1 - alpha) * m).unsqueeze(-1)  # (B, T, 1)
+    weights = {k: params[k][0] for k in _THETA_WEIGHTS}
+
+    def parts(keep: torch.Tensor) -> _ThetaFree:
+        with torch.no_grad():
+            kept = tmask.unsqueeze(0) & keep[:, None, None, :]  # (Z, B, T, L)
+            ek = e.unsqueeze(0) * kept
+            has = kept.any(-1)
+            S = torch.where(has, ek.sum(-1), torch.ones((), dtype=ek.dtype))
+            E = torch.where(has.unsqueeze(-1), scale * (ek @ Qn) / S.pow(alpha).unsqueeze(-1), 0.0)
+        return _ThetaFree(has=has, E=E, q=q, weights=weights)
+
+    return parts
 
 
 def _theta_free_without(params: dict[str, torch.Tensor], user: int, nb_row: torch.Tensor, valid: torch.Tensor,
@@ -446,15 +495,10 @@ def _theta_free_without(params: dict[str, torch.Tensor], user: int, nb_row: torc
     callable
         ``positions (Z,) -> _ThetaFree`` with ``has`` (Z, B, T) and ``E`` (Z, B, T, d).
     """
-    nb, it, mask, vals = _target_inputs(nb_row, valid, values, items)
-    B, L = nb.shape[1:]
+    q, tmask, s, m, e, Qn = _item_level(params, nb_row, valid, values, items)
+    B, L = s.shape[0], s.shape[-1]
+    Qn = torch.cat([Qn, Qn.new_zeros(1, q.shape[-1])])  # (L + 1, d), row L: nothing removed
     with torch.no_grad():
-        q = params["Q"][0][items]
-        tmask = _type_masks(mask, vals)[0]  # (B, T, L)
-        s = _item_scores(params, q.unsqueeze(0), nb, tmask.unsqueeze(0), vals)[0]  # (B, T, L), -1e4 off tmask
-        m = s.max(-1).values  # (B, T)
-        e = torch.exp(s - m.unsqueeze(-1)) * tmask  # 0 off tmask, also in an empty type (m = -1e4 there)
-        Qn = torch.cat([params["Q"][0][nb_row], params["Q"].new_zeros(1, q.shape[-1])])  # (L + 1, d), row L: none
         e1 = torch.cat([e, e.new_zeros(B, e.shape[1], 1)], -1)  # column L: the "nothing removed" position
         t1 = torch.cat([tmask, tmask.new_zeros(B, tmask.shape[1], 1)], -1)
         S, N = e.sum(-1), e @ Qn[:L]  # (B, T), (B, T, d)
@@ -755,6 +799,7 @@ class RCF(Recommender):
         keep = torch.ones(1, len(self.data_.users), device=self._stack.device)
         seed = 0 if self.random_state is None else int(self.random_state)
         self.loss_history_ += self._stack.train_epochs(keep, None, [seed + len(self.loss_history_)], epochs)
+        self._version = getattr(self, "_version", 0) + 1  # the parameters moved: cached scores are stale
         return self
 
     # --- scoring -------------------------------------------------------------------------------
@@ -776,13 +821,24 @@ class RCF(Recommender):
 
     @torch.no_grad()
     def _score(self, users: np.ndarray) -> np.ndarray:
+        # A user's catalogue scores are kept until the parameters move (``_version``): every explainer of 06_accent
+        # asks for the top-k of the users it explains, and re-scoring the catalogue is the costly part of RCF.
+        cache = getattr(self, "_score_cache", None)
+        version = getattr(self, "_version", 0)
+        if cache is None or cache[0] != version:
+            cache = self._score_cache = (version, {})
         out = np.empty((len(users), self.n_items), dtype=np.float32)
         dev = self._stack.device
         items = torch.arange(self.n_items, device=dev)
         for r, u in enumerate(users):
-            for start in range(0, self.n_items, 256):
-                it = items[start:start + 256].unsqueeze(0)
-                out[r, start:start + 256] = to_numpy(self._stack.predict(torch.full_like(it, int(u)), it)[0])
+            row = cache[1].get(int(u))
+            if row is None:
+                row = np.empty(self.n_items, dtype=np.float32)
+                for start in range(0, self.n_items, 256):
+                    it = items[start:start + 256].unsqueeze(0)
+                    row[start:start + 256] = to_numpy(self._stack.predict(torch.full_like(it, int(u)), it)[0])
+                cache[1][int(u)] = row
+            out[r] = row
         return out
 
     def _check_items(self, items: Sequence[int] | np.ndarray | None) -> np.ndarray:
@@ -823,13 +879,68 @@ class RCF(Recommender):
         s = self._stack.predict(torch.full_like(it, user), it, keep.unsqueeze(0))
         return to_numpy(s[0]).astype(np.float64)
 
-    def _keep_without(self, user: int, removed: Sequence[int] | np.ndarray) -> torch.Tensor:
-        removed = check_ids(list(removed), self.n_items, "item")
-        pos = self.positives(user)
-        bad = np.setdiff1d(removed, pos)
+    def score_without_many(self, user: int, removals: Sequence[Sequence[int]],
+                           items: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Scores of ``items`` with each removal set in turn left out of the user's neighbours, without retraining.
+
+        Part of ``ITEM_ATTENTION``: :meth:`score_without` for many sets at once, what the attention baselines'
+        greedy searches re-score (06_accent). Removing neighbours changes neither the user's embedding nor any
+        neighbour's item-level score, only which neighbours each type's attention sums over, so the item-level
+        attention of ``items`` is built once (and reused while the user and ``items`` stay the same) and each set
+        only re-weights it, in float64: :meth:`score_without`'s values to its float32 round-off.
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+        removals : sequence of sequences of int
+            Z sets of the user's positive training items to leave out (an empty set: nothing removed).
+        items : sequence of int
+            B items to score.
+
+        Returns
+        -------
+        numpy.ndarray
+            (Z, B) float64 scores.
+
+        Raises
+        ------
+        ValueError
+            When a removed item is not one of the user's positives.
+        """
+        user = int(self.check_users(user)[0])
+        items = check_ids(items, self.n_items, "item")
+        removals = [check_ids(r if isinstance(r, np.ndarray) else list(r), self.n_items, "item") for r in removals]
+        if removals:
+            self._check_positives(user, np.unique(np.concatenate(removals)))
+        nb_row, valid = self._neighbour_row(user)
+        key = (getattr(self, "_version", 0), user, items.tobytes())
+        cached = getattr(self, "_without_cache", None)
+        if cached is None or cached[0] != key:
+            self._without_cache = (key, _theta_free_kept(self._double_params(), nb_row, valid, self.data_.values.cpu(),
+                                                         torch.as_tensor(items), self.alpha))
+        # each set's items -> their positions in the neighbour list, all sets at once (one scatter, no loop)
+        position = np.full(self.n_items, len(nb_row), dtype=np.int64)  # len(nb_row): not a kept neighbour
+        position[nb_row[valid].numpy()] = np.flatnonzero(valid.numpy())
+        keep = torch.ones(len(removals), len(nb_row) + 1, dtype=torch.bool)
+        if removals:
+            rows = np.repeat(np.arange(len(removals)), [len(r) for r in removals])
+            keep[torch.as_tensor(rows), torch.as_tensor(position[np.concatenate(removals)])] = False
+        keep = keep[:, :-1]
+        theta = self.user_parameters(user)
+        with torch.no_grad():
+            return _theta_scores(theta, self._without_cache[1](keep & valid)).numpy()
+
+    def _check_positives(self, user: int, removed: np.ndarray) -> None:
+        """Raise unless every (validated) id of ``removed`` is one of ``user``'s positives."""
+        bad = np.setdiff1d(removed, self.positives(user))
         if len(bad):
             raise ValueError(f"Items {bad[:5].tolist()} are not positive training items of user {user}: only the "
                              "user's positives (ratings >= threshold) are RCF's inputs and can be removed.")
+
+    def _keep_without(self, user: int, removed: Sequence[int] | np.ndarray) -> torch.Tensor:
+        removed = check_ids(list(removed), self.n_items, "item")
+        self._check_positives(user, removed)
         d = self.data_
         keep = d.valid.clone()
         keep[user] &= ~torch.isin(d.neighbours[user], torch.as_tensor(removed, device=keep.device))
@@ -1012,11 +1123,7 @@ class RCF(Recommender):
         ValueError
             When an item of ``without`` is not one of the user's positives.
         """
-        user = int(self.check_users(user)[0])
-        keep = self._kept_neighbours(user, without)[0]
-        pos, neg = self._user_pairs(user, without)
-        n = len(pos)
-        parts = self._theta_free(user, keep, torch.cat([pos, neg])) if n else None
+        parts, pos, n = self._pair_parts(user, without)
 
         def losses(theta: torch.Tensor) -> torch.Tensor:
             if n == 0:  # the removal takes every pair of the user: nothing is left to fit
@@ -1025,6 +1132,64 @@ class RCF(Recommender):
             return F.softplus(-(s[:n] - s[n:]))
 
         return losses, pos.numpy().astype(np.int64)
+
+    def _pair_parts(self, user: int, without: Sequence[int]) -> tuple[_ThetaFree | None, torch.Tensor, int]:
+        """The theta-free parts of the user's kept pairs' 2n targets (positives, then negatives), the positives, n.
+
+        The last answer is kept until the parameters move: FIA asks for the losses and then for their derivatives.
+        """
+        user = int(self.check_users(user)[0])
+        removed = check_ids(list(without), self.n_items, "item") if len(without) else np.zeros(0, dtype=np.int64)
+        self._check_positives(user, removed)
+        key = (getattr(self, "_version", 0), user, tuple(sorted(removed.tolist())))
+        cached = getattr(self, "_pairs_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        keep = self._kept_neighbours(user, without)[0]
+        pos, neg = self._user_pairs(user, without)
+        n = len(pos)
+        out = (self._theta_free(user, keep, torch.cat([pos, neg])) if n else None), pos, n
+        self._pairs_cache = (key, out)
+        return out
+
+    def user_training_loss_derivatives(
+            self, user: int, without: Sequence[int] = ()
+    ) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """Per-pair gradients and the summed Hessian of :meth:`user_training_losses`, without a Jacobian per pair.
+
+        Optional part of the ``INFLUENCE`` capability (06_accent). Each pair's loss reads theta only through its
+        own two targets, so giving every target its own copy of theta and back-propagating the summed loss once
+        yields every pair's gradient at the cost of one backward pass (``torch.func.jacrev`` would run one
+        backward pass per pair over all of them). The Hessian of the sum is ``torch.func.hessian``'s.
+
+        Parameters
+        ----------
+        user : int
+            Internal user id.
+        without : sequence of int
+            Positives removed, as in :meth:`user_training_losses`.
+
+        Returns
+        -------
+        callable
+            ``D(theta (d,)) -> (G (n_pairs, d), S (d, d))`` float64.
+        """
+        parts, _, n = self._pair_parts(user, without)
+
+        def total(theta: torch.Tensor) -> torch.Tensor:
+            s = _theta_scores(theta, parts)
+            return F.softplus(-(s[:n] - s[n:])).sum()
+
+        def D(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            if n == 0:  # the removal takes every pair of the user
+                return theta.new_zeros(0, len(theta)), theta.new_zeros(len(theta), len(theta))
+            rows = theta.detach().expand(n, -1).clone().requires_grad_(True)  # one copy per pair
+            with torch.enable_grad():
+                s = _theta_scores(torch.cat([rows, rows]), parts, per_target=True)
+                F.softplus(-(s[:n] - s[n:])).sum().backward()
+            return rows.grad, hessian(total)(theta)
+
+        return D
 
     def _user_training_losses_full(self, user: int, without: Sequence[int] = ()
                                    ) -> tuple[Callable[[torch.Tensor], torch.Tensor], np.ndarray]:
