@@ -195,3 +195,28 @@ def test_catalogue_scores_are_cached_until_the_parameters_move():
     assert not np.allclose(after, before)  # training moved them and the cache followed
     np.testing.assert_allclose(after[0], model.score_without(0, [], np.arange(model.n_items)), rtol=1e-5, atol=1e-6)
     assert not np.allclose(model.score_without_many(0, [()], [0, 1, 2]), without_before)
+    with torch.no_grad():  # an edit in place, no training: the caches see it too
+        model._stack.params["bo"] += 1.0
+    np.testing.assert_allclose(model.score([0, 1]), after + 1.0, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("kept", ["all", "some", "none"])
+def test_closed_form_derivatives_equal_torch_func_for_any_weights(kept):
+    model, _, _, _ = planted()
+    gen = torch.Generator().manual_seed(1)
+    for user in USERS:
+        nb_row, valid = model._neighbour_row(user)
+        keep = {"all": torch.ones(len(nb_row), dtype=torch.bool),
+                "some": torch.arange(len(nb_row)) % 3 == 0,  # types lose neighbours, some all of them
+                "none": torch.zeros(len(nb_row), dtype=torch.bool)}[kept]  # no neighbour at all: mu = theta
+        parts = model._theta_free(user, keep, torch.arange(model.n_items))
+        theta = model.user_parameters(user) + 0.1 * torch.randn(parts.q.shape[1], dtype=torch.float64, generator=gen)
+        c = torch.randn(model.n_items, dtype=torch.float64, generator=gen)
+        scores, grads, hess = rcf_module._theta_derivatives(theta, parts)
+
+        def f(t):
+            return rcf_module._theta_scores(t, parts)
+
+        torch.testing.assert_close(scores, f(theta), rtol=0, atol=1e-12)
+        torch.testing.assert_close(grads, jacrev(f)(theta), rtol=0, atol=1e-12)
+        torch.testing.assert_close(hess(c), hessian(lambda t: (c * f(t)).sum())(theta), rtol=0, atol=1e-11)

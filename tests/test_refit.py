@@ -250,3 +250,16 @@ def test_mlp_units_on_matches_the_layers_and_explains_coinciding_gradients():
         torch.testing.assert_close(grads[a], grads[b], atol=1e-10, rtol=0)
     with pytest.raises(IndexError, match="Unknown item id"):
         model.mlp_units_on(user, [model.n_items])
+
+
+def test_ncf_catalogue_scores_are_cached_until_a_parameter_moves():
+    model = NCF(factors=4, hidden=(4, 2), epochs=2, random_state=0).fit(
+        sp.csr_matrix(np.array([[5.0, 3.0, 0.0, 1.0], [0.0, 4.0, 2.0, 0.0], [1.0, 0.0, 5.0, 4.0]])))
+    first = model.score([0, 2]).copy()
+    np.testing.assert_array_equal(model.score([2, 0]), first[::-1])
+    model.continue_training(1)
+    trained = model.score([0, 2])
+    assert not np.allclose(trained, first)
+    with torch.no_grad():  # an edit in place, no training: the cache sees it
+        model._stack.params["bo"] += 1.0
+    np.testing.assert_allclose(model.score([0, 2]), trained + 1.0, rtol=1e-6, atol=1e-5)

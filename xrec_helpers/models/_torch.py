@@ -95,3 +95,64 @@ def generator(seed: int | None) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2**63)))
     return g
+
+
+def params_key(params: dict[str, torch.Tensor], trainings: int) -> tuple:
+    """A key that changes whenever the model trains or a parameter tensor is replaced or edited in place.
+
+    ``trainings`` counts the model's training calls (``fit`` and ``continue_training`` bump it): fused optimiser
+    steps update the tensors without bumping their autograd version counters, which catch the other in-place edits
+    (an assignment into a tensor). Caches keyed on it (:class:`ScoreCache`, RCF's per-user parts) never serve values
+    of parameters that have since moved.
+
+    Parameters
+    ----------
+    params : dict[str, torch.Tensor]
+        The model's parameters.
+    trainings : int
+        The model's training-call counter.
+
+    Returns
+    -------
+    tuple
+    """
+    return (trainings, *((k, id(v), v._version) for k, v in params.items()))
+
+
+class ScoreCache:
+    """Per-user catalogue scores, kept until the parameters move (:func:`params_key`); at most ``max_floats`` scores.
+
+    Used by NCF and RCF (06_accent): every explainer asks for the top-k of the user it explains, and the user's
+    recommendation has already been scored once.
+    """
+
+    def __init__(self, max_floats: int = 16_000_000):
+        self.max_floats, self._key, self._rows = max_floats, None, {}  # 64 MB of float32 at most
+
+    def scores(self, key: tuple, users: np.ndarray, compute) -> np.ndarray:
+        """Rows of ``compute(missing_users) -> (n, n_items)`` for ``users``, computed only for users not cached.
+
+        Parameters
+        ----------
+        key : tuple
+            :func:`params_key` of the parameters the scores come from.
+        users : np.ndarray
+            Internal user ids (validated).
+        compute : callable
+            Scores of the users not cached, one row each.
+
+        Returns
+        -------
+        np.ndarray
+            (len(users), n_items) float32.
+        """
+        if not len(users):
+            return np.asarray(compute(np.zeros(0, dtype=np.int64)), dtype=np.float32)
+        if key != self._key:
+            self._key, self._rows = key, {}
+        missing = np.unique([int(u) for u in users if int(u) not in self._rows]).astype(np.int64)
+        fresh = dict(zip(missing.tolist(), np.asarray(compute(missing), dtype=np.float32))) if len(missing) else {}
+        rows = [self._rows.get(int(u), fresh.get(int(u))) for u in users]
+        if (len(self._rows) + len(fresh)) * rows[0].shape[0] <= self.max_floats:
+            self._rows.update(fresh)
+        return np.stack(rows)

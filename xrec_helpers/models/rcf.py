@@ -36,6 +36,7 @@ enters only the type level ``a_t`` and the mixing ``mu``: ``RCF.user_training_lo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -44,13 +45,12 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from torch.func import hessian
 
 from xrec_helpers._ids import check_ids
 from xrec_helpers.data.item_relations import ItemRelations, no_relations
 from xrec_helpers.engines import Engine, map_jobs
 from xrec_helpers.models._retrain import check_retrain_request, stack_targets
-from xrec_helpers.models._torch import generator, prepare_cpu_training, resolve_device, to_numpy
+from xrec_helpers.models._torch import ScoreCache, generator, params_key, prepare_cpu_training, resolve_device, to_numpy
 from xrec_helpers.models.base import INFLUENCE, ITEM_ATTENTION, RETRAIN, SCORE, Recommender
 
 _ACCUMULATOR = 0.0
@@ -260,6 +260,16 @@ def _item_scores(params: dict[str, torch.Tensor], q: torch.Tensor, nb: torch.Ten
     return s.index_put((m_e, b_e, t_e, l_e), s_e)
 
 
+def _item_weights(params: dict[str, torch.Tensor], q: torch.Tensor, nb: torch.Tensor, tmask: torch.Tensor,
+                  vals: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The item-level attention ``a_tj = exp(s_tj) / (sum_{j' in t} exp(s_tj'))^alpha`` (M, B, T, L), 0 off ``tmask``.
+
+    The log-sum-exp form of rcf_forward's item level; it reads no user embedding (06_accent).
+    """
+    s = _item_scores(params, q, nb, tmask, vals)
+    return torch.exp(s - alpha * torch.logsumexp(s, -1, keepdim=True)) * tmask
+
+
 def rcf_forward(params: dict[str, torch.Tensor], p: torch.Tensor, items: torch.Tensor, nb: torch.Tensor,
                 mask: torch.Tensor, vals: torch.Tensor, alpha: float,
                 attention: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -302,8 +312,7 @@ def rcf_forward(params: dict[str, torch.Tensor], p: torch.Tensor, items: torch.T
     logits = torch.where(has.any(-1, keepdim=True), logits.masked_fill(~has, float("-inf")), torch.zeros_like(logits))
     a_t = torch.softmax(logits, -1) * has  # a user with no neighbour at all keeps mu = p_u
     # item level: a_tj = exp(s_tj) / (sum_{j' in t} exp(s_tj'))^alpha, the sum in log-sum-exp form
-    s = _item_scores(params, q, nb, tmask, vals)
-    a_tj = torch.exp(s - alpha * torch.logsumexp(s, -1, keepdim=True)) * tmask
+    a_tj = _item_weights(params, q, nb, tmask, vals, alpha)
     w = (a_t.unsqueeze(-1) * a_tj).sum(2)  # (M, B, L): each neighbour's weight, summed over its types
     n_items = params["Q"].shape[1]
     dense = torch.zeros(M, B, n_items, dtype=w.dtype, device=w.device).scatter_add(2, nb, w)
@@ -360,16 +369,14 @@ def _target_inputs(nb_row: torch.Tensor, keep: torch.Tensor, values: torch.Tenso
     return nb, it, mask, values[:, it.unsqueeze(-1), nb]
 
 
-def _theta_free_parts(params: dict[str, torch.Tensor], user: int, nb_row: torch.Tensor, keep: torch.Tensor,
+def _theta_free_parts(params: dict[str, torch.Tensor], nb_row: torch.Tensor, keep: torch.Tensor,
                       values: torch.Tensor, items: torch.Tensor, alpha: float) -> _ThetaFree:
-    """Build :class:`_ThetaFree` once, without gradients, from one full forward pass (06_accent).
+    """Build :class:`_ThetaFree` once, without gradients, from rcf_forward's item level alone (06_accent).
 
     Parameters
     ----------
     params : dict[str, torch.Tensor]
         Float64 parameters of one model (model axis of length 1).
-    user : int
-        Internal user id.
     nb_row : torch.Tensor
         (L,) the user's neighbour list (padding included).
     keep : torch.Tensor
@@ -387,36 +394,99 @@ def _theta_free_parts(params: dict[str, torch.Tensor], user: int, nb_row: torch.
     """
     nb, it, mask, vals = _target_inputs(nb_row, keep, values, items)
     with torch.no_grad():
-        p0 = params["P"][:, user].unsqueeze(1).expand(1, len(items), -1)  # any p: a_tj does not read it
-        _, _, a_tj = rcf_forward(params, p0, it, nb, mask, vals, alpha, attention=True)
-        typed = (vals >= 0) & mask.unsqueeze(0)
-        tmask = torch.cat([(mask & ~typed.any(0)).unsqueeze(0), typed])  # (T, 1, B, L), rcf_forward's masks
-        has = tmask.any(-1).permute(1, 2, 0)[0]  # (B, T)
-        E = torch.einsum("btl,ld->btd", a_tj[0], params["Q"][0][nb_row])
         q = params["Q"][0][items]
+        tmask = _type_masks(mask, vals)  # (1, B, T, L), rcf_forward's masks
+        a_tj = _item_weights(params, q.unsqueeze(0), nb, tmask, vals, alpha)  # rcf_forward's item level, alone
+        has = tmask[0].any(-1)  # (B, T)
+        E = torch.einsum("btl,ld->btd", a_tj[0], params["Q"][0][nb_row])
     weights = {k: params[k][0] for k in _THETA_WEIGHTS}
     return _ThetaFree(has=has, E=E, q=q, weights=weights)
 
 
-def _theta_scores(theta: torch.Tensor, parts: _ThetaFree, per_target: bool = False) -> torch.Tensor:
+def _theta_scores(theta: torch.Tensor, parts: _ThetaFree) -> torch.Tensor:
     """(..., B) scores from theta (..., d) and the theta-free parts: the type level and the mixing of rcf_forward.
 
     Leading axes (the removals of ``RCF.user_score_without_function``) are shared by ``theta``, ``parts.has``
-    (..., B, T) and ``parts.E`` (..., B, T, d); INFLUENCE's own calls have none (06_accent). With ``per_target``,
-    ``theta`` is (B, d): one copy of theta per target, so that one backward pass of the summed scores gives
-    every target's own gradient (``RCF.user_training_loss_derivatives``).
+    (..., B, T) and ``parts.E`` (..., B, T, d); INFLUENCE's own calls have none (06_accent).
     """
     w, has = parts.weights, parts.has
-    th = theta.unsqueeze(-2)  # (..., 1, d); per target (B, 1, d)
+    th = theta.unsqueeze(-2)  # (..., 1, d)
     logits = (F.gelu((th * w["R"]) @ w["W1"] + w["b1"]) * w["w2"]).sum(-1)  # (..., T): a_t reads only p_u and t
-    if per_target:  # (B, T) already, and the mixing below adds each target's own theta
-        th = theta
-    else:
-        logits = logits.unsqueeze(-2).expand(has.shape)
+    logits = logits.unsqueeze(-2).expand(has.shape)
     logits = torch.where(has.any(-1, keepdim=True), logits.masked_fill(~has, float("-inf")), torch.zeros_like(logits))
     a_t = torch.softmax(logits, -1) * has  # a target without any kept neighbour keeps mu = theta
     mu = th + (a_t.unsqueeze(-1) * parts.E).sum(-2)
     return (F.gelu((mu * parts.q) @ w["Wm"] + w["bm"]) * w["wo"]).sum(-1) + w["bo"]
+
+
+def _gelu_derivatives(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """GELU's first and second derivatives (the exact, erf form F.gelu uses): Phi + x phi and phi (2 - x^2)."""
+    phi = torch.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    return 0.5 * (1 + torch.erf(x / math.sqrt(2))) + x * phi, phi * (2 - x * x)
+
+
+def _theta_derivatives(theta: torch.Tensor, parts: _ThetaFree
+                       ) -> tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """:func:`_theta_scores`' values, per-target gradients and weighted Hessians, in closed form (06_accent).
+
+    Why it is cheap: the type level's logits ``l(theta)`` (T,) do not depend on the target, so their Jacobian ``L``
+    (T, d) and Hessians are computed once; per target only the softmax over its types, the mixing
+    ``mu = theta + a^T E`` and the output layer remain. With ``v = d s / d mu``, ``S = diag(a) - a a^T`` and
+    ``m = S E v``, the gradient is ``v + L^T m``, and the Hessian of ``s`` is
+    ``J^T P J + L^T K L + sum_t m_t Hess(l_t)`` with ``J = I + E^T S L`` (d mu / d theta), ``P`` the output
+    layer's Hessian in ``mu`` and ``K = diag(m) - m a^T - a m^T`` the softmax's second derivative of ``(E v) . a``.
+    Summed over targets with weights ``c``, the first term is one (d, B h) x (B h, d) product. Tested equal to
+    :mod:`torch.func` on :meth:`RCF.user_training_losses`.
+
+    Parameters
+    ----------
+    theta : torch.Tensor
+        (d,) float64.
+    parts : _ThetaFree
+        The theta-free parts of B targets (no leading axes).
+
+    Returns
+    -------
+    scores : torch.Tensor
+        (B,) the same values as :func:`_theta_scores`.
+    grads : torch.Tensor
+        (B, d) each target's gradient in theta.
+    hessian : callable
+        ``c (B,) -> (d, d)``: the Hessian of ``sum_b c_b s_b``.
+    """
+    w, has, E, q = parts.weights, parts.has, parts.E, parts.q
+    u = (theta * w["R"]) @ w["W1"] + w["b1"]  # (T, a): the type level, shared by every target
+    g1u, g2u = _gelu_derivatives(u)
+    logits = (F.gelu(u) * w["w2"]).sum(-1)  # (T,)
+    L = w["R"] * ((g1u * w["w2"]) @ w["W1"].T)  # (T, d): d logits / d theta
+    lg = torch.where(has.any(-1, keepdim=True), logits.expand(has.shape).masked_fill(~has, float("-inf")),
+                     torch.zeros_like(has, dtype=theta.dtype))
+    a = torch.softmax(lg, -1) * has  # (B, T), as _theta_scores
+    mu = theta + (a.unsqueeze(-1) * E).sum(-2)  # (B, d)
+    z = (mu * q) @ w["Wm"] + w["bm"]  # (B, h)
+    g1z, g2z = _gelu_derivatives(z)
+    scores = (F.gelu(z) * w["wo"]).sum(-1) + w["bo"]
+    v = q * ((g1z * w["wo"]) @ w["Wm"].T)  # (B, d): d s / d mu
+    ev = (E @ v.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    m = a * (ev - (a * ev).sum(-1, keepdim=True))  # (B, T): S (E v)
+    grads = v + m @ L
+
+    def hess(c: torch.Tensor) -> torch.Tensor:
+        Aq = q.unsqueeze(-1) * w["Wm"]  # (B, d, h): d z / d mu, transposed
+        Y = E @ Aq  # (B, T, h)
+        SY = a.unsqueeze(-1) * Y - a.unsqueeze(-1) * (a.unsqueeze(-1) * Y).sum(-2, keepdim=True)  # S Y
+        X = Aq + L.T @ SY  # (B, d, h): J^T (d z / d mu)^T
+        Xw = X * (c.unsqueeze(-1) * g2z * w["wo"]).unsqueeze(1)
+        H = torch.einsum("bdh,beh->de", Xw, X)  # sum_b c_b J^T P J
+        cm = c.unsqueeze(-1) * m  # (B, T)
+        beta = cm.sum(0)  # (T,): sum_b c_b m_bt, also the weights of the logits' own Hessians
+        M = cm.T @ a  # sum_b c_b m_b a_b^T
+        H = H + L.T @ (torch.diag(beta) - M - M.T) @ L  # sum_b c_b L^T K_b L
+        Wb = w["W1"].unsqueeze(0) * (beta.unsqueeze(-1) * g2u * w["w2"]).unsqueeze(1)  # (T, d, a)
+        H = H + ((Wb @ w["W1"].T) * w["R"].unsqueeze(-1) * w["R"].unsqueeze(1)).sum(0)
+        return H
+
+    return scores, grads, hess
 
 
 # --- the input effect in closed form (INFLUENCE's optional user_score_without_function) ------------------------
@@ -475,17 +545,17 @@ def _theta_free_kept(params: dict[str, torch.Tensor], nb_row: torch.Tensor, vali
     return parts
 
 
-def _theta_free_without(params: dict[str, torch.Tensor], user: int, nb_row: torch.Tensor, valid: torch.Tensor,
+def _theta_free_without(params: dict[str, torch.Tensor], nb_row: torch.Tensor, valid: torch.Tensor,
                         values: torch.Tensor, items: torch.Tensor, alpha: float
                         ) -> Callable[[torch.Tensor], _ThetaFree]:
-    """For ``user``'s targets ``items`` (B,): a map ``positions (Z,) -> _ThetaFree`` with one neighbour removed each.
+    """For one user's targets ``items`` (B,): a map ``positions (Z,) -> _ThetaFree`` with one neighbour removed each.
 
     ``positions[z]`` is the removed neighbour's index in ``nb_row`` (``len(nb_row)``: nothing removed). The
     item-level scores are built once; each removal then costs O(B T d) (06_accent; exactness: comment above).
 
     Parameters
     ----------
-    params, user, nb_row, values, items, alpha
+    params, nb_row, values, items, alpha
         As in :func:`_theta_free_parts`.
     valid : torch.Tensor
         (L,) bool: real neighbours (not padding); the removal is one of them at a time.
@@ -798,8 +868,8 @@ class RCF(Recommender):
         self._fitted()
         keep = torch.ones(1, len(self.data_.users), device=self._stack.device)
         seed = 0 if self.random_state is None else int(self.random_state)
+        self._trainings = getattr(self, "_trainings", 0) + 1  # the parameters move: cached scores are stale
         self.loss_history_ += self._stack.train_epochs(keep, None, [seed + len(self.loss_history_)], epochs)
-        self._version = getattr(self, "_version", 0) + 1  # the parameters moved: cached scores are stale
         return self
 
     # --- scoring -------------------------------------------------------------------------------
@@ -821,24 +891,22 @@ class RCF(Recommender):
 
     @torch.no_grad()
     def _score(self, users: np.ndarray) -> np.ndarray:
-        # A user's catalogue scores are kept until the parameters move (``_version``): every explainer of 06_accent
-        # asks for the top-k of the users it explains, and re-scoring the catalogue is the costly part of RCF.
-        cache = getattr(self, "_score_cache", None)
-        version = getattr(self, "_version", 0)
-        if cache is None or cache[0] != version:
-            cache = self._score_cache = (version, {})
+        # kept until the parameters move: every explainer of 06_accent asks for the top-k of the users it explains
+        if getattr(self, "_scores", None) is None:
+            self._scores = ScoreCache()
+        return self._scores.scores(self._params_key(), users, self._score_catalogue)
+
+    def _params_key(self) -> tuple:
+        return params_key(self._stack.params, getattr(self, "_trainings", 0))
+
+    def _score_catalogue(self, users: np.ndarray) -> np.ndarray:
         out = np.empty((len(users), self.n_items), dtype=np.float32)
         dev = self._stack.device
         items = torch.arange(self.n_items, device=dev)
         for r, u in enumerate(users):
-            row = cache[1].get(int(u))
-            if row is None:
-                row = np.empty(self.n_items, dtype=np.float32)
-                for start in range(0, self.n_items, 256):
-                    it = items[start:start + 256].unsqueeze(0)
-                    row[start:start + 256] = to_numpy(self._stack.predict(torch.full_like(it, int(u)), it)[0])
-                cache[1][int(u)] = row
-            out[r] = row
+            for start in range(0, self.n_items, 256):
+                it = items[start:start + 256].unsqueeze(0)
+                out[r, start:start + 256] = to_numpy(self._stack.predict(torch.full_like(it, int(u)), it)[0])
         return out
 
     def _check_items(self, items: Sequence[int] | np.ndarray | None) -> np.ndarray:
@@ -914,7 +982,7 @@ class RCF(Recommender):
         if removals:
             self._check_positives(user, np.unique(np.concatenate(removals)))
         nb_row, valid = self._neighbour_row(user)
-        key = (getattr(self, "_version", 0), user, items.tobytes())
+        key = (self._params_key(), user, items.tobytes())
         cached = getattr(self, "_without_cache", None)
         if cached is None or cached[0] != key:
             self._without_cache = (key, _theta_free_kept(self._double_params(), nb_row, valid, self.data_.values.cpu(),
@@ -1031,7 +1099,7 @@ class RCF(Recommender):
         """The theta-free parts of ``user``'s scores of ``items`` (B,) with the neighbours ``keep`` (L,) bool."""
         nb_row, valid = self._neighbour_row(user)
         params = self._double_params() if params is None else params
-        return _theta_free_parts(params, user, nb_row, valid & keep, self.data_.values.cpu(), items.cpu(),
+        return _theta_free_parts(params, nb_row, valid & keep, self.data_.values.cpu(), items.cpu(),
                                  self.alpha)
 
     def user_score_function(self, user: int,
@@ -1141,7 +1209,7 @@ class RCF(Recommender):
         user = int(self.check_users(user)[0])
         removed = check_ids(list(without), self.n_items, "item") if len(without) else np.zeros(0, dtype=np.int64)
         self._check_positives(user, removed)
-        key = (getattr(self, "_version", 0), user, tuple(sorted(removed.tolist())))
+        key = (self._params_key(), user, tuple(sorted(removed.tolist())))
         cached = getattr(self, "_pairs_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -1155,12 +1223,13 @@ class RCF(Recommender):
     def user_training_loss_derivatives(
             self, user: int, without: Sequence[int] = ()
     ) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-        """Per-pair gradients and the summed Hessian of :meth:`user_training_losses`, without a Jacobian per pair.
+        """Per-pair gradients and the summed Hessian of :meth:`user_training_losses`, in closed form (no autograd).
 
-        Optional part of the ``INFLUENCE`` capability (06_accent). Each pair's loss reads theta only through its
-        own two targets, so giving every target its own copy of theta and back-propagating the summed loss once
-        yields every pair's gradient at the cost of one backward pass (``torch.func.jacrev`` would run one
-        backward pass per pair over all of them). The Hessian of the sum is ``torch.func.hessian``'s.
+        Optional part of the ``INFLUENCE`` capability (06_accent), used by FIA and the user re-fit. Each pair's loss
+        ``softplus(-(s_pos - s_neg))`` has the gradient ``l' (grad s_pos - grad s_neg)`` and the sum the Hessian
+        ``sum l'' dd^T + sum_b c_b Hess(s_b)`` with ``dd`` the gap's gradient and ``c_b = +-l'``; the targets'
+        gradients and weighted Hessians come from the closed form of :func:`_theta_derivatives` (the type level
+        is shared by every target). Equal to :mod:`torch.func`'s to float64 round-off (tested), several times faster.
 
         Parameters
         ----------
@@ -1176,18 +1245,13 @@ class RCF(Recommender):
         """
         parts, _, n = self._pair_parts(user, without)
 
-        def total(theta: torch.Tensor) -> torch.Tensor:
-            s = _theta_scores(theta, parts)
-            return F.softplus(-(s[:n] - s[n:])).sum()
-
         def D(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             if n == 0:  # the removal takes every pair of the user
                 return theta.new_zeros(0, len(theta)), theta.new_zeros(len(theta), len(theta))
-            rows = theta.detach().expand(n, -1).clone().requires_grad_(True)  # one copy per pair
-            with torch.enable_grad():
-                s = _theta_scores(torch.cat([rows, rows]), parts, per_target=True)
-                F.softplus(-(s[:n] - s[n:])).sum().backward()
-            return rows.grad, hessian(total)(theta)
+            s, grads, hess = _theta_derivatives(theta.detach(), parts)
+            delta, dd = s[:n] - s[n:], grads[:n] - grads[n:]  # each pair's score gap and its gradient
+            d1, d2 = -torch.sigmoid(-delta), torch.sigmoid(delta) * torch.sigmoid(-delta)  # softplus(-x)', ''
+            return d1.unsqueeze(-1) * dd, (dd * d2.unsqueeze(-1)).T @ dd + hess(torch.cat([d1, -d1]))
 
         return D
 
@@ -1237,7 +1301,7 @@ class RCF(Recommender):
         def without(thetas: torch.Tensor, removed: np.ndarray, items: torch.Tensor) -> torch.Tensor:
             items = torch.as_tensor(items).reshape(-1)
             if cache[0] is None or not torch.equal(cache[0], items):
-                cache[:] = [items.clone(), _theta_free_without(params, user, nb_row, valid, values, items,
+                cache[:] = [items.clone(), _theta_free_without(params, nb_row, valid, values, items,
                                                                self.alpha)]
             hit = (nb_row.unsqueeze(0) == torch.as_tensor(np.asarray(removed)).reshape(-1, 1)) & valid  # (Z, L)
             positions = torch.where(hit.any(1), hit.long().argmax(1), L)  # L: not a neighbour, nothing changes
