@@ -316,7 +316,8 @@ class FastInfluence:
     RCF: the pair whose positive it is), and theta moves by ``(1/n) H^-1 grad l(z)`` with ``H`` the Hessian of
     the mean loss over the ``n`` rows of the objective plus ``(l2 + damping) I``. The gradients and the Hessian
     come from :mod:`torch.func`, or from the model's optional analytic ``user_training_loss_derivatives`` and
-    ``user_score_jacobian`` when it has them (NCF: exact, since its score is piecewise linear in theta).
+    ``user_score_jacobian`` when it has them (NCF: exact, since its score is piecewise linear in theta; RCF: the
+    loss derivatives in closed form, equal to torch.func's to round-off).
 
     * NCF (squared error on ratings): the predicted change of a target's score is linear,
       ``grad f . delta theta``; ``n`` is the user's plus the target item's ratings (``"local"``), so ``H`` is

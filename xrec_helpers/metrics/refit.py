@@ -14,7 +14,7 @@ The user-block objective, without the removed set ``Z``::
     J(theta) = (1/n) * sum_{rows r of the user not owned by Z} loss_r(theta) + (ridge/2) * ||theta - anchor||^2
 
 is minimised from the trained theta by damped Newton in float64 (exact gradient and Hessian through
-:mod:`torch.func`, or NCF's analytic ``user_training_loss_derivatives``; Levenberg-Marquardt damping when the Hessian is not positive definite or a step does not
+:mod:`torch.func`, or the model's closed-form ``user_training_loss_derivatives`` (NCF, RCF); Levenberg-Marquardt damping when the Hessian is not positive definite or a step does not
 decrease ``J`` enough). On RCF the removed items also leave the user's neighbour lists, in the losses and in
 the re-scored predictions (the models' ``without`` argument of the ``INFLUENCE`` interface).
 

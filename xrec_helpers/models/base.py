@@ -56,7 +56,8 @@ FEATURE_INPUTS = "feature_inputs"
 #: * optional ``user_score_jacobian(user, without=())``: ``jac(theta, items) -> (B, p)``, the gradients of ``f`` in
 #:   theta, and ``user_training_loss_derivatives(user, without=())``: ``d(theta) -> (grads (n_rows, p), hessian
 #:   (p, p))``, the per-row gradients of ``losses`` and the Hessian of their sum, both computed without autograd
-#:   (NCF, 06_accent: exact and fast). FIA and the user refit use them when present, ``torch.func`` otherwise.
+#:   (NCF: both hooks; RCF: the loss derivatives; 06_accent: exact and fast). FIA and the user refit use them when
+#:   present, ``torch.func`` otherwise.
 INFLUENCE = "influence"
 #: retraining from a warm start with some ratings removed, for verification (06_accent).
 RETRAIN = "retrain"
