@@ -214,9 +214,9 @@ def test_closed_form_derivatives_equal_torch_func_for_any_weights(kept):
         c = torch.randn(model.n_items, dtype=torch.float64, generator=gen)
         scores, grads, hess = rcf_module._theta_derivatives(theta, parts)
 
-        def f(t):
+        def f(t, parts=parts):
             return rcf_module._theta_scores(t, parts)
 
         torch.testing.assert_close(scores, f(theta), rtol=0, atol=1e-12)
         torch.testing.assert_close(grads, jacrev(f)(theta), rtol=0, atol=1e-12)
-        torch.testing.assert_close(hess(c), hessian(lambda t: (c * f(t)).sum())(theta), rtol=0, atol=1e-11)
+        torch.testing.assert_close(hess(c), hessian(lambda t, c=c: (c * f(t)).sum())(theta), rtol=0, atol=1e-11)

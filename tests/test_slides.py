@@ -75,3 +75,27 @@ def test_unknown_deck_is_a_clear_error(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "build_slides.py"), "--out", str(out),
                              "--no-execute", "--deck", "99_nothing"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode != 0 and "No notebook 99_nothing.ipynb" in result.stderr
+
+
+def test_concurrent_fetches_unpack_once(tmp_path, monkeypatch):
+    """Two processes (parallel test workers) fetching at once: one unpacks, the other waits and finds the files."""
+    import threading
+    import time
+
+    calls = []
+
+    def fake_fetch(npm, assets):  # a slow unpack that writes every needed file
+        calls.append(npm)
+        time.sleep(0.3)
+        for f in build_slides.NEEDED:
+            (assets / f).parent.mkdir(parents=True, exist_ok=True)
+            (assets / f).write_text("x")
+
+    monkeypatch.setattr(build_slides, "_fetch", fake_fetch)
+    monkeypatch.setattr(build_slides.shutil, "which", lambda _: "npm")
+    threads = [threading.Thread(target=build_slides.fetch_assets, args=(tmp_path / "assets",)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and all((tmp_path / "assets" / f).exists() for f in build_slides.NEEDED)

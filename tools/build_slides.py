@@ -33,6 +33,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -52,9 +53,17 @@ def fetch_assets(assets: Path) -> None:
         return
     npm = shutil.which("npm")
     if npm is None:
-        sys.exit("The slide assets are not in {assets} and npm is not installed: install Node.js/npm once "
+        sys.exit(f"The slide assets are not in {assets} and npm is not installed: install Node.js/npm once "
                  "(apt-get install npm), or copy an assets/ folder from a machine that built the slides.")
     assets.mkdir(parents=True, exist_ok=True)
+    # one fetch at a time: two processes (parallel test workers, two `make slides`) would unpack over each other
+    with FileLock(str(assets) + ".lock", timeout=600):
+        if not all((assets / f).exists() for f in NEEDED):  # another process may have fetched them meanwhile
+            _fetch(npm, assets)
+
+
+def _fetch(npm: str, assets: Path) -> None:
+    """``npm pack`` the pinned packages and unpack them into ``assets`` (under fetch_assets' lock)."""
     with tempfile.TemporaryDirectory() as tmp:
         specs = [f"{name}@{version}" for name, version in ASSETS.items()]
         print(f"Fetching {', '.join(specs)} from the npm registry (once)…", flush=True)
