@@ -156,3 +156,23 @@ class ScoreCache:
         if (len(self._rows) + len(fresh)) * rows[0].shape[0] <= self.max_floats:
             self._rows.update(fresh)
         return np.stack(rows)
+
+
+class CachedScores:
+    """Mixin of the stacked torch models (NCF, RCF): ``_score`` served by a :class:`ScoreCache` (06_accent).
+
+    The model implements ``_score_catalogue(users)`` (every item's score, computed) and keeps its parameters in
+    ``self._stack.params``; it calls ``_parameters_moved()`` whenever it trains.
+    """
+
+    def _parameters_moved(self) -> None:
+        self._trainings = getattr(self, "_trainings", 0) + 1  # cached scores are stale from here on
+
+    def _params_key(self) -> tuple:
+        return params_key(self._stack.params, getattr(self, "_trainings", 0))
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        # kept until the parameters move: every explainer of 06_accent asks for the top-k of the users it explains
+        if getattr(self, "_scores", None) is None:
+            self._scores = ScoreCache()
+        return self._scores.scores(self._params_key(), users, self._score_catalogue)

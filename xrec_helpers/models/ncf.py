@@ -27,7 +27,7 @@ import torch
 from xrec_helpers._ids import check_ids
 from xrec_helpers.engines import Engine, map_jobs
 from xrec_helpers.models._retrain import check_retrain_request, stack_targets
-from xrec_helpers.models._torch import ScoreCache, generator, params_key, prepare_cpu_training, resolve_device, to_numpy
+from xrec_helpers.models._torch import CachedScores, generator, prepare_cpu_training, resolve_device, to_numpy
 from xrec_helpers.models.base import INFLUENCE, RETRAIN, SCORE, Recommender
 
 _DECAYED = ("P_gmf", "Q_gmf", "P_mlp", "Q_mlp", "W1", "W2", "Wo")
@@ -231,7 +231,7 @@ class NCFStack:
         return to_numpy(self.predict(users, items))
 
 
-class NCF(Recommender):
+class NCF(CachedScores, Recommender):
     """NeuMF regression on explicit ratings (the model ACCENT explains). Taught in 06_accent.
 
     ``fit`` expects a CSR matrix holding explicit ratings (``Dataset.csr(train, binary=False)``).
@@ -341,7 +341,7 @@ class NCF(Recommender):
         users, items, ratings = self._rows()
         keep = torch.ones(1, len(users), device=users.device)
         seed = 0 if self.random_state is None else int(self.random_state)
-        self._trainings = getattr(self, "_trainings", 0) + 1  # the parameters move: cached scores are stale
+        self._parameters_moved()
         self.loss_history_ += self._stack.train_epochs(users, items, ratings, keep,
                                                        [seed + len(self.loss_history_)], epochs)
         return self
@@ -614,15 +614,6 @@ class NCF(Recommender):
             return np.full(len(targets), train.nnz)
         item_counts = np.bincount(train.indices, minlength=train.shape[1])  # ratings per item (as CSC's indptr)
         return (train.indptr[user + 1] - train.indptr[user]) + item_counts[np.asarray(targets)]
-
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        # kept until the parameters move: every explainer of 06_accent asks for the top-k of the users it explains
-        if getattr(self, "_scores", None) is None:
-            self._scores = ScoreCache()
-        return self._scores.scores(self._params_key(), users, self._score_catalogue)
-
-    def _params_key(self) -> tuple:
-        return params_key(self._stack.params, getattr(self, "_trainings", 0))
 
     @torch.no_grad()
     def _score_catalogue(self, users: np.ndarray) -> np.ndarray:

@@ -50,7 +50,7 @@ from xrec_helpers._ids import check_ids
 from xrec_helpers.data.item_relations import ItemRelations, no_relations
 from xrec_helpers.engines import Engine, map_jobs
 from xrec_helpers.models._retrain import check_retrain_request, stack_targets
-from xrec_helpers.models._torch import ScoreCache, generator, params_key, prepare_cpu_training, resolve_device, to_numpy
+from xrec_helpers.models._torch import CachedScores, generator, prepare_cpu_training, resolve_device, to_numpy
 from xrec_helpers.models.base import INFLUENCE, ITEM_ATTENTION, RETRAIN, SCORE, Recommender
 
 _ACCUMULATOR = 0.0
@@ -748,7 +748,7 @@ class RCFStack:
 
 
 # --- the recommender ----------------------------------------------------------------------------------------
-class RCF(Recommender):
+class RCF(CachedScores, Recommender):
     """Relational Collaborative Filtering (Xin et al. 2019), trained as in ACCENT's RCF runs. Taught in 06_accent.
 
     ``fit`` expects the explicit-rating CSR (``Dataset.csr(train, binary=False)``): ratings >= ``threshold``
@@ -868,7 +868,7 @@ class RCF(Recommender):
         self._fitted()
         keep = torch.ones(1, len(self.data_.users), device=self._stack.device)
         seed = 0 if self.random_state is None else int(self.random_state)
-        self._trainings = getattr(self, "_trainings", 0) + 1  # the parameters move: cached scores are stale
+        self._parameters_moved()
         self.loss_history_ += self._stack.train_epochs(keep, None, [seed + len(self.loss_history_)], epochs)
         return self
 
@@ -890,15 +890,6 @@ class RCF(Recommender):
         return to_numpy(d.neighbours[user][d.valid[user]]).astype(np.int64)
 
     @torch.no_grad()
-    def _score(self, users: np.ndarray) -> np.ndarray:
-        # kept until the parameters move: every explainer of 06_accent asks for the top-k of the users it explains
-        if getattr(self, "_scores", None) is None:
-            self._scores = ScoreCache()
-        return self._scores.scores(self._params_key(), users, self._score_catalogue)
-
-    def _params_key(self) -> tuple:
-        return params_key(self._stack.params, getattr(self, "_trainings", 0))
-
     def _score_catalogue(self, users: np.ndarray) -> np.ndarray:
         out = np.empty((len(users), self.n_items), dtype=np.float32)
         dev = self._stack.device
@@ -1091,7 +1082,7 @@ class RCF(Recommender):
         if len(without) == 0:
             return torch.ones(1, len(nb_row), dtype=torch.bool)
         removed = check_ids(list(without), self.n_items, "item")
-        self._keep_without(user, removed)  # validates: only the user's positives
+        self._check_positives(user, removed)
         return ~torch.isin(nb_row, torch.as_tensor(removed)).unsqueeze(0)
 
     def _theta_free(self, user: int, keep: torch.Tensor, items: torch.Tensor,
@@ -1207,13 +1198,11 @@ class RCF(Recommender):
         The last answer is kept until the parameters move: FIA asks for the losses and then for their derivatives.
         """
         user = int(self.check_users(user)[0])
-        removed = check_ids(list(without), self.n_items, "item") if len(without) else np.zeros(0, dtype=np.int64)
-        self._check_positives(user, removed)
-        key = (self._params_key(), user, tuple(sorted(removed.tolist())))
+        keep = self._kept_neighbours(user, without)[0]  # validates: only the user's positives
+        key = (self._params_key(), user, tuple(sorted(int(z) for z in without)))
         cached = getattr(self, "_pairs_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
-        keep = self._kept_neighbours(user, without)[0]
         pos, neg = self._user_pairs(user, without)
         n = len(pos)
         out = (self._theta_free(user, keep, torch.cat([pos, neg])) if n else None), pos, n
@@ -1395,7 +1384,7 @@ class RCF(Recommender):
         for user, removed in removals:
             user = int(self.check_users(user)[0])
             removed = check_ids(list(removed), self.n_items, "item")
-            self._keep_without(user, removed)  # validates: only the user's positives
+            self._check_positives(user, removed)
             rows = np.flatnonzero((users_cpu == user) & np.isin(pos_cpu, removed))
             cols = np.flatnonzero(np.isin(nb_cpu[user], removed) & d.valid[user].cpu().numpy())
             spec.append((user, rows, cols))
